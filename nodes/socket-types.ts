@@ -1,0 +1,73 @@
+/**
+ * The values that travel along the links of a graph, one TypeScript type per socket type.
+ * Images are raw interleaved RGB bytes so every node can hand them to sharp without a codec round trip.
+ */
+
+export const SOCKET_TYPES = [
+  "IMAGE",
+  "MASK",
+  "PROMPT",
+  "SCHEDULER",
+  "MODEL",
+  "INT",
+  "FLOAT",
+  "STRING",
+  "BOOLEAN",
+  "SEED",
+] as const;
+
+export type SocketType = (typeof SOCKET_TYPES)[number];
+
+/** One RGB picture, 8 bits per channel, rows top to bottom. */
+export interface RgbImage {
+  readonly width: number;
+  readonly height: number;
+  /** width × height × 3 bytes. */
+  readonly data: Uint8Array;
+}
+
+/** A batch of pictures (an Inpaint with samples 4 gives four); most nodes map over it. */
+export type ImageBatch = readonly RgbImage[];
+
+/** One mask, 8 bits: 255 = repaint (white), 0 = keep. */
+export interface Mask {
+  readonly width: number;
+  readonly height: number;
+  /** width × height bytes. */
+  readonly data: Uint8Array;
+}
+
+export interface PromptValue {
+  readonly positive: string;
+  readonly negative: string;
+}
+
+export interface SchedulerSettings {
+  readonly name: string;
+  readonly steps: number;
+  readonly guidance: number;
+  readonly strength: number;
+  /** -1 resolved already: always a concrete torch seed (0 … 2^64 − 1). */
+  readonly seed: bigint;
+}
+
+export interface ModelRef {
+  /** Absolute path of a model folder in the optimum ONNX layout. */
+  readonly dir: string;
+}
+
+export interface SocketValues {
+  IMAGE: ImageBatch;
+  MASK: Mask;
+  PROMPT: PromptValue;
+  SCHEDULER: SchedulerSettings;
+  MODEL: ModelRef;
+  INT: number;
+  FLOAT: number;
+  STRING: string;
+  BOOLEAN: boolean;
+  SEED: bigint;
+}
+
+/** Socket types a user may type in as a widget value; the others only arrive over links. */
+export const LITERAL_SOCKET_TYPES: ReadonlySet<SocketType> = new Set(["INT", "FLOAT", "STRING", "BOOLEAN", "SEED"]);

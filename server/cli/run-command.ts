@@ -1,0 +1,122 @@
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { SingleBar } from "cli-progress";
+import { createBuiltinRegistry } from "../../nodes/index.ts";
+import { createEngines } from "../engines/create-engines.ts";
+import type { ExecutionEvent } from "../executor/execution-event.ts";
+import { Executor } from "../executor/executor.ts";
+import { JobInterruptedError } from "../executor/job-interrupted.ts";
+import { PROJECT_ROOT } from "../maskflow-server.ts";
+import { DataFolders } from "../storage/data-folders.ts";
+import { WorkflowInvalidError, formatProblem } from "../workflow/workflow-problem.ts";
+import type { CliIo } from "./main.ts";
+import { readWorkflowFile } from "./read-workflow-file.ts";
+import { applyOverrides } from "./set-overrides.ts";
+
+const USAGE = "usage: maskflow run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--out DIR] [--data DIR] [--model DIR] [--device cpu|cuda] [--json]";
+
+export async function runCommand(args: string[], io: CliIo): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      set: { type: "string", multiple: true, default: [] },
+      out: { type: "string" },
+      data: { type: "string" },
+      model: { type: "string" },
+      device: { type: "string" },
+      json: { type: "boolean" },
+    },
+  });
+  if (positionals.length !== 1) {
+    io.stderr.write(USAGE + "\n");
+    return 2;
+  }
+  const file = path.resolve(positionals[0]);
+  const workflow = applyOverrides(await readWorkflowFile(file), values.set ?? []);
+  const folders = await new DataFolders(values.data ?? path.join(process.cwd(), "data"), {
+    output: values.out,
+    // Images a workflow names are looked up next to it, and among the shipped examples.
+    extraInputRoots: [path.dirname(file), path.join(PROJECT_ROOT, "workflows")],
+  }).create();
+  const engines = await createEngines({ modelDir: values.model, device: values.device });
+  const executor = new Executor({ registry: createBuiltinRegistry(), storage: folders, engines: engines.nodeEngines });
+
+  try {
+    executor.validate(workflow);
+  } catch (error) {
+    if (!(error instanceof WorkflowInvalidError)) throw error;
+    io.stderr.write(`${positionals[0]}: ${error.problems.length} problem(s)\n`);
+    for (const problem of error.problems) io.stderr.write(`  - ${formatProblem(problem)}\n`);
+    return 2;
+  }
+
+  const abort = new AbortController();
+  const onSigint = () => abort.abort(new JobInterruptedError());
+  process.once("SIGINT", onSigint);
+  const progress = createProgressView(io);
+  try {
+    const result = await executor.run(workflow, { jobId: `cli-${Date.now()}`, signal: abort.signal, onEvent: progress.onEvent });
+    progress.stop();
+    const files = Object.entries(result.outputs).flatMap(([node, record]) =>
+      record.images.map((image) => ({ node, path: path.join(folders.folder(image.type), image.subfolder, image.filename) })),
+    );
+    const reported = Object.fromEntries(
+      Object.entries(result.outputs).filter(([, record]) => Object.keys(record.values).length).map(([node, record]) => [node, record.values]),
+    );
+    if (values.json) {
+      io.stdout.write(JSON.stringify({ status: result.status, files, values: reported, error: result.error ?? null }) + "\n");
+    } else {
+      for (const output of files) io.stdout.write(`${output.path}\n`);
+      for (const [node, record] of Object.entries(reported)) io.stderr.write(`node ${node}: ${JSON.stringify(record)}\n`);
+    }
+    if (result.status === "error") {
+      const where = result.error?.node ? `node ${result.error.node} (${result.error.nodeType}): ` : "";
+      io.stderr.write(`maskflow run: failed at ${where}${result.error?.message}\n`);
+      return 1;
+    }
+    if (result.status === "interrupted") {
+      io.stderr.write("maskflow run: interrupted\n");
+      return 130;
+    }
+    return 0;
+  } finally {
+    progress.stop();
+    process.off("SIGINT", onSigint);
+    await engines.dispose();
+  }
+}
+
+/** A progress bar on a terminal; plain lines when the output is a file or a pipe. */
+function createProgressView(io: CliIo): { onEvent: (event: ExecutionEvent) => void; stop: () => void } {
+  let bar: SingleBar | undefined;
+  let node = "";
+  let lastLine = 0;
+  const tty = Boolean(io.stderr.isTTY);
+  const stop = () => {
+    bar?.stop();
+    bar = undefined;
+  };
+  return {
+    stop,
+    onEvent(event) {
+      if (event.type === "executing") {
+        stop();
+        node = event.node;
+      } else if (event.type === "progress") {
+        if (tty) {
+          if (!bar) {
+            bar = new SingleBar({ format: `node ${node} [{bar}] {value}/{total} {eta_formatted}`, stream: io.stderr, hideCursor: true });
+            bar.start(event.max, event.value);
+          } else {
+            bar.setTotal(event.max);
+            bar.update(event.value);
+          }
+        } else if (event.value === event.max || Date.now() - lastLine > 1000) {
+          lastLine = Date.now();
+          io.stderr.write(`node ${event.node}: ${event.value}/${event.max}\n`);
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,51 @@
+import { parseArgs } from "node:util";
+import { createEngines } from "../engines/create-engines.ts";
+import { startServer } from "../maskflow-server.ts";
+import type { CliIo } from "./main.ts";
+
+export async function serveCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      host: { type: "string", default: process.env.MASKFLOW_HOST ?? "127.0.0.1" },
+      port: { type: "string", default: process.env.MASKFLOW_PORT ?? "8188" },
+      data: { type: "string", default: process.env.MASKFLOW_DATA_DIR ?? "data" },
+      model: { type: "string" },
+      device: { type: "string" },
+      "max-queue": { type: "string", default: "100" },
+    },
+  });
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    io.stderr.write(`maskflow serve: --port must be a whole number from 0 to 65535, got "${values.port}"\n`);
+    return 2;
+  }
+  const maxPending = Number(values["max-queue"]);
+  if (!Number.isInteger(maxPending) || maxPending < 1) {
+    io.stderr.write(`maskflow serve: --max-queue must be a whole number ≥ 1, got "${values["max-queue"]}"\n`);
+    return 2;
+  }
+  const engines = await createEngines({ modelDir: values.model, device: values.device });
+  const server = await startServer({
+    host: values.host,
+    port,
+    dataDir: values.data,
+    maxPending,
+    engines: engines.nodeEngines,
+    engineStatus: () => engines.status(),
+  });
+  io.stdout.write(`Maskflow is running at ${server.url}/\n`);
+  io.stdout.write(`  data folder: ${server.folders.root}\n`);
+  for (const [name, state] of Object.entries(engines.status())) {
+    io.stdout.write(`  engine ${name}: ${typeof state === "object" && state && "summary" in state ? String(state.summary) : JSON.stringify(state)}\n`);
+  }
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  io.stdout.write("Maskflow is stopping…\n");
+  await server.close();
+  await engines.dispose();
+  return 0;
+}

@@ -1,0 +1,58 @@
+import express, { type Express } from "express";
+import { existsSync } from "node:fs";
+import type { NodeRegistry } from "../../nodes/registry.ts";
+import type { JobQueue } from "../queue/job-queue.ts";
+import type { DataFolders } from "../storage/data-folders.ts";
+import type { HistoryStore } from "../storage/history-store.ts";
+import type { WorkflowLibrary } from "../storage/workflow-library.ts";
+import { HttpError } from "./http-error.ts";
+import { filesRoutes } from "./routes/files-routes.ts";
+import { jobsRoutes } from "./routes/jobs-routes.ts";
+import { nodesRoutes } from "./routes/nodes-routes.ts";
+import { workflowsRoutes } from "./routes/workflows-routes.ts";
+import { sendError } from "./send-error.ts";
+
+export interface AppParts {
+  readonly registry: NodeRegistry;
+  readonly queue: JobQueue;
+  readonly history: HistoryStore;
+  readonly folders: DataFolders;
+  readonly library: WorkflowLibrary;
+  /** What GET /api/system reports (version, engines). */
+  readonly system: () => Record<string, unknown>;
+  readonly maxUploadBytes: number;
+  /** The built editor (vite's dist folder), served at /. */
+  readonly clientDir?: string;
+  /** Extra routers mounted at the root (the Segmind-compatible endpoint). */
+  readonly extraRoutes?: readonly express.Router[];
+}
+
+export function createApp(parts: AppParts): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.use(express.json({ limit: "25mb" }));
+
+  const api = express.Router();
+  api.get("/system", (_req, res) => void res.json(parts.system()));
+  api.use(nodesRoutes(parts.registry));
+  api.use(workflowsRoutes(parts.library, parts.registry));
+  api.use(jobsRoutes(parts.queue, parts.history));
+  api.use(filesRoutes(parts.folders, { maxUploadBytes: parts.maxUploadBytes }));
+  api.use((req) => {
+    throw new HttpError(404, "not_found", `no API route ${req.method} ${req.originalUrl}`);
+  });
+  app.use("/api", api);
+  for (const router of parts.extraRoutes ?? []) app.use(router);
+
+  if (parts.clientDir && existsSync(parts.clientDir)) {
+    app.use(express.static(parts.clientDir, { index: "index.html" }));
+  } else {
+    app.get("/", (_req, res) => {
+      res
+        .type("text/plain")
+        .send("Maskflow API is running. The editor is not built yet: run `npm run build:client` and reload.\n");
+    });
+  }
+  app.use(sendError);
+  return app;
+}

@@ -1,0 +1,70 @@
+import { Router } from "express";
+import { z } from "zod";
+import type { JobQueue, QueuedJob } from "../../queue/job-queue.ts";
+import type { HistoryStore } from "../../storage/history-store.ts";
+import { HttpError } from "../http-error.ts";
+import { parseBody } from "../request-body.ts";
+
+const promptBody = z.strictObject({
+  workflow: z.unknown().refine((value) => value !== undefined, { message: "workflow is required" }),
+  clientId: z.string().min(1).max(128).optional(),
+  priority: z.number().int().min(-100).max(100).optional(),
+});
+
+const queueBody = z.strictObject({
+  delete: z.array(z.string()).optional(),
+  clear: z.boolean().optional(),
+});
+
+const interruptBody = z.strictObject({ id: z.string().optional() }).optional();
+
+const historyBody = z.strictObject({
+  delete: z.array(z.string()).optional(),
+  clear: z.boolean().optional(),
+});
+
+function describeJob(job: QueuedJob) {
+  return { id: job.id, clientId: job.clientId ?? null, priority: job.priority, createdAt: job.createdAt, workflow: job.workflow };
+}
+
+export function jobsRoutes(queue: JobQueue, history: HistoryStore): Router {
+  return Router()
+    .post("/prompt", (req, res) => {
+      const body = parseBody(promptBody, req.body);
+      const { id, position } = queue.enqueue(body.workflow, { clientId: body.clientId, priority: body.priority });
+      res.json({ id, position });
+    })
+    .get("/queue", (_req, res) => {
+      const { running, pending } = queue.snapshot();
+      res.json({ running: running.map(describeJob), pending: pending.map(describeJob) });
+    })
+    .post("/queue", (req, res) => {
+      const body = parseBody(queueBody, req.body ?? {});
+      const deleted = body.delete ? queue.cancel(body.delete) : [];
+      const cleared = body.clear ? queue.clearPending() : 0;
+      res.json({ deleted, cleared });
+    })
+    .post("/interrupt", (req, res) => {
+      const body = parseBody(interruptBody, req.body && Object.keys(req.body).length ? req.body : undefined);
+      res.json({ interrupted: queue.interrupt(body?.id) });
+    })
+    .get("/history", (req, res) => {
+      const max = req.query.max_items === undefined ? undefined : Number(req.query.max_items);
+      if (max !== undefined && (!Number.isInteger(max) || max < 1)) {
+        throw new HttpError(400, "invalid_query", "max_items must be a whole number ≥ 1", { field: "max_items" });
+      }
+      const entries = history.list().reverse();
+      res.json(max ? entries.slice(0, max) : entries);
+    })
+    .get("/history/:id", (req, res) => {
+      const entry = history.get(req.params.id);
+      if (!entry) throw new HttpError(404, "job_not_found", `no finished job with id "${req.params.id}"`, { id: req.params.id });
+      res.json(entry);
+    })
+    .post("/history", async (req, res) => {
+      const body = parseBody(historyBody, req.body ?? {});
+      if (body.clear) await history.clear();
+      else if (body.delete) await history.delete(body.delete);
+      res.json({ ok: true });
+    });
+}

@@ -1,0 +1,65 @@
+/**
+ * The `/ws?clientId=` endpoint: JSON events `{type, data}` with ComfyUI's names, plus binary preview
+ * frames. A job's events go to the client that queued it (to everyone when it gave no clientId);
+ * queue status goes to everyone. A client that (re)connects is sent the current status at once.
+ */
+import { randomUUID } from "node:crypto";
+import type { Server } from "node:http";
+import { WebSocket, WebSocketServer } from "ws";
+import type { JobQueue, QueueEvent, QueuedJob } from "../queue/job-queue.ts";
+import { encodePreviewFrame } from "./preview-frame.ts";
+
+export class WebSocketHub {
+  readonly #server: WebSocketServer;
+  readonly #clients = new Map<WebSocket, string>();
+  readonly #unsubscribe: () => void;
+  // One chain for all sends keeps frames in event order even while a preview is being JPEG-encoded.
+  #sending: Promise<void> = Promise.resolve();
+
+  constructor(httpServer: Server, readonly queue: JobQueue) {
+    this.#server = new WebSocketServer({ server: httpServer, path: "/ws", maxPayload: 64 * 1024 });
+    this.#server.on("connection", (socket, request) => {
+      const url = new URL(request.url ?? "/ws", "http://localhost");
+      const clientId = url.searchParams.get("clientId") || randomUUID();
+      this.#clients.set(socket, clientId);
+      socket.on("close", () => this.#clients.delete(socket));
+      socket.on("error", () => this.#clients.delete(socket));
+      socket.send(JSON.stringify({ type: "status", data: { status: queue.status(), sid: clientId } }));
+    });
+    this.#unsubscribe = queue.subscribe((event, job) => this.#publish(event, job));
+  }
+
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  #targets(job: QueuedJob | undefined): WebSocket[] {
+    const sockets = [...this.#clients.keys()].filter((socket) => socket.readyState === WebSocket.OPEN);
+    if (!job?.clientId) return sockets;
+    return sockets.filter((socket) => this.#clients.get(socket) === job.clientId);
+  }
+
+  #publish(event: QueueEvent, job: QueuedJob | undefined): void {
+    const targets = this.#targets(event.type === "status" ? undefined : job);
+    if (!targets.length) return;
+    let frame: Promise<string | Buffer>;
+    if (event.type === "preview") {
+      frame = encodePreviewFrame(event.node, event.image);
+    } else {
+      const { type, ...data } = event;
+      frame = Promise.resolve(JSON.stringify({ type, data }));
+    }
+    this.#sending = this.#sending
+      .then(() => frame)
+      .then((payload) => {
+        for (const socket of targets) if (socket.readyState === WebSocket.OPEN) socket.send(payload);
+      })
+      .catch((error: unknown) => console.error("maskflow: websocket send failed:", error));
+  }
+
+  async close(): Promise<void> {
+    this.#unsubscribe();
+    for (const socket of this.#clients.keys()) socket.terminate();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}

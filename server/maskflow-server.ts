@@ -1,0 +1,103 @@
+/**
+ * One Maskflow server: data folders, history, executor, queue, HTTP API and WebSocket, started
+ * together and stopped together. `maskflow serve` and the tests both start it through here.
+ */
+import { once } from "node:events";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { NodeEngines } from "../nodes/node-definition.ts";
+import type { NodeRegistry } from "../nodes/registry.ts";
+import { createBuiltinRegistry } from "../nodes/index.ts";
+import { Executor } from "./executor/executor.ts";
+import { createApp } from "./http/app.ts";
+import { WebSocketHub } from "./http/websocket-hub.ts";
+import { JobQueue } from "./queue/job-queue.ts";
+import { DataFolders } from "./storage/data-folders.ts";
+import { HistoryStore } from "./storage/history-store.ts";
+import { WorkflowLibrary } from "./storage/workflow-library.ts";
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export interface ServerOptions {
+  readonly host?: string;
+  readonly port?: number;
+  readonly dataDir?: string;
+  readonly maxPending?: number;
+  readonly maxUploadBytes?: number;
+  readonly cacheBytes?: number;
+  readonly registry?: NodeRegistry;
+  readonly engines?: NodeEngines;
+  readonly shippedWorkflowsDir?: string;
+  readonly clientDir?: string;
+  /** Engine availability shown at start-up and in GET /api/system. */
+  readonly engineStatus?: () => Record<string, unknown>;
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly queue: JobQueue;
+  readonly executor: Executor;
+  readonly folders: DataFolders;
+  readonly history: HistoryStore;
+  readonly httpServer: Server;
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
+  const host = options.host ?? "127.0.0.1";
+  const shippedWorkflows = options.shippedWorkflowsDir ?? path.join(PROJECT_ROOT, "workflows");
+  const folders = await new DataFolders(options.dataDir ?? path.join(process.cwd(), "data"), {
+    extraInputRoots: [shippedWorkflows],
+  }).create();
+  const history = await new HistoryStore(folders.historyFile).load();
+  const registry = options.registry ?? createBuiltinRegistry();
+  const executor = new Executor({
+    registry,
+    storage: folders,
+    engines: options.engines,
+    cacheBytes: options.cacheBytes,
+    logger: { info: (m) => console.log(`maskflow: ${m}`), warn: (m) => console.warn(`maskflow: ${m}`) },
+  });
+  const queue = new JobQueue({ executor, history, maxPending: options.maxPending });
+  const library = new WorkflowLibrary(shippedWorkflows, folders.workflows);
+  const version = "0.1.0";
+  const app = createApp({
+    registry,
+    queue,
+    history,
+    folders,
+    library,
+    maxUploadBytes: options.maxUploadBytes ?? 50 * 1024 * 1024,
+    clientDir: options.clientDir ?? path.join(PROJECT_ROOT, "client", "dist"),
+    system: () => ({ name: "maskflow", version, engines: options.engineStatus?.() ?? {}, queue: queue.status() }),
+  });
+  const httpServer = createServer(app);
+  const hub = new WebSocketHub(httpServer, queue);
+  httpServer.listen(options.port ?? 8188, host);
+  await once(httpServer, "listening");
+  const port = (httpServer.address() as AddressInfo).port;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+
+  return {
+    url: `http://${shownHost}:${port}`,
+    host,
+    port,
+    queue,
+    executor,
+    folders,
+    history,
+    httpServer,
+    async close() {
+      queue.clearPending();
+      queue.interrupt();
+      await queue.drain();
+      await hub.close();
+      httpServer.closeAllConnections();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+    },
+  };
+}

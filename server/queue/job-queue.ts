@@ -1,0 +1,206 @@
+/**
+ * The embedded queue: FIFO (higher priority first), bounded, one job at a time, each finished job
+ * recorded in history. Events of the running job go to every subscriber (the WebSocket hub).
+ */
+import { randomUUID } from "node:crypto";
+import type { ExecutionEvent } from "../executor/execution-event.ts";
+import type { Executor } from "../executor/executor.ts";
+import { JobInterruptedError } from "../executor/job-interrupted.ts";
+import { HttpError } from "../http/http-error.ts";
+import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
+import type { WorkflowDocument } from "../workflow/workflow-document.ts";
+
+export interface QueuedJob {
+  readonly id: string;
+  readonly workflow: WorkflowDocument;
+  readonly clientId?: string;
+  readonly priority: number;
+  readonly createdAt: string;
+}
+
+export interface QueueSnapshot {
+  readonly running: readonly QueuedJob[];
+  readonly pending: readonly QueuedJob[];
+}
+
+export interface QueueStatus {
+  readonly queueRemaining: number;
+  readonly running: string | null;
+}
+
+export type QueueEvent = ExecutionEvent | { readonly type: "status"; readonly status: QueueStatus };
+
+export interface JobQueueOptions {
+  readonly executor: Executor;
+  readonly history: HistoryStore;
+  /** Pending jobs allowed at once; one more is a 429. */
+  readonly maxPending?: number;
+}
+
+export class JobQueue {
+  readonly #executor: Executor;
+  readonly #history: HistoryStore;
+  readonly #maxPending: number;
+  readonly #pending: QueuedJob[] = [];
+  readonly #listeners = new Set<(event: QueueEvent, job?: QueuedJob) => void>();
+  readonly #waiters = new Map<string, Array<(entry: HistoryEntry) => void>>();
+  #running: { job: QueuedJob; abort: AbortController } | undefined;
+  #recentDurationsMs: number[] = [];
+  #idle: Promise<void> = Promise.resolve();
+
+  constructor(options: JobQueueOptions) {
+    this.#executor = options.executor;
+    this.#history = options.history;
+    this.#maxPending = options.maxPending ?? 100;
+  }
+
+  /** Validates and queues a workflow; 400 with every problem, 429 with Retry-After when full. */
+  enqueue(workflow: unknown, options: { clientId?: string; priority?: number; id?: string } = {}): { id: string; position: number } {
+    const valid = this.#executor.validate(workflow);
+    if (this.#pending.length >= this.#maxPending) {
+      const retryAfter = this.#retryAfterSeconds();
+      throw new HttpError(
+        429,
+        "queue_full",
+        `the queue is full (${this.#maxPending} jobs waiting); try again in about ${retryAfter} s`,
+        { maxPending: this.#maxPending },
+        { "Retry-After": String(retryAfter) },
+      );
+    }
+    const job: QueuedJob = {
+      id: options.id ?? randomUUID(),
+      workflow: valid,
+      clientId: options.clientId,
+      priority: options.priority ?? 0,
+      createdAt: new Date().toISOString(),
+    };
+    // Stable insertion: after every job of the same or higher priority.
+    let index = this.#pending.length;
+    while (index > 0 && this.#pending[index - 1].priority < job.priority) index--;
+    this.#pending.splice(index, 0, job);
+    // Jobs ahead of this one: 0 means it starts right away.
+    const position = index + (this.#running ? 1 : 0);
+    this.#broadcastStatus();
+    this.#pump();
+    return { id: job.id, position };
+  }
+
+  snapshot(): QueueSnapshot {
+    return { running: this.#running ? [this.#running.job] : [], pending: [...this.#pending] };
+  }
+
+  status(): QueueStatus {
+    return { queueRemaining: this.#pending.length + (this.#running ? 1 : 0), running: this.#running?.job.id ?? null };
+  }
+
+  /** Stops the running job (or the given one), at its next progress check. */
+  interrupt(jobId?: string): boolean {
+    if (!this.#running || (jobId && this.#running.job.id !== jobId)) return false;
+    this.#running.abort.abort(new JobInterruptedError());
+    return true;
+  }
+
+  /** Removes pending jobs; returns the ids that were removed. */
+  cancel(ids: readonly string[]): string[] {
+    const removed: string[] = [];
+    for (const id of ids) {
+      const index = this.#pending.findIndex((job) => job.id === id);
+      if (index >= 0) {
+        this.#pending.splice(index, 1);
+        removed.push(id);
+      }
+    }
+    if (removed.length) this.#broadcastStatus();
+    return removed;
+  }
+
+  clearPending(): number {
+    const count = this.#pending.length;
+    this.#pending.length = 0;
+    this.#broadcastStatus();
+    return count;
+  }
+
+  subscribe(listener: (event: QueueEvent, job?: QueuedJob) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Resolves with the history entry once the job has finished (whatever its status). */
+  waitFor(id: string): Promise<HistoryEntry> {
+    const done = this.#history.get(id);
+    if (done) return Promise.resolve(done);
+    return new Promise((resolve) => {
+      const list = this.#waiters.get(id) ?? [];
+      list.push(resolve);
+      this.#waiters.set(id, list);
+    });
+  }
+
+  /** Resolves once nothing is running or pending (for a clean shutdown). */
+  async drain(): Promise<void> {
+    while (this.#running || this.#pending.length) await this.#idle;
+  }
+
+  #emit(event: QueueEvent, job?: QueuedJob): void {
+    for (const listener of this.#listeners) listener(event, job);
+  }
+
+  #broadcastStatus(): void {
+    this.#emit({ type: "status", status: this.status() });
+  }
+
+  #pump(): void {
+    if (this.#running) return;
+    const job = this.#pending.shift();
+    if (!job) return;
+    const abort = new AbortController();
+    this.#running = { job, abort };
+    this.#idle = this.#execute(job, abort.signal).finally(() => {
+      this.#running = undefined;
+      this.#broadcastStatus();
+      this.#pump();
+    });
+  }
+
+  async #execute(job: QueuedJob, signal: AbortSignal): Promise<void> {
+    this.#broadcastStatus();
+    const started = Date.now();
+    const result = await this.#executor.run(job.workflow, {
+      jobId: job.id,
+      signal,
+      onEvent: (event) => this.#emit(event, job),
+    });
+    const finished = Date.now();
+    this.#recentDurationsMs = [...this.#recentDurationsMs.slice(-19), finished - started];
+    const entry: HistoryEntry = {
+      id: job.id,
+      status: result.status,
+      clientId: job.clientId,
+      workflow: job.workflow,
+      createdAt: job.createdAt,
+      startedAt: new Date(started).toISOString(),
+      finishedAt: new Date(finished).toISOString(),
+      durationMs: finished - started,
+      outputs: result.outputs,
+      error: result.error,
+      executed: result.executed,
+      cached: result.cached,
+    };
+    try {
+      await this.#history.add(entry);
+    } catch (error) {
+      // The job's outputs are on disk already; a failed history write must not stop the queue.
+      console.error(`maskflow: could not write history for job ${job.id}: ${(error as Error).message}`);
+    }
+    for (const resolve of this.#waiters.get(job.id) ?? []) resolve(entry);
+    this.#waiters.delete(job.id);
+  }
+
+  #retryAfterSeconds(): number {
+    const recent = this.#recentDurationsMs;
+    const average = recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : 1000;
+    // A slot frees when the running job ends: about one average job from now.
+    return Math.max(1, Math.ceil(average / 1000));
+  }
+}

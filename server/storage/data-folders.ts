@@ -1,0 +1,79 @@
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import type { ImageRef, NodeStorage } from "../../nodes/node-definition.ts";
+import { writeFileAtomic } from "./atomic-write.ts";
+import { resolveInside } from "./safe-path.ts";
+
+export type FolderType = "input" | "output" | "temp";
+
+/**
+ * The server's data folder: input/ (uploads and images LoadImage reads), output/ (what SaveImage writes),
+ * temp/ (previews), workflows/ (the user's saved workflows) and history.json.
+ */
+export class DataFolders implements NodeStorage {
+  readonly root: string;
+  readonly input: string;
+  readonly output: string;
+  readonly temp: string;
+  readonly workflows: string;
+  readonly historyFile: string;
+  /** Read-only folders searched after input/ (the shipped example images, a CLI workflow's own folder). */
+  readonly extraInputRoots: readonly string[];
+  #counter = 0;
+
+  constructor(root: string, options: { output?: string; extraInputRoots?: readonly string[] } = {}) {
+    this.root = path.resolve(root);
+    this.input = path.join(this.root, "input");
+    this.output = options.output ? path.resolve(options.output) : path.join(this.root, "output");
+    this.extraInputRoots = (options.extraInputRoots ?? []).map((folder) => path.resolve(folder));
+    this.temp = path.join(this.root, "temp");
+    this.workflows = path.join(this.root, "workflows");
+    this.historyFile = path.join(this.root, "history.json");
+  }
+
+  async create(): Promise<this> {
+    for (const folder of [this.input, this.output, this.temp, this.workflows]) {
+      await mkdir(folder, { recursive: true });
+    }
+    return this;
+  }
+
+  folder(type: FolderType): string {
+    return type === "input" ? this.input : type === "output" ? this.output : this.temp;
+  }
+
+  /** Path of a file the user named, kept inside its folder. */
+  resolve(type: FolderType, filename: string, subfolder = ""): string {
+    const base = subfolder ? resolveInside(this.folder(type), subfolder, "subfolder") : this.folder(type);
+    return resolveInside(base, filename, "filename");
+  }
+
+  inputPath(filename: string): string {
+    const own = this.resolve("input", filename);
+    if (existsSync(own)) return own;
+    for (const root of this.extraInputRoots) {
+      const candidate = resolveInside(root, filename, "filename");
+      if (existsSync(candidate)) return candidate;
+    }
+    return own;
+  }
+
+  async writeImage(
+    bytes: Uint8Array,
+    options: { prefix: string; extension: string; type: "output" | "temp" },
+  ): Promise<ImageRef> {
+    const prefix = options.prefix.replace(/[^A-Za-z0-9_-]+/g, "_").slice(0, 64) || "maskflow";
+    // Time + counter keeps names unique and sortable without listing the folder on every save.
+    const stamp = new Date().toISOString().replace(/[-:T]/g, "").replace(/\..*/, "");
+    const filename = `${prefix}_${stamp}_${String(++this.#counter).padStart(5, "0")}.${options.extension}`;
+    await writeFileAtomic(path.join(this.folder(options.type), filename), bytes);
+    return { filename, subfolder: "", type: options.type };
+  }
+
+  /** Writes to a fixed name (a job's outputs named by job id, so a retried job overwrites, never duplicates). */
+  async writeNamed(type: FolderType, filename: string, bytes: Uint8Array): Promise<ImageRef> {
+    await writeFileAtomic(this.resolve(type, filename), bytes);
+    return { filename, subfolder: "", type };
+  }
+}
