@@ -1,10 +1,12 @@
 /** Every node type that ships with Maskflow, registered in one place. */
 import { imageNodes } from "./image/index.ts";
+import { InpaintNode } from "./inpaint/inpaint-node.ts";
 import { maskNodes } from "./mask/index.ts";
 import { primitiveNodes } from "./primitive/primitive-nodes.ts";
 import { PromptNode } from "./prompt/prompt-node.ts";
 import { NodeRegistry } from "./registry.ts";
+import { SchedulerNode } from "./sampling/scheduler-node.ts";
 
 export function createBuiltinRegistry(): NodeRegistry {
-  return new NodeRegistry().register(...imageNodes, ...maskNodes, PromptNode, ...primitiveNodes);
+  return new NodeRegistry().register(...imageNodes, ...maskNodes, PromptNode, SchedulerNode, InpaintNode, ...primitiveNodes);
 }

@@ -2,6 +2,7 @@
  * What a node is: a declared schema (inputs with their widgets, outputs) plus one run function,
  * in the spirit of ComfyUI's INPUT_TYPES / RETURN_TYPES / FUNCTION, but typed end to end.
  */
+import type { LocalInpaintEngine } from "../server/engines/onnx/onnx-engine.ts";
 import type { Mask, RgbImage, SocketType, SocketValues } from "./socket-types.ts";
 
 export type WidgetKind = "number" | "slider" | "combo" | "text" | "multiline" | "seed" | "toggle" | "image" | "mask";
@@ -53,7 +54,8 @@ export interface NodeLogger {
 
 /** Engines a node can ask for; filled by the server with what is installed. */
 export interface NodeEngines {
-  readonly [name: string]: unknown;
+  /** Local Stable Diffusion on onnxruntime. */
+  readonly local?: LocalInpaintEngine;
 }
 
 export interface NodeContext {

@@ -34,7 +34,7 @@ async function png(width = 8, height = 8) {
 
 async function upload(server: RunningServer, bytes: Uint8Array, name: string, fields: Record<string, string> = {}) {
   const form = new FormData();
-  form.append("image", new Blob([bytes]), name);
+  form.append("image", new Blob([new Uint8Array(bytes)]), name);
   for (const [key, value] of Object.entries(fields)) form.append(key, value);
   const response = await fetch(`${server.url}/api/upload`, { method: "POST", body: form, signal: AbortSignal.timeout(20_000) });
   return { status: response.status, body: (await response.json()) as any };

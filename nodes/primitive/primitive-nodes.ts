@@ -1,5 +1,6 @@
 /** Primitives: one widget each, so a value can be set once and linked into many nodes. */
 import { randomUUID } from "node:crypto";
+import { randomSeed } from "../../server/engines/onnx/torch-generator.ts";
 import { defineNode } from "../node-definition.ts";
 
 export const IntNode = defineNode({
@@ -46,8 +47,6 @@ export const BooleanNode = defineNode({
   },
 });
 
-const MAX_SEED = (1n << 64n) - 1n;
-
 /** A seed as torch takes it; -1 draws a fresh 64-bit one on every run and reports it so the image can be reproduced. */
 export const SeedNode = defineNode({
   type: "Seed",
@@ -65,10 +64,5 @@ export const SeedNode = defineNode({
     return { seed: resolved };
   },
 });
-
-function randomSeed(): bigint {
-  const bytes = crypto.getRandomValues(new BigUint64Array(1));
-  return bytes[0] & MAX_SEED;
-}
 
 export const primitiveNodes = [IntNode, FloatNode, StringNode, BooleanNode, SeedNode];

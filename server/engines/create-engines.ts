@@ -1,4 +1,6 @@
 import type { NodeEngines } from "../../nodes/node-definition.ts";
+import { OnnxEngine } from "./onnx/onnx-engine.ts";
+import { parseDevice } from "./onnx/onnx-engine.ts";
 
 export interface EngineOptions {
   readonly modelDir?: string;
@@ -7,16 +9,22 @@ export interface EngineOptions {
 
 export interface Engines {
   readonly nodeEngines: NodeEngines;
+  readonly local: OnnxEngine;
   /** What `maskflow serve` prints and GET /api/system reports. */
-  status(): Record<string, unknown>;
+  status(): Record<string, { summary: string } & Record<string, unknown>>;
   dispose(): Promise<void>;
 }
 
-/** The engines this process offers to nodes. */
-export async function createEngines(_options: EngineOptions = {}): Promise<Engines> {
+/** The engines this process offers to nodes; models load on first use, not here. */
+export async function createEngines(options: EngineOptions = {}): Promise<Engines> {
+  const local = new OnnxEngine({
+    defaultModelDir: options.modelDir,
+    device: options.device === undefined ? undefined : parseDevice(options.device),
+  });
   return {
-    nodeEngines: {},
-    status: () => ({}),
-    dispose: async () => {},
+    nodeEngines: { local },
+    local,
+    status: () => ({ local: local.status() }),
+    dispose: () => local.release(),
   };
 }

@@ -1,0 +1,23 @@
+/**
+ * `npm run bench`: the speed targets of the project, measured on this machine and printed as a table
+ * (and as JSON with --json). Targets are checked here, never in timed tests.
+ */
+import { benchExecutor } from "./executor-bench.ts";
+
+const sections: Array<[string, () => Promise<Record<string, number | string>>]> = [["executor", () => benchExecutor()]];
+
+const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const results: Record<string, number | string> = {};
+for (const [name, run] of sections) {
+  if (only.length && !only.includes(name)) continue;
+  process.stderr.write(`bench: ${name}…\n`);
+  Object.assign(results, await run());
+}
+if (process.argv.includes("--json")) {
+  console.log(JSON.stringify(results, null, 2));
+} else {
+  const width = Math.max(...Object.keys(results).map((k) => k.length));
+  for (const [key, value] of Object.entries(results)) {
+    console.log(`${key.padEnd(width)}  ${typeof value === "number" ? value.toFixed(value < 10 ? 3 : 1) : value}`);
+  }
+}

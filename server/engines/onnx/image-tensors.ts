@@ -1,0 +1,53 @@
+/**
+ * Pictures ↔ the tensors the VAE reads and writes, with diffusers' VaeImageProcessor arithmetic
+ * (float32 steps, so the same bytes give the same tensor as in Python).
+ */
+import type { Mask, RgbImage } from "../../../nodes/socket-types.ts";
+
+/** RGB bytes → [1, 3, H, W] in [-1, 1]: x / 255 then 2x − 1, each rounded to float32. */
+export function imageToTensor(image: RgbImage): Float32Array {
+  const { width, height, data } = image;
+  const plane = width * height;
+  const out = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      const unit = Math.fround(data[i * 3 + c] / 255);
+      out[c * plane + i] = Math.fround(2 * unit - 1);
+    }
+  }
+  return out;
+}
+
+/** Mask bytes → [1, 1, H, W] of 0 and 1: x / 255, then ≥ 0.5 → 1 (white repaints), as do_binarize does. */
+export function maskToTensor(mask: Mask): Float32Array {
+  const out = new Float32Array(mask.width * mask.height);
+  for (let i = 0; i < out.length; i++) out[i] = Math.fround(mask.data[i] / 255) >= 0.5 ? 1 : 0;
+  return out;
+}
+
+/** Decoder output [3, H, W] in [-1, 1] → RGB bytes: clamp(x / 2 + 0.5, 0, 1) × 255, rounded. */
+export function tensorToImage(tensor: Float32Array, width: number, height: number): RgbImage {
+  const plane = width * height;
+  const data = new Uint8Array(plane * 3);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      const unit = Math.min(1, Math.max(0, Math.fround(Math.fround(tensor[c * plane + i] / 2) + 0.5)));
+      data[i * 3 + c] = Math.round(Math.fround(unit * 255));
+    }
+  }
+  return { width, height, data };
+}
+
+/** torch's interpolate(mode="nearest") from [H, W] to [h, w]: source index floor(i × H / h). */
+export function downsampleNearest(values: Float32Array, width: number, height: number, toWidth: number, toHeight: number): Float32Array {
+  const out = new Float32Array(toWidth * toHeight);
+  const scaleY = height / toHeight;
+  const scaleX = width / toWidth;
+  for (let y = 0; y < toHeight; y++) {
+    const sy = Math.min(height - 1, Math.floor(y * scaleY));
+    for (let x = 0; x < toWidth; x++) {
+      out[y * toWidth + x] = values[sy * width + Math.min(width - 1, Math.floor(x * scaleX))];
+    }
+  }
+  return out;
+}

@@ -1,0 +1,82 @@
+/**
+ * The local engine: one loaded model per folder, shared by every job, loaded on first use and freed on
+ * request. Requests are checked before any model loads, so a bad width never costs a load.
+ */
+import { existsSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { checkInpaintRequest, type InpaintHooks, type InpaintRequest, type InpaintResult, runInpaintPipeline } from "./inpaint-pipeline.ts";
+import type { DeviceName } from "./onnx-session.ts";
+import { loadSdModel, type SdModel } from "./sd-model.ts";
+
+export const DEFAULT_MODEL_DIR = "models/sd15-inpainting";
+
+export interface OnnxEngineOptions {
+  /** Used when a node names no model: --model, MASKFLOW_MODEL_DIR, else models/sd15-inpainting. */
+  readonly defaultModelDir?: string;
+  readonly device?: DeviceName;
+  readonly threads?: number;
+}
+
+export interface LocalInpaintEngine {
+  inpaint(request: InpaintRequest, options: InpaintHooks & { modelDir?: string }): Promise<InpaintResult>;
+}
+
+export class OnnxEngine implements LocalInpaintEngine {
+  readonly defaultModelDir: string;
+  readonly device: DeviceName;
+  readonly threads: number;
+  readonly #models = new Map<string, Promise<SdModel>>();
+
+  constructor(options: OnnxEngineOptions = {}) {
+    this.defaultModelDir = path.resolve(options.defaultModelDir ?? process.env.MASKFLOW_MODEL_DIR ?? DEFAULT_MODEL_DIR);
+    this.device = parseDevice(options.device ?? process.env.MASKFLOW_DEVICE ?? "cpu");
+    this.threads = options.threads ?? os.availableParallelism();
+  }
+
+  /** The loaded model of a folder, loading it once however many jobs ask at the same time. */
+  model(dir?: string): Promise<SdModel> {
+    const key = path.resolve(dir || this.defaultModelDir);
+    let model = this.#models.get(key);
+    if (!model) {
+      model = loadSdModel(key, { device: this.device, threads: this.threads });
+      this.#models.set(key, model);
+      model.catch(() => this.#models.delete(key));
+    }
+    return model;
+  }
+
+  async inpaint(request: InpaintRequest, options: InpaintHooks & { modelDir?: string } = {}): Promise<InpaintResult> {
+    checkInpaintRequest(request);
+    const model = await this.model(options.modelDir);
+    return runInpaintPipeline(model, request, options);
+  }
+
+  /** Frees the sessions of one folder, or of all. */
+  async release(dir?: string): Promise<void> {
+    const keys = dir ? [path.resolve(dir)] : [...this.#models.keys()];
+    for (const key of keys) {
+      const model = this.#models.get(key);
+      this.#models.delete(key);
+      await model?.then((m) => m.release()).catch(() => {});
+    }
+  }
+
+  status(): { summary: string; defaultModelDir: string; installed: boolean; device: DeviceName; loaded: string[] } {
+    const installed = existsSync(path.join(this.defaultModelDir, "model_index.json"));
+    return {
+      summary: installed
+        ? `local ONNX model at ${this.defaultModelDir} (device ${this.device})`
+        : `no local model at ${this.defaultModelDir}: run \`maskflow models pull\` or set MASKFLOW_MODEL_DIR`,
+      defaultModelDir: this.defaultModelDir,
+      installed,
+      device: this.device,
+      loaded: [...this.#models.keys()],
+    };
+  }
+}
+
+export function parseDevice(value: string): DeviceName {
+  if (value === "cpu" || value === "cuda") return value;
+  throw new Error(`device must be "cpu" or "cuda", got "${value}"`);
+}

@@ -1,0 +1,126 @@
+/**
+ * One onnxruntime session with what the pipeline needs on top: the declared dtypes and shapes of its
+ * inputs and outputs, float16 converted at the boundary, and the time spent inside onnxruntime.
+ */
+import * as ort from "onnxruntime-node";
+import { float16ToFloat32, float32ToFloat16 } from "./float16.ts";
+
+export type DeviceName = "cpu" | "cuda";
+
+export interface ValueSpec {
+  readonly name: string;
+  /** onnxruntime's element type name: "float32", "float16", "int64", "int32", … */
+  readonly type: string;
+  /** Declared dims: numbers where fixed, names where symbolic. */
+  readonly shape: readonly (number | string)[];
+}
+
+export type FeedValue =
+  | { readonly kind: "float"; readonly data: Float32Array; readonly dims: readonly number[] }
+  | { readonly kind: "int"; readonly data: readonly number[]; readonly dims: readonly number[] };
+
+export class ModelLoadError extends Error {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(`${file}: ${message}`);
+    this.name = "ModelLoadError";
+  }
+}
+
+export class OnnxSession {
+  readonly inputs: ReadonlyMap<string, ValueSpec>;
+  readonly outputs: ReadonlyMap<string, ValueSpec>;
+  /** Milliseconds spent in session.run since creation (for the pipeline-overhead benchmark). */
+  runMs = 0;
+
+  private constructor(
+    readonly file: string,
+    private readonly session: ort.InferenceSession,
+  ) {
+    this.inputs = describe(session.inputMetadata);
+    this.outputs = describe(session.outputMetadata);
+  }
+
+  static async create(file: string, label: string, options: { device: DeviceName; threads: number }): Promise<OnnxSession> {
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: options.device === "cuda" ? ["cuda", "cpu"] : ["cpu"],
+      intraOpNumThreads: options.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: "all",
+      // Load failures are reported by us, naming the file; onnxruntime's own log would repeat them.
+      logSeverityLevel: 4,
+    };
+    try {
+      return new OnnxSession(label, await ort.InferenceSession.create(file, sessionOptions));
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (options.device === "cuda" && /cuda|provider/i.test(message)) {
+        throw new ModelLoadError(
+          label,
+          "the CUDA execution provider is not installed: reinstall onnxruntime-node with its CUDA binaries " +
+            "(`npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12`, see README) or use --device cpu",
+        );
+      }
+      throw new ModelLoadError(label, `onnxruntime could not load it (missing, truncated or not an ONNX model?): ${message}`);
+    }
+  }
+
+  /** Runs with float32 in and out whatever the model's own float type; int inputs follow the declared type. */
+  async run(feeds: Readonly<Record<string, FeedValue>>, outputNames?: readonly string[]): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [name, value] of Object.entries(feeds)) {
+      const spec = this.inputs.get(name);
+      if (!spec) throw new Error(`${this.file}: has no input "${name}"`);
+      tensors[name] = toTensor(spec, value);
+    }
+    const started = performance.now();
+    const results = outputNames ? await this.session.run(tensors, [...outputNames]) : await this.session.run(tensors);
+    this.runMs += performance.now() - started;
+    const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+    for (const [name, tensor] of Object.entries(results)) {
+      out[name] = { data: toFloat32(tensor), dims: tensor.dims };
+      tensor.dispose();
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function describe(metadata: readonly ort.InferenceSession.ValueMetadata[]): Map<string, ValueSpec> {
+  const specs = new Map<string, ValueSpec>();
+  for (const value of metadata) {
+    if (value.isTensor) specs.set(value.name, { name: value.name, type: value.type, shape: value.shape });
+    else specs.set(value.name, { name: value.name, type: "non-tensor", shape: [] });
+  }
+  return specs;
+}
+
+function toTensor(spec: ValueSpec, value: FeedValue): ort.Tensor {
+  const dims = [...value.dims];
+  if (value.kind === "float") {
+    if (spec.type === "float16") return new ort.Tensor("float16", float32ToFloat16(value.data), dims);
+    if (spec.type === "float32") return new ort.Tensor("float32", value.data, dims);
+    if (spec.type === "int64") return new ort.Tensor("int64", BigInt64Array.from(value.data, (v) => BigInt(Math.trunc(v))), dims);
+    if (spec.type === "int32") return new ort.Tensor("int32", Int32Array.from(value.data, (v) => Math.trunc(v)), dims);
+    if (spec.type === "float64") return new ort.Tensor("float64", Float64Array.from(value.data), dims);
+  } else {
+    if (spec.type === "int64") return new ort.Tensor("int64", BigInt64Array.from(value.data, (v) => BigInt(v)), dims);
+    if (spec.type === "int32") return new ort.Tensor("int32", Int32Array.from(value.data), dims);
+    if (spec.type === "float32") return new ort.Tensor("float32", Float32Array.from(value.data), dims);
+    if (spec.type === "float16") return new ort.Tensor("float16", float32ToFloat16(Float32Array.from(value.data)), dims);
+  }
+  throw new Error(`input "${spec.name}" has type ${spec.type}, which Maskflow cannot feed`);
+}
+
+function toFloat32(tensor: ort.Tensor): Float32Array {
+  const data = tensor.data;
+  if (data instanceof Float32Array) return new Float32Array(data); // copy: the tensor is disposed
+  if (tensor.type === "float16" && data instanceof Uint16Array) return float16ToFloat32(data);
+  if (data instanceof Float64Array || data instanceof Int32Array) return Float32Array.from(data);
+  throw new Error(`output of type ${tensor.type} is not a float tensor`);
+}

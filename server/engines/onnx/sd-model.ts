@@ -1,0 +1,177 @@
+/**
+ * A Stable Diffusion (inpainting) model folder in the layout Hugging Face optimum exports, loaded and
+ * checked: every file present, every session's inputs and outputs named and typed as the pipeline
+ * expects. A problem is one message naming the file and what was expected.
+ */
+import { readFile, stat } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { ClipTokenizer } from "./clip-tokenizer.ts";
+import { type DeviceName, ModelLoadError, OnnxSession, type ValueSpec } from "./onnx-session.ts";
+
+export interface SdModelInfo {
+  readonly dir: string;
+  /** 9 runs the inpainting path; 4 runs diffusers' legacy blend-back path. */
+  readonly unetInChannels: 4 | 9;
+  readonly hiddenSize: number;
+  readonly floatType: "float32" | "float16";
+  readonly timestepType: string;
+  /** Whether uncond and cond can share one UNet call (the batch dim is not fixed to 1). */
+  readonly unetBatchable: boolean;
+  /** "latent_parameters" (mean ‖ logvar, newer exports) or "latent_sample". */
+  readonly vaeEncoderOutput: "latent_parameters" | "latent_sample";
+  readonly vaeScalingFactor: number;
+  readonly inputIdsName: string;
+}
+
+export interface SdModel {
+  readonly info: SdModelInfo;
+  readonly tokenizer: ClipTokenizer;
+  readonly textEncoder: OnnxSession;
+  readonly unet: OnnxSession;
+  readonly vaeEncoder: OnnxSession;
+  readonly vaeDecoder: OnnxSession;
+  readonly schedulerConfig: Readonly<Record<string, unknown>>;
+  release(): Promise<void>;
+}
+
+const REQUIRED_FILES = [
+  "model_index.json",
+  "text_encoder/model.onnx",
+  "unet/model.onnx",
+  "vae_encoder/model.onnx",
+  "vae_decoder/model.onnx",
+  "tokenizer/vocab.json",
+  "tokenizer/merges.txt",
+  "scheduler/scheduler_config.json",
+];
+
+export async function loadSdModel(dir: string, options: { device?: DeviceName; threads?: number } = {}): Promise<SdModel> {
+  const root = path.resolve(dir);
+  try {
+    if (!(await stat(root)).isDirectory()) throw new Error();
+  } catch {
+    throw new ModelLoadError(
+      root,
+      "no model folder here: pull one with `maskflow models pull`, or point --model / MASKFLOW_MODEL_DIR at an ONNX export",
+    );
+  }
+  for (const file of REQUIRED_FILES) {
+    try {
+      const info = await stat(path.join(root, file));
+      if (!info.isFile() || info.size === 0) throw new Error();
+    } catch {
+      throw new ModelLoadError(path.join(root, file), "missing or empty: the model folder needs " + REQUIRED_FILES.join(", "));
+    }
+  }
+  const schedulerConfig = await readJson(root, "scheduler/scheduler_config.json");
+  const unetConfig = await readJson(root, "unet/config.json", true);
+  const modelIndex = await readJson(root, "model_index.json");
+  const vaeConfig = (await readJson(root, "vae_decoder/config.json", true)) ?? {};
+  const sessionOptions = { device: options.device ?? "cpu", threads: options.threads ?? os.availableParallelism() };
+  const open = (file: string) => OnnxSession.create(path.join(root, file), path.join(root, file), sessionOptions);
+
+  const sessions: OnnxSession[] = [];
+  try {
+    const textEncoder = await open("text_encoder/model.onnx");
+    sessions.push(textEncoder);
+    const unet = await open("unet/model.onnx");
+    sessions.push(unet);
+    const vaeEncoder = await open("vae_encoder/model.onnx");
+    sessions.push(vaeEncoder);
+    const vaeDecoder = await open("vae_decoder/model.onnx");
+    sessions.push(vaeDecoder);
+    const tokenizer = await ClipTokenizer.fromFolder(path.join(root, "tokenizer"));
+
+    const inputIds = expectOne(textEncoder, "input", ["input_ids"], ["int32", "int64"]);
+    const hidden = expectOne(textEncoder, "output", ["last_hidden_state"], ["float32", "float16"]);
+    const sample = expectOne(unet, "input", ["sample"], ["float32", "float16"]);
+    const timestep = expectOne(unet, "input", ["timestep"], ["int64", "int32", "float32", "float16"]);
+    const context = expectOne(unet, "input", ["encoder_hidden_states"], ["float32", "float16"]);
+    expectOne(unet, "output", ["out_sample"], ["float32", "float16"]);
+    expectOne(vaeEncoder, "input", ["sample"], ["float32", "float16"]);
+    const latentOut = expectOne(vaeEncoder, "output", ["latent_parameters", "latent_sample"], ["float32", "float16"]);
+    expectOne(vaeDecoder, "input", ["latent_sample"], ["float32", "float16"]);
+    expectOne(vaeDecoder, "output", ["sample"], ["float32", "float16"]);
+
+    // Exports name the channel dim instead of fixing it; then unet/config.json says, and without one
+    // (diffusers' old converter) the pipeline class does: only inpainting pipelines ship a 9-channel UNet.
+    const channels =
+      numericDim(sample.shape[1]) ??
+      (typeof unetConfig?.in_channels === "number" ? unetConfig.in_channels : /Inpaint/.test(String(modelIndex._class_name)) ? 9 : 4);
+    if (channels !== 4 && channels !== 9) {
+      throw new ModelLoadError(unet.file, `input "sample" has ${channels || "unknown"} channels; expected 9 (inpainting UNet) or 4 (plain UNet)`);
+    }
+    const hiddenSize = numericDim(hidden.shape[2]) ?? numericDim(context.shape[2]);
+    if (hiddenSize === undefined) {
+      throw new ModelLoadError(textEncoder.file, 'output "last_hidden_state" must declare its hidden size (last dim)');
+    }
+    const contextSize = numericDim(context.shape[2]);
+    if (contextSize !== undefined && contextSize !== hiddenSize) {
+      throw new ModelLoadError(unet.file, `input "encoder_hidden_states" has width ${contextSize}, but the text encoder gives ${hiddenSize}`);
+    }
+    return {
+      info: {
+        dir: root,
+        unetInChannels: channels,
+        hiddenSize,
+        floatType: sample.type === "float16" ? "float16" : "float32",
+        timestepType: timestep.type,
+        unetBatchable: numericDim(sample.shape[0]) !== 1,
+        vaeEncoderOutput: latentOut.name as SdModelInfo["vaeEncoderOutput"],
+        vaeScalingFactor: typeof vaeConfig.scaling_factor === "number" ? vaeConfig.scaling_factor : 0.18215,
+        inputIdsName: inputIds.name,
+      },
+      tokenizer,
+      textEncoder,
+      unet,
+      vaeEncoder,
+      vaeDecoder,
+      schedulerConfig,
+      async release() {
+        await Promise.all(sessions.map((s) => s.release()));
+      },
+    };
+  } catch (error) {
+    await Promise.all(sessions.map((s) => s.release().catch(() => {})));
+    throw error;
+  }
+}
+
+function numericDim(dim: number | string | undefined): number | undefined {
+  return typeof dim === "number" && dim > 0 ? dim : undefined;
+}
+
+function expectOne(session: OnnxSession, kind: "input" | "output", names: readonly string[], types: readonly string[]): ValueSpec {
+  const values = kind === "input" ? session.inputs : session.outputs;
+  const spec = names.map((name) => values.get(name)).find(Boolean);
+  if (!spec) {
+    throw new ModelLoadError(
+      session.file,
+      `expected an ${kind} named ${names.map((n) => `"${n}"`).join(" or ")}; it has ${[...values.keys()].map((n) => `"${n}"`).join(", ") || "none"}`,
+    );
+  }
+  if (!types.includes(spec.type)) {
+    throw new ModelLoadError(session.file, `${kind} "${spec.name}" is ${spec.type}; expected ${types.join(" or ")}`);
+  }
+  return spec;
+}
+
+async function readJson(root: string, file: string, optional: true): Promise<Record<string, unknown> | undefined>;
+async function readJson(root: string, file: string): Promise<Record<string, unknown>>;
+async function readJson(root: string, file: string, optional = false): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path.join(root, file), "utf8");
+  } catch {
+    if (optional) return undefined;
+    throw new ModelLoadError(path.join(root, file), "missing");
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not a JSON object");
+    return value as Record<string, unknown>;
+  } catch (error) {
+    throw new ModelLoadError(path.join(root, file), `not valid JSON (${(error as Error).message})`);
+  }
+}
