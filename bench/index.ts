@@ -3,8 +3,12 @@
  * (and as JSON with --json). Targets are checked here, never in timed tests.
  */
 import { benchExecutor } from "./executor-bench.ts";
+import { benchPipeline } from "./pipeline-bench.ts";
 
-const sections: Array<[string, () => Promise<Record<string, number | string>>]> = [["executor", () => benchExecutor()]];
+const sections: Array<[string, () => Promise<Record<string, number | string>>]> = [
+  ["executor", () => benchExecutor()],
+  ["pipeline", () => benchPipeline()],
+];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const results: Record<string, number | string> = {};

@@ -3,6 +3,7 @@
  * in the spirit of ComfyUI's INPUT_TYPES / RETURN_TYPES / FUNCTION, but typed end to end.
  */
 import type { LocalInpaintEngine } from "../server/engines/onnx/onnx-engine.ts";
+import type { SegmindClient } from "../server/engines/segmind/segmind-client.ts";
 import type { Mask, RgbImage, SocketType, SocketValues } from "./socket-types.ts";
 
 export type WidgetKind = "number" | "slider" | "combo" | "text" | "multiline" | "seed" | "toggle" | "image" | "mask";
@@ -56,6 +57,8 @@ export interface NodeLogger {
 export interface NodeEngines {
   /** Local Stable Diffusion on onnxruntime. */
   readonly local?: LocalInpaintEngine;
+  /** Segmind's hosted API (the key is checked when a node uses it). */
+  readonly segmind?: SegmindClient;
 }
 
 export interface NodeContext {

@@ -11,7 +11,9 @@ import type { NodeEngines } from "../nodes/node-definition.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import { createBuiltinRegistry } from "../nodes/index.ts";
 import { Executor } from "./executor/executor.ts";
+import { parseApiKeys } from "./http/api-keys.ts";
 import { createApp } from "./http/app.ts";
+import { segmindRoutes } from "./http/routes/segmind-routes.ts";
 import { WebSocketHub } from "./http/websocket-hub.ts";
 import { JobQueue } from "./queue/job-queue.ts";
 import { DataFolders } from "./storage/data-folders.ts";
@@ -31,6 +33,12 @@ export interface ServerOptions {
   readonly engines?: NodeEngines;
   readonly shippedWorkflowsDir?: string;
   readonly clientDir?: string;
+  /** Keys required by the Segmind-compatible endpoint (MASKFLOW_API_KEYS). */
+  readonly apiKeys?: readonly string[];
+  /** Let image URLs of the Segmind-compatible endpoint reach private addresses (MASKFLOW_ALLOW_PRIVATE_URLS=1). */
+  readonly allowPrivateUrls?: boolean;
+  /** Exact addresses image URLs may use even when private ones are refused (for tests on loopback). */
+  readonly allowedUrlAddresses?: readonly string[];
   /** Engine availability shown at start-up and in GET /api/system. */
   readonly engineStatus?: () => Record<string, unknown>;
 }
@@ -73,6 +81,15 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     library,
     maxUploadBytes: options.maxUploadBytes ?? 50 * 1024 * 1024,
     clientDir: options.clientDir ?? path.join(PROJECT_ROOT, "client", "dist"),
+    extraRoutes: [
+      segmindRoutes({
+        queue,
+        folders,
+        apiKeys: options.apiKeys ?? parseApiKeys(process.env.MASKFLOW_API_KEYS),
+        allowPrivateUrls: options.allowPrivateUrls ?? process.env.MASKFLOW_ALLOW_PRIVATE_URLS === "1",
+        allowedUrlAddresses: options.allowedUrlAddresses,
+      }),
+    ],
     system: () => ({ name: "maskflow", version, engines: options.engineStatus?.() ?? {}, queue: queue.status() }),
   });
   const httpServer = createServer(app);

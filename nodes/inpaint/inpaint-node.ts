@@ -2,6 +2,7 @@ import type { InpaintResult } from "../../server/engines/onnx/inpaint-pipeline.t
 import { defineNode } from "../node-definition.ts";
 import type { RgbImage } from "../socket-types.ts";
 import { pasteBack } from "./paste-back.ts";
+import { inpaintOnSegmind } from "./segmind-backend.ts";
 
 /** Stable Diffusion inpainting: repaints the white part of the mask from the prompt. */
 export const InpaintNode = defineNode({
@@ -27,12 +28,29 @@ export const InpaintNode = defineNode({
   outputs: { images: { type: "IMAGE" } },
   async run(inputs, ctx) {
     const { image: batch, mask, prompt, scheduler } = inputs;
-    const engine = ctx.engines.local;
-    if (inputs.backend === "segmind") {
-      throw new Error('backend "segmind" is not available in this build; use backend "local"');
-    }
-    if (!engine) throw new Error("the local engine is not available in this process");
     const images: RgbImage[] = [];
+    if (inputs.backend === "segmind") {
+      const client = ctx.engines.segmind;
+      if (!client) throw new Error("the Segmind backend is not available in this process");
+      for (let index = 0; index < batch.length; index++) {
+        const source = batch[index];
+        ctx.progress({ value: index, max: batch.length });
+        const result = await inpaintOnSegmind(
+          client,
+          { image: source, mask, prompt, scheduler, samples: inputs.samples, width: inputs.width, height: inputs.height },
+          { signal: ctx.signal, onRetry: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`) },
+        );
+        for (const output of result.images) {
+          images.push(inputs.paste_back ? await pasteBack(source, output, mask, inputs.mask_blur) : output);
+        }
+        if (result.remainingCredits !== undefined) ctx.report({ remaining_credits: result.remainingCredits });
+      }
+      ctx.progress({ value: batch.length, max: batch.length });
+      ctx.report({ seed: scheduler.seed.toString() });
+      return { images };
+    }
+    const engine = ctx.engines.local;
+    if (!engine) throw new Error("the local engine is not available in this process");
     for (let index = 0; index < batch.length; index++) {
       const source = batch[index];
       const result: InpaintResult = await engine.inpaint(

@@ -14,6 +14,10 @@ const commands: Record<string, { run: () => Promise<Command>; summary: string }>
   serve: { run: async () => serveCommand, summary: "serve [--host 127.0.0.1] [--port 8188] [--data DIR]   start the editor, API and WebSocket" },
   run: { run: async () => runCommand, summary: "run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--out DIR]   run a workflow headless" },
   validate: { run: async () => validateCommand, summary: "validate WORKFLOW.json   check a workflow and list every problem" },
+  models: {
+    run: async () => (await import("./models-command.ts")).modelsCommand,
+    summary: "models pull [REPO] [--revision REV] | list | verify [NAME]   download and check ONNX weights",
+  },
   tokenize: {
     run: async () => (await import("./tokenize-command.ts")).tokenizeCommand,
     summary: 'tokenize [--tokenizer DIR] "TEXT"   show the CLIP token ids of a prompt',

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { createEngines } from "../engines/create-engines.ts";
+import { parseApiKeys } from "../http/api-keys.ts";
 import { startServer } from "../maskflow-server.ts";
 import type { CliIo } from "./main.ts";
 
@@ -13,8 +14,17 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       model: { type: "string" },
       device: { type: "string" },
       "max-queue": { type: "string", default: "100" },
+      "allow-remote-without-key": { type: "boolean", default: false },
     },
   });
+  const apiKeys = parseApiKeys(process.env.MASKFLOW_API_KEYS);
+  if (!isLoopbackHost(values.host) && !apiKeys.length && !values["allow-remote-without-key"]) {
+    io.stderr.write(
+      `maskflow serve: refusing to listen on ${values.host} without API keys: anyone who can reach it could use it.\n` +
+        "  Set MASKFLOW_API_KEYS=key1,key2 (clients send x-api-key), or pass --allow-remote-without-key on a trusted network.\n",
+    );
+    return 2;
+  }
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     io.stderr.write(`maskflow serve: --port must be a whole number from 0 to 65535, got "${values.port}"\n`);
@@ -32,6 +42,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     dataDir: values.data,
     maxPending,
     engines: engines.nodeEngines,
+    apiKeys,
     engineStatus: () => engines.status(),
   });
   io.stdout.write(`Maskflow is running at ${server.url}/\n`);
@@ -48,4 +59,8 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   await server.close();
   await engines.dispose();
   return 0;
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -1,7 +1,7 @@
 import express, { type Express } from "express";
 import { existsSync } from "node:fs";
 import type { NodeRegistry } from "../../nodes/registry.ts";
-import type { JobQueue } from "../queue/job-queue.ts";
+import type { JobQueuePort } from "../queue/job-queue-port.ts";
 import type { DataFolders } from "../storage/data-folders.ts";
 import type { HistoryStore } from "../storage/history-store.ts";
 import type { WorkflowLibrary } from "../storage/workflow-library.ts";
@@ -14,7 +14,7 @@ import { sendError } from "./send-error.ts";
 
 export interface AppParts {
   readonly registry: NodeRegistry;
-  readonly queue: JobQueue;
+  readonly queue: JobQueuePort;
   readonly history: HistoryStore;
   readonly folders: DataFolders;
   readonly library: WorkflowLibrary;
@@ -30,6 +30,8 @@ export interface AppParts {
 export function createApp(parts: AppParts): Express {
   const app = express();
   app.disable("x-powered-by");
+  // Before the JSON parser: the Segmind endpoint reads its body as text to keep 64-bit seeds exact.
+  for (const router of parts.extraRoutes ?? []) app.use(router);
   app.use(express.json({ limit: "25mb" }));
 
   const api = express.Router();
@@ -42,7 +44,6 @@ export function createApp(parts: AppParts): Express {
     throw new HttpError(404, "not_found", `no API route ${req.method} ${req.originalUrl}`);
   });
   app.use("/api", api);
-  for (const router of parts.extraRoutes ?? []) app.use(router);
 
   if (parts.clientDir && existsSync(parts.clientDir)) {
     app.use(express.static(parts.clientDir, { index: "index.html" }));

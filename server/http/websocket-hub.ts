@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { Server } from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
-import type { JobQueue, QueueEvent, QueuedJob } from "../queue/job-queue.ts";
+import type { JobQueuePort, JobRef, QueueEvent } from "../queue/job-queue-port.ts";
 import { encodePreviewFrame } from "./preview-frame.ts";
 
 export class WebSocketHub {
@@ -16,7 +16,7 @@ export class WebSocketHub {
   // One chain for all sends keeps frames in event order even while a preview is being JPEG-encoded.
   #sending: Promise<void> = Promise.resolve();
 
-  constructor(httpServer: Server, readonly queue: JobQueue) {
+  constructor(httpServer: Server, readonly queue: JobQueuePort) {
     this.#server = new WebSocketServer({ server: httpServer, path: "/ws", maxPayload: 64 * 1024 });
     this.#server.on("connection", (socket, request) => {
       const url = new URL(request.url ?? "/ws", "http://localhost");
@@ -33,18 +33,21 @@ export class WebSocketHub {
     return this.#clients.size;
   }
 
-  #targets(job: QueuedJob | undefined): WebSocket[] {
+  #targets(job: JobRef | undefined): WebSocket[] {
     const sockets = [...this.#clients.keys()].filter((socket) => socket.readyState === WebSocket.OPEN);
     if (!job?.clientId) return sockets;
     return sockets.filter((socket) => this.#clients.get(socket) === job.clientId);
   }
 
-  #publish(event: QueueEvent, job: QueuedJob | undefined): void {
+  #publish(event: QueueEvent, job: JobRef | undefined): void {
     const targets = this.#targets(event.type === "status" ? undefined : job);
     if (!targets.length) return;
     let frame: Promise<string | Buffer>;
     if (event.type === "preview") {
       frame = encodePreviewFrame(event.node, event.image);
+    } else if (event.type === "preview_frame") {
+      // Framed by the worker that ran the node (Redis mode): the same bytes an embedded preview gets.
+      frame = Promise.resolve(Buffer.from(event.frame.buffer, event.frame.byteOffset, event.frame.byteLength));
     } else {
       const { type, ...data } = event;
       frame = Promise.resolve(JSON.stringify({ type, data }));

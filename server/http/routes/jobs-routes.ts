@@ -1,6 +1,6 @@
 import { Router } from "express";
 import { z } from "zod";
-import type { JobQueue, QueuedJob } from "../../queue/job-queue.ts";
+import type { JobQueuePort, QueuedJob } from "../../queue/job-queue-port.ts";
 import type { HistoryStore } from "../../storage/history-store.ts";
 import { HttpError } from "../http-error.ts";
 import { parseBody } from "../request-body.ts";
@@ -27,26 +27,26 @@ function describeJob(job: QueuedJob) {
   return { id: job.id, clientId: job.clientId ?? null, priority: job.priority, createdAt: job.createdAt, workflow: job.workflow };
 }
 
-export function jobsRoutes(queue: JobQueue, history: HistoryStore): Router {
+export function jobsRoutes(queue: JobQueuePort, history: HistoryStore): Router {
   return Router()
-    .post("/prompt", (req, res) => {
+    .post("/prompt", async (req, res) => {
       const body = parseBody(promptBody, req.body);
-      const { id, position } = queue.enqueue(body.workflow, { clientId: body.clientId, priority: body.priority });
+      const { id, position } = await queue.enqueue(body.workflow, { clientId: body.clientId, priority: body.priority });
       res.json({ id, position });
     })
-    .get("/queue", (_req, res) => {
-      const { running, pending } = queue.snapshot();
+    .get("/queue", async (_req, res) => {
+      const { running, pending } = await queue.snapshot();
       res.json({ running: running.map(describeJob), pending: pending.map(describeJob) });
     })
-    .post("/queue", (req, res) => {
+    .post("/queue", async (req, res) => {
       const body = parseBody(queueBody, req.body ?? {});
-      const deleted = body.delete ? queue.cancel(body.delete) : [];
-      const cleared = body.clear ? queue.clearPending() : 0;
+      const deleted = body.delete ? await queue.cancel(body.delete) : [];
+      const cleared = body.clear ? await queue.clearPending() : 0;
       res.json({ deleted, cleared });
     })
-    .post("/interrupt", (req, res) => {
+    .post("/interrupt", async (req, res) => {
       const body = parseBody(interruptBody, req.body && Object.keys(req.body).length ? req.body : undefined);
-      res.json({ interrupted: queue.interrupt(body?.id) });
+      res.json({ interrupted: await queue.interrupt(body?.id) });
     })
     .get("/history", (req, res) => {
       const max = req.query.max_items === undefined ? undefined : Number(req.query.max_items);

@@ -1,0 +1,187 @@
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { SingleBar } from "cli-progress";
+import { DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION } from "../models/default-model.ts";
+import { HubClient } from "../models/hub-client.ts";
+import { formatBytes, listModels, verifyModel } from "../models/inspect-models.ts";
+import { isSafeModelName, modelNameFromRepo, resolveModelsDir } from "../models/models-folder.ts";
+import { type PullEvent, pullModel } from "../models/pull-model.ts";
+import type { CliIo } from "./main.ts";
+
+const USAGE = [
+  "usage: maskflow models pull [REPO] [--revision REV] [--name NAME] [--models DIR]",
+  "       maskflow models list [--models DIR]",
+  "       maskflow models verify [NAME|DIR] [--models DIR]",
+  "",
+  `REPO defaults to ${DEFAULT_MODEL_REPO} (revision ${DEFAULT_MODEL_REVISION}). DIR defaults to $MASKFLOW_MODELS_DIR or ./models.`,
+  "HF_ENDPOINT and HF_TOKEN are honoured as in huggingface_hub.",
+].join("\n");
+
+/** What the command reads from its surroundings; tests pass their own instead of touching process.env. */
+export interface ModelsCommandContext {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+  /** Backoff base for retries (tests make it tiny). */
+  readonly retryDelayMs?: number;
+  readonly maxAttempts?: number;
+}
+
+export async function modelsCommand(args: string[], io: CliIo, context: ModelsCommandContext = {}): Promise<number> {
+  const [sub, ...rest] = args;
+  const env = context.env ?? process.env;
+  const cwd = context.cwd ?? process.cwd();
+  if (sub === "pull") return pull(rest, io, env, cwd, context);
+  if (sub === "list") return list(rest, io, env, cwd);
+  if (sub === "verify") return verify(rest, io, env, cwd);
+  io.stderr.write(USAGE + "\n");
+  return sub === "--help" || sub === "-h" ? 0 : 2;
+}
+
+async function pull(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: string, context: ModelsCommandContext): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { revision: { type: "string" }, name: { type: "string" }, models: { type: "string" } },
+  });
+  if (positionals.length > 1) {
+    io.stderr.write(USAGE + "\n");
+    return 2;
+  }
+  const repo = positionals[0] ?? DEFAULT_MODEL_REPO;
+  const revision = values.revision ?? (positionals[0] ? "main" : DEFAULT_MODEL_REVISION);
+  // The default repository lands where the engine looks by default (models/sd15-inpainting), so
+  // `maskflow models pull && maskflow serve` works with no flags.
+  const name = values.name ?? (positionals[0] ? modelNameFromRepo(repo) : "sd15-inpainting");
+  if (!isSafeModelName(name)) {
+    io.stderr.write(`maskflow models pull: invalid --name "${name}" (letters, digits, . _ - only)\n`);
+    return 2;
+  }
+  const modelDir = path.join(resolveModelsDir(values.models, env, cwd), name);
+  const progress = createPullProgress(io);
+  const client = HubClient.fromEnv(env, {
+    maxAttempts: context.maxAttempts,
+    retryDelayMs: context.retryDelayMs,
+    onRetry: ({ what, attempt, delayMs, reason }) => {
+      progress.interrupt(`${what}: ${reason}; retry ${attempt} in ${(delayMs / 1000).toFixed(1)} s\n`);
+    },
+  });
+  io.stderr.write(`pulling ${repo}@${revision} from ${client.endpoint} into ${modelDir}\n`);
+  const abort = new AbortController();
+  const onSigint = () => abort.abort(new Error("interrupted"));
+  process.once("SIGINT", onSigint);
+  try {
+    const result = await pullModel({ client, repo, revision, modelDir, onEvent: progress.onEvent, signal: abort.signal });
+    progress.stop();
+    const total = result.files.reduce((sum, file) => sum + file.size, 0);
+    io.stdout.write(
+      `${modelDir}: ${result.files.length} files, ${formatBytes(total)} (${formatBytes(result.downloadedBytes)} downloaded)` +
+        `${result.commit ? `, commit ${result.commit}` : ""}\n`,
+    );
+    return 0;
+  } catch (error) {
+    progress.stop();
+    const message = error instanceof Error ? error.message : String(error);
+    io.stderr.write(`maskflow models pull: ${abort.signal.aborted ? "interrupted; re-run to resume" : message}\n`);
+    return abort.signal.aborted ? 130 : 1;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+async function list(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: string): Promise<number> {
+  const { values } = parseArgs({ args, options: { models: { type: "string" }, json: { type: "boolean" } } });
+  const modelsDir = resolveModelsDir(values.models, env, cwd);
+  const models = await listModels(modelsDir);
+  if (values.json) {
+    io.stdout.write(JSON.stringify(models) + "\n");
+    return 0;
+  }
+  if (!models.length) {
+    io.stdout.write(`no models in ${modelsDir}; try \`maskflow models pull\`\n`);
+    return 0;
+  }
+  const width = Math.max(...models.map((m) => m.name.length));
+  for (const model of models) {
+    const source = model.repo ? `  ${model.repo}@${model.revision}` : "";
+    const why = model.reason ? `  (${model.reason})` : "";
+    io.stdout.write(`${model.name.padEnd(width)}  ${model.status.padEnd(10)}  ${formatBytes(model.bytes).padStart(9)}${source}${why}\n`);
+  }
+  return 0;
+}
+
+async function verify(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: string): Promise<number> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { models: { type: "string" } } });
+  if (positionals.length > 1) {
+    io.stderr.write(USAGE + "\n");
+    return 2;
+  }
+  const modelsDir = resolveModelsDir(values.models, env, cwd);
+  const targets = positionals.length
+    ? [positionals[0].includes("/") || positionals[0].includes(path.sep) || positionals[0].startsWith(".") ? path.resolve(cwd, positionals[0]) : path.join(modelsDir, positionals[0])]
+    : (await listModels(modelsDir)).map((model) => model.modelDir);
+  if (!targets.length) {
+    io.stderr.write(`no models in ${modelsDir}\n`);
+    return 1;
+  }
+  let failed = false;
+  for (const modelDir of targets) {
+    const result = await verifyModel(modelDir);
+    if (result.problems.length) {
+      failed = true;
+      io.stderr.write(`${modelDir}: ${result.problems.length} problem(s)\n`);
+      for (const problem of result.problems) io.stderr.write(`  - ${problem.path}: ${problem.detail}\n`);
+    } else {
+      io.stdout.write(`${modelDir}: ok (${result.checkedFiles} files verified)\n`);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+/** A byte progress bar on a terminal; a line per file and every few seconds otherwise (logs, CI). */
+function createPullProgress(io: CliIo): { onEvent: (event: PullEvent) => void; interrupt: (line: string) => void; stop: () => void } {
+  const tty = Boolean(io.stderr.isTTY);
+  let bar: SingleBar | undefined;
+  let total = 0;
+  let lastLine = 0;
+  const stop = () => {
+    bar?.stop();
+    bar = undefined;
+  };
+  return {
+    stop,
+    interrupt(line) {
+      if (bar) {
+        // cli-progress redraws on the next update; a line written between draws lands above the bar.
+        io.stderr.write("\n" + line);
+      } else {
+        io.stderr.write(line);
+      }
+    },
+    onEvent(event) {
+      if (event.type === "plan") {
+        total = event.totalBytes;
+        io.stderr.write(`${event.files.length} files, ${formatBytes(event.totalBytes)}${event.alreadyPresentBytes ? `, ${formatBytes(event.alreadyPresentBytes)} already here` : ""}\n`);
+        if (tty) {
+          bar = new SingleBar({
+            format: "[{bar}] {percentage}% {done}/{size} {file} eta {eta_formatted}",
+            stream: io.stderr,
+            hideCursor: true,
+            etaBuffer: 50,
+          });
+          bar.start(total, event.alreadyPresentBytes, { file: "", done: formatBytes(event.alreadyPresentBytes), size: formatBytes(total) });
+        }
+      } else if (event.type === "file-start") {
+        if (!tty) io.stderr.write(`${event.path} (${formatBytes(event.size)})\n`);
+      } else if (event.type === "bytes") {
+        if (bar) {
+          bar.update(event.totalBytes, { file: event.path, done: formatBytes(event.totalBytes), size: formatBytes(total) });
+        } else if (Date.now() - lastLine > 5000) {
+          lastLine = Date.now();
+          io.stderr.write(`  ${event.path}: ${formatBytes(event.fileBytes)}/${formatBytes(event.size)} (total ${formatBytes(event.totalBytes)}/${formatBytes(total)})\n`);
+        }
+      } else if (event.type === "file-done" && !tty) {
+        io.stderr.write(`  ${event.path}: ${event.skipped ? "already present, verified" : "done, verified"}\n`);
+      }
+    },
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * `POST /v1/sd1.5-inpainting`, answered as Segmind answers it, so existing Segmind client code works
+ * against a Maskflow server by changing only the URL. The request becomes a workflow of ordinary
+ * nodes on the same queue and local engine as everything else (it shows in the queue and history).
+ */
+import { randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import express, { Router } from "express";
+import sharp from "sharp";
+import { parseSegmindJsonBody, parseSegmindRequest, type SegmindRequest } from "../../engines/segmind/segmind-request.ts";
+import { decodeImageInput } from "../../net/decode-image-input.ts";
+import { ImageInputError } from "../../net/image-input-error.ts";
+import type { JobQueue } from "../../queue/job-queue.ts";
+import { writeFileAtomic } from "../../storage/atomic-write.ts";
+import type { DataFolders } from "../../storage/data-folders.ts";
+import { requireApiKey } from "../api-keys.ts";
+import { HttpError } from "../http-error.ts";
+
+export interface SegmindRouteOptions {
+  readonly queue: JobQueue;
+  readonly folders: DataFolders;
+  /** MASKFLOW_API_KEYS: when set, a valid x-api-key is required. */
+  readonly apiKeys: readonly string[];
+  /** MASKFLOW_ALLOW_PRIVATE_URLS: let image URLs point at private addresses. */
+  readonly allowPrivateUrls: boolean;
+  /** Exact addresses image URLs may use even when private ones are refused (tests). */
+  readonly allowedUrlAddresses?: readonly string[];
+}
+
+const SAVE_NODE = "6";
+
+export function segmindRoutes(options: SegmindRouteOptions): Router {
+  const router = Router();
+  router.post(
+    "/v1/sd1.5-inpainting",
+    requireApiKey(options.apiKeys),
+    // Raw text, not express.json: seeds up to 2^64 − 1 must not pass through a JS number.
+    express.text({ type: () => true, limit: "60mb" }),
+    async (req, res) => {
+      const text = typeof req.body === "string" ? req.body : "";
+      let body: unknown;
+      try {
+        body = parseSegmindJsonBody(text);
+      } catch (error) {
+        throw new HttpError(400, "malformed_json", `request body is not valid JSON: ${(error as Error).message}`);
+      }
+      const parsed = parseSegmindRequest(body);
+      if (!parsed.ok) {
+        throw new HttpError(400, "invalid_request", parsed.problems.map((p) => p.message).join("; "), { problems: parsed.problems });
+      }
+      const request = parsed.request;
+      const id = randomUUID();
+      const [image, mask] = await Promise.all(
+        (["image", "mask"] as const).map(async (field) => {
+          try {
+            const decoded = await decodeImageInput(request[field], field, {
+              allowPrivateAddresses: options.allowPrivateUrls,
+              allowedAddresses: options.allowedUrlAddresses,
+            });
+            const name = `segmind/${id}-${field}.${decoded.contentType.split("/")[1] ?? "png"}`;
+            await writeFileAtomic(options.folders.resolve("input", name), decoded.bytes);
+            return name;
+          } catch (error) {
+            if (error instanceof ImageInputError) throw new HttpError(400, "invalid_image", error.message, { field });
+            throw error;
+          }
+        }),
+      );
+      const { id: jobId } = options.queue.enqueue(segmindWorkflow(request, image, mask), { clientId: "segmind-api", id });
+      res.on("close", () => {
+        // The caller gave up: do not spend the engine on an answer nobody reads.
+        if (!res.writableFinished) {
+          options.queue.cancel([jobId]);
+          options.queue.interrupt(jobId);
+        }
+      });
+      const entry = await options.queue.waitFor(jobId);
+      if (entry.status !== "success") {
+        const message = entry.error?.message ?? entry.status;
+        if (/no model folder|model_index\.json|missing or empty/.test(message)) {
+          throw new HttpError(404, "model_not_found", `the local inpainting model is not installed: ${message}`);
+        }
+        throw new HttpError(500, "inpaint_failed", `inpainting failed: ${message}`);
+      }
+      const refs = entry.outputs[SAVE_NODE]?.images ?? [];
+      const jpegs = await Promise.all(
+        refs.map(async (ref) => sharp(await readFile(path.join(options.folders.folder(ref.type), ref.subfolder, ref.filename))).jpeg({ quality: 92 }).toBuffer()),
+      );
+      if (!jpegs.length) throw new HttpError(500, "inpaint_failed", "the job finished without an image");
+      res.set("x-maskflow-job-id", jobId).set("x-seed", request.seed.toString());
+      if (request.base64) {
+        res.json({ image: jpegs[0].toString("base64"), images: jpegs.map((j) => j.toString("base64")), seed: request.seed.toString(), id: jobId });
+      } else {
+        res.type("image/jpeg").send(jpegs[0]);
+      }
+    },
+  );
+  return router;
+}
+
+/** The request as a workflow of shipped nodes, with the images saved in input/segmind/. */
+function segmindWorkflow(request: SegmindRequest, image: string, mask: string) {
+  return {
+    format: "maskflow-workflow",
+    version: 1,
+    name: "segmind-api",
+    nodes: [
+      { id: "1", type: "LoadImage", inputs: { image } },
+      { id: "2", type: "LoadMask", inputs: { image: mask, channel: "luminance" } },
+      { id: "3", type: "Prompt", inputs: { positive: request.prompt, negative: request.negative_prompt ?? "" } },
+      {
+        id: "4",
+        type: "Scheduler",
+        inputs: {
+          scheduler: request.scheduler,
+          steps: request.num_inference_steps,
+          guidance: request.guidance_scale,
+          strength: request.strength,
+          seed: request.seed.toString(),
+        },
+      },
+      {
+        id: "5",
+        type: "Inpaint",
+        inputs: {
+          image: ["1", "image"],
+          mask: ["2", "mask"],
+          prompt: ["3", "prompt"],
+          scheduler: ["4", "scheduler"],
+          backend: "local",
+          samples: request.samples,
+          width: request.img_width,
+          height: request.img_height,
+        },
+      },
+      { id: SAVE_NODE, type: "SaveImage", inputs: { images: ["5", "images"], filename_prefix: "segmind" } },
+    ],
+  };
+}

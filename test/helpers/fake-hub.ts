@@ -1,0 +1,238 @@
+import { createHash, randomBytes } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** A file of the fake repository; `lfs` files are listed with an LFS sha256 oid and served through a redirect. */
+export interface FakeRepoFile {
+  readonly path: string;
+  readonly content: Buffer;
+  readonly lfs: boolean;
+}
+
+export interface FakeHubRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly range: string | undefined;
+  readonly authorization: string | undefined;
+  status: number;
+  /** Body bytes actually written for this request. */
+  bytesSent: number;
+}
+
+/** Switches a test flips to make the hub misbehave; each applies to the requests made after it is set. */
+export interface FakeHubBehaviour {
+  /** Answer 401 unless `Authorization: Bearer <token>` is sent. */
+  requireToken?: string;
+  /** Close the connection after this many body bytes of `path`, `times` times (then serve normally). */
+  dropConnection?: { path: string; afterBytes: number; times: number };
+  /** Serve these files with one byte flipped. */
+  corrupt?: Set<string>;
+  /** Answer 404 to everything (an unknown repository). */
+  notFound?: boolean;
+  /** Answer 500 to this many requests, then behave. */
+  failures?: number;
+  /** Ignore Range headers and always send the whole file with 200. */
+  ignoreRange?: boolean;
+  /** Tree API page size, to exercise Link pagination. */
+  pageSize?: number;
+}
+
+export interface FakeHub {
+  readonly url: string;
+  readonly repo: string;
+  readonly revision: string;
+  readonly commit: string;
+  readonly files: readonly FakeRepoFile[];
+  readonly behaviour: FakeHubBehaviour;
+  readonly requests: FakeHubRequest[];
+  /** Requests for one file's content (redirect hops excluded). */
+  contentRequests(filePath: string): FakeHubRequest[];
+  close(): Promise<void>;
+}
+
+export const FAKE_REPO = "fake-org/tiny-inpaint-onnx";
+export const BIG_FILE = "unet/model.onnx_data";
+export const BIG_FILE_SIZE = 3 * 1024 * 1024 + 12345;
+
+function gitBlobSha1(content: Buffer): string {
+  return createHash("sha1").update(`blob ${content.length}\0`).update(content).digest("hex");
+}
+
+function sha256(content: Buffer): string {
+  return createHash("sha256").update(content).digest("hex");
+}
+
+/** The fake repository: the ONNX layout plus files `models pull` must skip (safety checker, PyTorch weights). */
+export function makeFakeRepoFiles(): FakeRepoFile[] {
+  const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+  return [
+    { path: ".gitattributes", content: Buffer.from("*.onnx filter=lfs\n"), lfs: false },
+    { path: "README.md", content: Buffer.from("# tiny\n"), lfs: false },
+    { path: "model_index.json", content: json({ _class_name: "OnnxStableDiffusionInpaintPipeline" }), lfs: false },
+    { path: "scheduler/scheduler_config.json", content: json({ _class_name: "PNDMScheduler", num_train_timesteps: 1000 }), lfs: false },
+    { path: "tokenizer/vocab.json", content: json({ "a</w>": 320 }), lfs: false },
+    { path: "tokenizer/merges.txt", content: Buffer.from("#version: 0.2\na b\n"), lfs: false },
+    { path: "text_encoder/model.onnx", content: randomBytes(40_000), lfs: true },
+    { path: "unet/model.onnx", content: randomBytes(20_000), lfs: true },
+    { path: BIG_FILE, content: randomBytes(BIG_FILE_SIZE), lfs: true },
+    { path: "unet/config.json", content: json({ in_channels: 9 }), lfs: false },
+    { path: "vae_encoder/model.onnx", content: randomBytes(30_000), lfs: true },
+    { path: "vae_decoder/model.onnx", content: randomBytes(30_000), lfs: true },
+    { path: "safety_checker/model.onnx", content: randomBytes(50_000), lfs: true },
+    { path: "unet/diffusion_pytorch_model.safetensors", content: randomBytes(50_000), lfs: true },
+  ];
+}
+
+/**
+ * A Hugging Face hub stand-in on 127.0.0.1: /api/models/{repo}/revision/{rev}, the paged tree API and
+ * /{repo}/resolve/{rev}/{path} (LFS files via a 302 to a CDN path, as the real hub does), with Range support.
+ */
+export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?: FakeHubBehaviour } = {}): Promise<FakeHub> {
+  const files = options.files ?? makeFakeRepoFiles();
+  const byPath = new Map(files.map((file) => [file.path, file]));
+  const bySha = new Map(files.filter((f) => f.lfs).map((file) => [sha256(file.content), file]));
+  const behaviour: FakeHubBehaviour = options.behaviour ?? {};
+  const requests: FakeHubRequest[] = [];
+  const commit = createHash("sha1").update("fake commit").digest("hex");
+  const revisions = new Set(["main", commit]);
+  const repoPrefix = `/${FAKE_REPO}/resolve/`;
+  const apiPrefix = `/api/models/${FAKE_REPO}/`;
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    const record: FakeHubRequest = {
+      method: req.method ?? "GET",
+      path: decodeURIComponent(url.pathname),
+      range: req.headers.range,
+      authorization: req.headers.authorization,
+      status: 0,
+      bytesSent: 0,
+    };
+    requests.push(record);
+    const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      record.status = status;
+      res.writeHead(status, { "content-type": "application/json", ...headers });
+      res.end(JSON.stringify(body));
+    };
+
+    if (behaviour.failures && behaviour.failures > 0) {
+      behaviour.failures--;
+      return answer(500, { error: "Internal Error" });
+    }
+    if (behaviour.requireToken && req.headers.authorization !== `Bearer ${behaviour.requireToken}`) {
+      return answer(401, { error: "Invalid credentials" }, { "x-error-code": "RepoNotFound" });
+    }
+    if (behaviour.notFound) return answer(404, { error: "Repository not found" }, { "x-error-code": "RepoNotFound" });
+
+    if (record.path.startsWith(apiPrefix)) {
+      const [kind, revision] = record.path.slice(apiPrefix.length).split("/");
+      if (!revisions.has(revision)) return answer(404, { error: "Invalid rev id" }, { "x-error-code": "RevisionNotFound" });
+      if (kind === "revision") return answer(200, { id: FAKE_REPO, sha: commit, siblings: files.map((f) => ({ rfilename: f.path })) });
+      if (kind === "tree" && url.searchParams.get("recursive") === "true") {
+        const offset = Number(url.searchParams.get("cursor") ?? 0);
+        const pageSize = behaviour.pageSize ?? files.length;
+        const page = files.slice(offset, offset + pageSize).map((file) => ({
+          type: "file",
+          path: file.path,
+          size: file.content.length,
+          oid: gitBlobSha1(file.content),
+          ...(file.lfs ? { lfs: { oid: sha256(file.content), size: file.content.length, pointerSize: 130 } } : {}),
+        }));
+        const next: Record<string, string> = offset + pageSize < files.length ? { link: `<${apiPrefix}tree/${revision}?recursive=true&cursor=${offset + pageSize}>; rel="next"` } : {};
+        return answer(200, page, next);
+      }
+      return answer(404, { error: "no such API" });
+    }
+
+    let file: FakeRepoFile | undefined;
+    if (record.path.startsWith(repoPrefix)) {
+      const rest = record.path.slice(repoPrefix.length);
+      const slash = rest.indexOf("/");
+      const revision = rest.slice(0, slash);
+      if (!revisions.has(revision)) return answer(404, { error: "Invalid rev id" }, { "x-error-code": "RevisionNotFound" });
+      file = byPath.get(rest.slice(slash + 1));
+      if (!file) return answer(404, { error: "Entry not found" }, { "x-error-code": "EntryNotFound" });
+      if (file.lfs) {
+        record.status = 302;
+        res.writeHead(302, { location: `/cdn/${sha256(file.content)}` });
+        return res.end();
+      }
+    } else if (record.path.startsWith("/cdn/")) {
+      file = bySha.get(record.path.slice("/cdn/".length));
+    }
+    if (!file) return answer(404, { error: "not found" });
+    serveContent(file, req, res, record);
+  });
+
+  function serveContent(file: FakeRepoFile, req: http.IncomingMessage, res: http.ServerResponse, record: FakeHubRequest): void {
+    let content = file.content;
+    if (behaviour.corrupt?.has(file.path)) {
+      content = Buffer.from(content);
+      content[Math.floor(content.length / 2)] ^= 0xff;
+    }
+    const match = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+    const start = match && !behaviour.ignoreRange ? Number(match[1]) : 0;
+    if (start >= content.length && content.length > 0) {
+      record.status = 416;
+      res.writeHead(416, { "content-range": `bytes */${content.length}` });
+      return void res.end();
+    }
+    const body = content.subarray(start);
+    record.status = match && !behaviour.ignoreRange ? 206 : 200;
+    res.writeHead(record.status, {
+      "content-type": "application/octet-stream",
+      "content-length": String(body.length),
+      "accept-ranges": "bytes",
+      ...(record.status === 206 ? { "content-range": `bytes ${start}-${content.length - 1}/${content.length}` } : {}),
+    });
+    const drop = behaviour.dropConnection;
+    const dropAt = drop && drop.path === file.path && drop.times > 0 ? drop.afterBytes : Infinity;
+    if (dropAt !== Infinity) drop!.times--;
+    // Written in chunks so the client sees a streamed body, and so a drop lands mid-file.
+    const chunkSize = 64 * 1024;
+    let offset = 0;
+    const writeMore = () => {
+      while (offset < body.length) {
+        const end = Math.min(offset + chunkSize, body.length, dropAt);
+        if (end <= offset) {
+          res.socket?.destroy();
+          return;
+        }
+        const ok = res.write(body.subarray(offset, end));
+        record.bytesSent += end - offset;
+        offset = end;
+        if (offset >= dropAt) {
+          // Let the bytes already written reach the client before the connection goes away.
+          res.once("drain", () => res.socket?.destroy());
+          if (ok) setImmediate(() => res.socket?.destroy());
+          return;
+        }
+        if (!ok) return void res.once("drain", writeMore);
+      }
+      res.end();
+    };
+    writeMore();
+  }
+
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    repo: FAKE_REPO,
+    revision: "main",
+    commit,
+    files,
+    behaviour,
+    requests,
+    contentRequests: (filePath) => {
+      const file = byPath.get(filePath);
+      const cdn = file?.lfs ? `/cdn/${sha256(file.content)}` : undefined;
+      return requests.filter((r) => r.path === cdn || (!file?.lfs && r.path.endsWith(`/resolve/main/${filePath}`)) || (!file?.lfs && r.path.endsWith(`/resolve/${commit}/${filePath}`)));
+    },
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((error) => (error ? reject(error) : resolve()));
+      }),
+  };
+}

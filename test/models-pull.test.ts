@@ -1,0 +1,266 @@
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { afterEach, describe, expect, it } from "vitest";
+import { type ModelsCommandContext, modelsCommand } from "../server/cli/models-command.ts";
+import { MANIFEST_NAME, readManifest } from "../server/models/model-manifest.ts";
+import { BIG_FILE, BIG_FILE_SIZE, type FakeHub, type FakeHubBehaviour, startFakeHub } from "./helpers/fake-hub.ts";
+
+const hubs: FakeHub[] = [];
+const folders: string[] = [];
+afterEach(async () => {
+  await Promise.all(hubs.splice(0).map((hub) => hub.close()));
+  await Promise.all(folders.splice(0).map((folder) => rm(folder, { recursive: true, force: true })));
+});
+
+const NEEDED = [
+  "model_index.json",
+  "scheduler/scheduler_config.json",
+  "text_encoder/model.onnx",
+  "tokenizer/merges.txt",
+  "tokenizer/vocab.json",
+  "unet/config.json",
+  "unet/model.onnx",
+  BIG_FILE,
+  "vae_decoder/model.onnx",
+  "vae_encoder/model.onnx",
+].sort();
+
+async function setup(behaviour: FakeHubBehaviour = {}) {
+  const hub = await startFakeHub({ behaviour });
+  hubs.push(hub);
+  const modelsDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-models-"));
+  folders.push(modelsDir);
+  const modelDir = path.join(modelsDir, "tiny-inpaint-onnx");
+  return { hub, modelsDir, modelDir };
+}
+
+/** Runs `maskflow models ...` with its output captured; env is passed in, never read from process.env. */
+async function models(args: string[], context: ModelsCommandContext) {
+  let stdout = "";
+  let stderr = "";
+  const sink = (append: (text: string) => void) =>
+    new Writable({
+      write(chunk, _encoding, callback) {
+        append(String(chunk));
+        callback();
+      },
+    });
+  const code = await modelsCommand(args, { stdout: sink((t) => (stdout += t)), stderr: sink((t) => (stderr += t)) }, { retryDelayMs: 1, ...context });
+  return { code, stdout, stderr };
+}
+
+const pullArgs = (hub: FakeHub, modelsDir: string, ...extra: string[]) => ["pull", hub.repo, "--models", modelsDir, ...extra];
+const env = (hub: FakeHub, token?: string) => ({ HF_ENDPOINT: hub.url, ...(token ? { HF_TOKEN: token } : {}) });
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name)).split(path.sep).join("/")).sort();
+}
+
+describe("maskflow models pull", () => {
+  it("downloads only the ONNX pipeline files, verified, with a manifest, following tree pages and redirects", async () => {
+    const { hub, modelsDir, modelDir } = await setup({ pageSize: 4 });
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(result.stderr).not.toContain("maskflow models pull:");
+    expect(result.code).toBe(0);
+    expect(await filesUnder(modelDir)).toEqual([MANIFEST_NAME, ...NEEDED].sort());
+    for (const file of hub.files.filter((f) => NEEDED.includes(f.path))) {
+      expect((await readFile(path.join(modelDir, file.path))).equals(file.content)).toBe(true);
+    }
+    const manifest = await readManifest(modelDir);
+    expect(manifest).toMatchObject({ repo: hub.repo, revision: "main", commit: hub.commit });
+    expect(manifest!.files.map((f) => f.path).sort()).toEqual(NEEDED);
+    expect(manifest!.files.find((f) => f.path === BIG_FILE)!.size).toBe(BIG_FILE_SIZE);
+    // Nothing skipped was even requested.
+    expect(hub.requests.some((r) => r.path.includes("safety_checker") || r.path.includes("safetensors"))).toBe(false);
+    expect(hub.requests.filter((r) => r.path.includes("/tree/")).length).toBe(Math.ceil(hub.files.length / 4));
+  });
+
+  it("a second pull of a complete model downloads nothing", async () => {
+    const { hub, modelsDir } = await setup();
+    expect((await models(pullArgs(hub, modelsDir), { env: env(hub) })).code).toBe(0);
+    const before = hub.requests.length;
+    const again = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("(0 B downloaded)");
+    expect(hub.requests.slice(before).every((r) => r.path.startsWith("/api/"))).toBe(true);
+  });
+
+  it("names HF_TOKEN on 401 and sends the token as a bearer header", async () => {
+    const { hub, modelsDir, modelDir } = await setup({ requireToken: "hf_secret" });
+    const denied = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/401/);
+    expect(denied.stderr).toContain("HF_TOKEN");
+    expect(existsSync(path.join(modelDir, MANIFEST_NAME))).toBe(false);
+
+    const allowed = await models(pullArgs(hub, modelsDir), { env: env(hub, "hf_secret") });
+    expect(allowed.code).toBe(0);
+    expect(hub.requests.filter((r) => r.status !== 401).every((r) => r.authorization === "Bearer hf_secret")).toBe(true);
+  });
+
+  it("says the repository or revision was not found on 404", async () => {
+    const { hub, modelsDir } = await setup({ notFound: true });
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/not found \(HTTP 404\)/);
+    expect(hub.requests.length).toBe(1);
+
+    hub.behaviour.notFound = false;
+    const badRevision = await models(pullArgs(hub, modelsDir, "--revision", "no-such-branch"), { env: env(hub) });
+    expect(badRevision.code).toBe(1);
+    expect(badRevision.stderr).toContain("revision not found");
+  });
+
+  it("retries 500s with backoff and then succeeds; gives up after the bounded attempts", async () => {
+    const { hub, modelsDir } = await setup({ failures: 3 });
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub), maxAttempts: 5 });
+    expect(result.code).toBe(0);
+    expect(hub.requests.filter((r) => r.status === 500).length).toBe(3);
+    expect(result.stderr).toMatch(/HTTP 500; retry 3 in/);
+
+    hub.behaviour.failures = 10;
+    const failing = await models(pullArgs(hub, modelsDir), { env: env(hub), maxAttempts: 2 });
+    expect(failing.code).toBe(1);
+    expect(failing.stderr).toContain("after 2 attempts");
+    expect(hub.behaviour.failures).toBe(8);
+  });
+
+  it("resumes a dropped download with Range, fetching only the remainder", async () => {
+    const { hub, modelsDir, modelDir } = await setup({ dropConnection: { path: BIG_FILE, afterBytes: 1024 * 1024, times: 1 } });
+    const first = await models(pullArgs(hub, modelsDir), { env: env(hub), maxAttempts: 1 });
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain("re-run to resume");
+    const part = path.join(modelDir, `${BIG_FILE}.part`);
+    const kept = (await stat(part)).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(BIG_FILE_SIZE);
+    expect(existsSync(path.join(modelDir, BIG_FILE))).toBe(false);
+    expect(existsSync(path.join(modelDir, MANIFEST_NAME))).toBe(false);
+    const listed = await models(["list", "--models", modelsDir], { env: {} });
+    expect(listed.stdout).toMatch(/tiny-inpaint-onnx\s+incomplete/);
+
+    const before = hub.requests.length;
+    const second = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(second.code).toBe(0);
+    const content = hub.contentRequests(BIG_FILE).filter((r) => hub.requests.indexOf(r) >= before);
+    expect(content).toHaveLength(1);
+    expect(content[0].range).toBe(`bytes=${kept}-`);
+    expect(content[0].status).toBe(206);
+    expect(content[0].bytesSent).toBe(BIG_FILE_SIZE - kept);
+    // Files finished by the first pull are verified on disk, not fetched again.
+    expect(hub.contentRequests("text_encoder/model.onnx").filter((r) => hub.requests.indexOf(r) >= before)).toHaveLength(0);
+    const expected = hub.files.find((f) => f.path === BIG_FILE)!.content;
+    expect((await readFile(path.join(modelDir, BIG_FILE))).equals(expected)).toBe(true);
+    expect(existsSync(part)).toBe(false);
+    expect(second.stdout).toContain(`files, `);
+  });
+
+  it("resumes within one pull when retries remain", async () => {
+    const { hub, modelsDir, modelDir } = await setup({ dropConnection: { path: BIG_FILE, afterBytes: 512 * 1024, times: 1 } });
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub), maxAttempts: 3 });
+    expect(result.code).toBe(0);
+    const content = hub.contentRequests(BIG_FILE);
+    expect(content).toHaveLength(2);
+    expect(content[0].range).toBeUndefined();
+    const resumedAt = Number(/^bytes=(\d+)-$/.exec(content[1].range ?? "")?.[1]);
+    // What reached the client before the drop (at most what the server wrote) is kept; only the rest is sent again.
+    expect(resumedAt).toBeGreaterThan(0);
+    expect(resumedAt).toBeLessThanOrEqual(content[0].bytesSent);
+    expect(content[1].bytesSent).toBe(BIG_FILE_SIZE - resumedAt);
+    expect((await readFile(path.join(modelDir, BIG_FILE))).equals(hub.files.find((f) => f.path === BIG_FILE)!.content)).toBe(true);
+  });
+
+  it("starts the file over when the server ignores Range and answers 200", async () => {
+    const { hub, modelsDir, modelDir } = await setup({ dropConnection: { path: BIG_FILE, afterBytes: 1024 * 1024, times: 1 } });
+    expect((await models(pullArgs(hub, modelsDir), { env: env(hub), maxAttempts: 1 })).code).toBe(1);
+    hub.behaviour.ignoreRange = true;
+    const before = hub.requests.length;
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(result.code).toBe(0);
+    const [request] = hub.contentRequests(BIG_FILE).filter((r) => hub.requests.indexOf(r) >= before);
+    expect(request.range).toMatch(/^bytes=/);
+    expect(request.status).toBe(200);
+    expect(request.bytesSent).toBe(BIG_FILE_SIZE);
+    expect((await readFile(path.join(modelDir, BIG_FILE))).equals(hub.files.find((f) => f.path === BIG_FILE)!.content)).toBe(true);
+  });
+
+  it("rejects a file whose sha256 does not match and keeps nothing of it", async () => {
+    const { hub, modelsDir, modelDir } = await setup({ corrupt: new Set(["vae_decoder/model.onnx"]) });
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("vae_decoder/model.onnx: checksum mismatch");
+    expect(result.stderr).toContain("re-run to retry");
+    expect(existsSync(path.join(modelDir, "vae_decoder/model.onnx"))).toBe(false);
+    expect(existsSync(path.join(modelDir, "vae_decoder/model.onnx.part"))).toBe(false);
+    expect(existsSync(path.join(modelDir, MANIFEST_NAME))).toBe(false);
+  });
+
+  it("checks small git-stored files against their git blob id", async () => {
+    const { hub, modelsDir, modelDir } = await setup({ corrupt: new Set(["tokenizer/vocab.json"]) });
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("tokenizer/vocab.json: checksum mismatch (expected git oid");
+    expect(existsSync(path.join(modelDir, "tokenizer/vocab.json"))).toBe(false);
+  });
+
+  it("honours --name and MASKFLOW_MODELS_DIR", async () => {
+    const { hub, modelsDir } = await setup();
+    const result = await models(["pull", hub.repo, "--name", "my-model"], { env: { ...env(hub), MASKFLOW_MODELS_DIR: modelsDir } });
+    expect(result.code).toBe(0);
+    expect(existsSync(path.join(modelsDir, "my-model", MANIFEST_NAME))).toBe(true);
+    expect((await models(["pull", hub.repo, "--name", "../escape"], { env: env(hub) })).code).toBe(2);
+  });
+});
+
+describe("maskflow models list and verify", () => {
+  it("lists models with status and size", async () => {
+    const { hub, modelsDir } = await setup();
+    expect((await models(["list", "--models", modelsDir], { env: {} })).stdout).toContain("no models");
+    expect((await models(pullArgs(hub, modelsDir), { env: env(hub) })).code).toBe(0);
+    const listed = await models(["list", "--models", modelsDir, "--json"], { env: {} });
+    const [entry] = JSON.parse(listed.stdout) as Array<{ name: string; status: string; bytes: number; repo: string }>;
+    const expectedBytes = hub.files.filter((f) => NEEDED.includes(f.path)).reduce((sum, f) => sum + f.content.length, 0);
+    expect(entry).toMatchObject({ name: "tiny-inpaint-onnx", status: "complete", repo: hub.repo });
+    expect(entry.bytes).toBeGreaterThan(expectedBytes); // the files plus the manifest
+    expect(entry.bytes).toBeLessThan(expectedBytes + 10_000);
+    const text = await models(["list", "--models", modelsDir], { env: {} });
+    expect(text.stdout).toMatch(/tiny-inpaint-onnx\s+complete\s+3\.\d+ MB\s+fake-org\/tiny-inpaint-onnx@main/);
+  });
+
+  it("verify passes on a fresh pull and names every corrupt or missing file", async () => {
+    const { hub, modelsDir, modelDir } = await setup();
+    expect((await models(pullArgs(hub, modelsDir), { env: env(hub) })).code).toBe(0);
+    const ok = await models(["verify", "tiny-inpaint-onnx", "--models", modelsDir], { env: {} });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`ok (${NEEDED.length} files verified)`);
+
+    const onnx = path.join(modelDir, "unet/model.onnx");
+    const bytes = await readFile(onnx);
+    bytes[100] ^= 0x01;
+    await writeFile(onnx, bytes);
+    await rm(path.join(modelDir, "tokenizer/merges.txt"));
+    const bad = await models(["verify", modelDir], { env: {} });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("2 problem(s)");
+    expect(bad.stderr).toMatch(/unet\/model\.onnx: sha256 [0-9a-f]{64}, expected/);
+    expect(bad.stderr).toContain("tokenizer/merges.txt: file is missing");
+
+    // Verifying every model of the folder reports the same, and list (sizes only) sees the missing file.
+    expect((await models(["verify", "--models", modelsDir], { env: {} })).code).toBe(1);
+    expect((await models(["list", "--models", modelsDir], { env: {} })).stdout).toMatch(/incomplete.*merges\.txt is missing/);
+  });
+
+  it("verify fails on a folder without a manifest", async () => {
+    const { modelsDir } = await setup();
+    await mkdir(path.join(modelsDir, "half", "unet"), { recursive: true });
+    await writeFile(path.join(modelsDir, "half", "unet", "model.onnx.part"), "partial");
+    const result = await models(["verify", "half", "--models", modelsDir], { env: {} });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("no manifest");
+    expect((await models(["list", "--models", modelsDir], { env: {} })).stdout).toMatch(/half\s+incomplete\s+7 B/);
+  });
+});
