@@ -1,4 +1,5 @@
 /** Every node type that ships with Maskflow, registered in one place. */
+import { craftNodes } from "./craft-nodes.ts";
 import { imageNodes } from "./image/index.ts";
 import { InpaintNode } from "./inpaint/inpaint-node.ts";
 import { maskNodes } from "./mask/index.ts";
@@ -8,5 +9,5 @@ import { NodeRegistry } from "./registry.ts";
 import { SchedulerNode } from "./sampling/scheduler-node.ts";
 
 export function createBuiltinRegistry(): NodeRegistry {
-  return new NodeRegistry().register(...imageNodes, ...maskNodes, PromptNode, SchedulerNode, InpaintNode, ...primitiveNodes);
+  return new NodeRegistry().register(...imageNodes, ...maskNodes, ...craftNodes, PromptNode, SchedulerNode, InpaintNode, ...primitiveNodes);
 }

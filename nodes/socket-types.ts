@@ -1,3 +1,5 @@
+import type { CropRegion } from "./mask/crop-region.ts";
+
 /**
  * The values that travel along the links of a graph, one TypeScript type per socket type.
  * Images are raw interleaved RGB bytes so every node can hand them to sharp without a codec round trip.
@@ -14,6 +16,7 @@ export const SOCKET_TYPES = [
   "STRING",
   "BOOLEAN",
   "SEED",
+  "CROP",
 ] as const;
 
 export type SocketType = (typeof SOCKET_TYPES)[number];
@@ -67,6 +70,7 @@ export interface SocketValues {
   STRING: string;
   BOOLEAN: boolean;
   SEED: bigint;
+  CROP: CropRegion;
 }
 
 /** Socket types a user may type in as a widget value; the others only arrive over links. */

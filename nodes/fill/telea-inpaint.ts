@@ -12,11 +12,15 @@
  *
  * Where we differ from OpenCV, on purpose:
  * - The first-order term is the paper's. OpenCV scales its central difference by 2 instead of ½ and
- *   divides the summed term by its own length, which leaves a ±√2-level nudge instead of an
- *   extrapolation; with the paper's term a linear ramp is restored exactly, so gradients survive.
+ *   divides the summed term by its own length, which leaves a ±√2-level nudge, so its fill goes flat
+ *   (error = slope × depth); with the paper's term a ramp carries on across the hole.
+ * - A filled pixel's gradient is the weighted mean of its sources' gradients, not a difference of
+ *   filled values: differencing feeds each extrapolation error into the next pixel's slope, and across
+ *   a hole 160 px wide that grew to errors of 150+ levels. Known pixels' gradients come from known pixels only.
  * - Every pixel of the image may be filled. OpenCV skips the first row and column and reads pixel
  *   values one place off at the image edge; here a neighbour outside the image is simply absent.
- * - Weights are computed once per pixel, not once per colour (the same numbers, less work).
+ * - Values of filled pixels stay unrounded until the end, so rounding does not compound.
+ * - Only the window within radius + 1 of the hole is worked on, so cost follows the hole, not the image.
  * The fill order is OpenCV's: a min-heap on T with ties popped first in, first out, as its sorted list does.
  */
 import type { Mask, RgbImage } from "../socket-types.ts";
@@ -32,7 +36,6 @@ const INSIDE = 2;
 /** T of a pixel the march has not reached; OpenCV's 1.0e6f. */
 const FAR = 1.0e6;
 const CHANNELS = 3;
-const EPS = Number(process.env.EPS ?? 1);
 
 export const MAX_TELEA_RADIUS = 100;
 
@@ -134,7 +137,6 @@ function fillHole(grid: Grid, flags: Uint8Array, values: Float32Array, radius: n
       t[p] = arrivalTime(grid, flags, t, x, y);
       fillPixel(grid, flags, t, values, gradients, disc, x, y);
       flags[p] = BAND;
-      gradients.refreshAround(x, y);
       heap.push(p, t[p]);
     }
   }
@@ -262,53 +264,55 @@ function timeDifference(grid: Grid, flags: Uint8Array, t: Float32Array, x: numbe
 }
 
 /**
- * ∇I of every pixel with a value, per channel, kept current as the hole fills: a pixel's gradient only
- * changes when it or a 4-neighbour gets its value, so each fill refreshes five pixels instead of every
- * source re-deriving its gradient for every pixel it feeds.
+ * ∇I per pixel and channel. A known pixel's gradient is measured once, from known neighbours only
+ * (central difference, one-sided at the hole's edge); a filled pixel's is set by fillPixel to the
+ * weighted mean of its sources' gradients. Differencing filled values instead feeds each pixel's
+ * extrapolation error into the next pixel's slope, which grows without bound across a wide hole.
  */
 class ImageGradients {
   readonly x: Float32Array;
   readonly y: Float32Array;
+  /** The range of the known pixels each pixel's value comes from (a known pixel: its own value). */
+  readonly low: Float32Array;
+  readonly high: Float32Array;
 
-  constructor(
-    readonly grid: Grid,
-    readonly flags: Uint8Array,
-    readonly values: Float32Array,
-  ) {
+  constructor(grid: Grid, flags: Uint8Array, values: Float32Array) {
     this.x = new Float32Array(values.length);
     this.y = new Float32Array(values.length);
-    for (let y = 0; y < grid.height; y++) {
-      for (let x = 0; x < grid.width; x++) this.#refresh(x, y);
-    }
-  }
-
-  refreshAround(x: number, y: number): void {
-    this.#refresh(x, y);
-    for (let n = 0; n < 4; n++) {
-      const nx = x + NEIGHBOUR_DX[n];
-      const ny = y + NEIGHBOUR_DY[n];
-      if (this.grid.contains(nx, ny)) this.#refresh(nx, ny);
-    }
-  }
-
-  #refresh(x: number, y: number): void {
-    const { grid, flags, values } = this;
-    const p = y * grid.width + x;
-    if (flags[p] === INSIDE) return;
-    const right = x + 1 < grid.width && flags[p + 1] !== INSIDE;
-    const left = x > 0 && flags[p - 1] !== INSIDE;
-    const down = y + 1 < grid.height && flags[p + grid.width] !== INSIDE;
-    const up = y > 0 && flags[p - grid.width] !== INSIDE;
-    for (let c = 0; c < CHANNELS; c++) {
-      const i = p * CHANNELS + c;
-      this.x[i] = centralOrOneSided(values, i, CHANNELS, right, left);
-      this.y[i] = centralOrOneSided(values, i, grid.width * CHANNELS, down, up);
+    this.low = Float32Array.from(values);
+    this.high = Float32Array.from(values);
+    const { width, height } = grid;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const p = y * width + x;
+        if (flags[p] === INSIDE) continue;
+        const right = x + 1 < width && flags[p + 1] !== INSIDE;
+        const left = x > 0 && flags[p - 1] !== INSIDE;
+        const down = y + 1 < height && flags[p + width] !== INSIDE;
+        const up = y > 0 && flags[p - width] !== INSIDE;
+        for (let c = 0; c < CHANNELS; c++) {
+          const i = p * CHANNELS + c;
+          this.x[i] = centralOrOneSided(values, i, CHANNELS, right, left);
+          this.y[i] = centralOrOneSided(values, i, width * CHANNELS, down, up);
+        }
+      }
     }
   }
 }
 
+/**
+ * The slope at a known pixel. With both sides known it is the smaller of the two one-sided differences,
+ * and 0 where they disagree in sign (the minmod limiter of TVD schemes): on a ramp that is the ramp's
+ * slope, at a hard edge (a table top against a wall) it is the flat side's, so the fill does not
+ * extrapolate a cliff into the hole and overshoot into black or white.
+ */
 function centralOrOneSided(values: Float32Array, i: number, step: number, after: boolean, before: boolean): number {
-  if (after && before) return (values[i + step] - values[i - step]) * 0.5;
+  if (after && before) {
+    const forward = values[i + step] - values[i];
+    const backward = values[i] - values[i - step];
+    if (forward * backward <= 0) return 0;
+    return Math.abs(forward) < Math.abs(backward) ? forward : backward;
+  }
   if (after) return values[i + step] - values[i];
   if (before) return values[i] - values[i - step];
   return 0;
@@ -337,7 +341,10 @@ function discOffsets(radius: number): DiscOffsets {
   return { dx: Int32Array.from(dx), dy: Int32Array.from(dy), nearness: Float64Array.from(nearness) };
 }
 
-/** Sets hole pixel (x, y) of `values` to the weighted mean of its known neighbours extrapolated to it. */
+/**
+ * Sets hole pixel (x, y) of `values` to the weighted mean of its known neighbours extrapolated to it,
+ * and its gradient to the same weighted mean of theirs.
+ */
 function fillPixel(
   grid: Grid,
   flags: Uint8Array,
@@ -357,6 +364,19 @@ function fillPixel(
   let sum0 = 0;
   let sum1 = 0;
   let sum2 = 0;
+  let slopeX0 = 0;
+  let slopeX1 = 0;
+  let slopeX2 = 0;
+  let slopeY0 = 0;
+  let slopeY1 = 0;
+  let slopeY2 = 0;
+  let low0 = Infinity;
+  let low1 = Infinity;
+  let low2 = Infinity;
+  let high0 = -Infinity;
+  let high1 = -Infinity;
+  let high2 = -Infinity;
+  const { x: gradX, y: gradY } = gradients;
   for (let i = 0; i < disc.dx.length; i++) {
     const rx = disc.dx[i];
     const ry = disc.dy[i];
@@ -371,15 +391,46 @@ function fillPixel(
     const weight = Math.abs(disc.nearness[i] * level * direction);
     weightSum += weight;
     const j = q * CHANNELS;
-    sum0 += weight * (values[j] + EPS*(gradients.x[j] * rx + gradients.y[j] * ry));
-    sum1 += weight * (values[j + 1] + EPS*(gradients.x[j + 1] * rx + gradients.y[j + 1] * ry));
-    sum2 += weight * (values[j + 2] + EPS*(gradients.x[j + 2] * rx + gradients.y[j + 2] * ry));
+    low0 = Math.min(low0, gradients.low[j]);
+    low1 = Math.min(low1, gradients.low[j + 1]);
+    low2 = Math.min(low2, gradients.low[j + 2]);
+    high0 = Math.max(high0, gradients.high[j]);
+    high1 = Math.max(high1, gradients.high[j + 1]);
+    high2 = Math.max(high2, gradients.high[j + 2]);
+    sum0 += weight * (values[j] + gradX[j] * rx + gradY[j] * ry);
+    sum1 += weight * (values[j + 1] + gradX[j + 1] * rx + gradY[j + 1] * ry);
+    sum2 += weight * (values[j + 2] + gradX[j + 2] * rx + gradY[j + 2] * ry);
+    slopeX0 += weight * gradX[j];
+    slopeX1 += weight * gradX[j + 1];
+    slopeX2 += weight * gradX[j + 2];
+    slopeY0 += weight * gradY[j];
+    slopeY1 += weight * gradY[j + 1];
+    slopeY2 += weight * gradY[j + 2];
   }
   const j = p * CHANNELS;
-  values[j] = sum0 / weightSum;
-  values[j + 1] = sum1 / weightSum;
-  values[j + 2] = sum2 / weightSum;
+  const sums = [sum0, sum1, sum2];
+  const lows = [low0, low1, low2];
+  const highs = [high0, high1, high2];
+  const slopesX = [slopeX0, slopeX1, slopeX2];
+  const slopesY = [slopeY0, slopeY1, slopeY2];
+  for (let c = 0; c < CHANNELS; c++) {
+    const value = sums[c] / weightSum;
+    // A value may go past the known pixels it comes from by a little (a ramp continues) but not by much:
+    // where it would, the extrapolation stops here and the pixel carries no slope onward. The range is
+    // inherited, so chains of filled pixels cannot drift past it step by step.
+    const low = lows[c] - MAX_OVERSHOOT;
+    const high = highs[c] + MAX_OVERSHOOT;
+    const clamped = Math.min(high, Math.max(low, value));
+    values[j + c] = clamped;
+    gradients.low[j + c] = lows[c];
+    gradients.high[j + c] = highs[c];
+    gradX[j + c] = clamped === value ? slopesX[c] / weightSum : 0;
+    gradY[j + c] = clamped === value ? slopesY[c] / weightSum : 0;
+  }
 }
+
+/** Levels a filled value may pass the range of the pixels it is made from. */
+const MAX_OVERSHOOT = 24;
 
 /**
  * A binary min-heap of pixels keyed on T, ties broken by arrival so equal T pops first in, first

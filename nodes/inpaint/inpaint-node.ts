@@ -1,4 +1,5 @@
-import type { InpaintResult } from "../../server/engines/onnx/inpaint-pipeline.ts";
+import type { InpaintResult, LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
+import { teleaInpaint } from "../fill/telea-inpaint.ts";
 import { defineNode } from "../node-definition.ts";
 import type { RgbImage } from "../socket-types.ts";
 import { pasteBack } from "./paste-back.ts";
@@ -24,10 +25,21 @@ export const InpaintNode = defineNode({
     height: { type: "INT", widget: "number", default: 512, min: 64, max: 2048, step: 8 },
     paste_back: { type: "BOOLEAN", widget: "toggle", default: true, description: "Keep the original pixels outside the mask." },
     mask_blur: { type: "INT", widget: "number", default: 4, min: 0, max: 64, step: 1, description: "Pixels of blend inside the mask edge." },
+    masked_content: {
+      type: "STRING",
+      widget: "combo",
+      options: ["original", "fill", "latent noise", "latent nothing"],
+      default: "original",
+      description:
+        "What the masked area starts from when strength < 1: the picture itself, a classical fill of the hole (removes the object first), fresh noise, or nothing.",
+    },
   },
   outputs: { images: { type: "IMAGE" } },
   async run(inputs, ctx) {
-    const { image: batch, mask, prompt, scheduler } = inputs;
+    const { mask, prompt, scheduler } = inputs;
+    // "fill": the hole is filled from its surroundings first, so a strength below 1 keeps no trace of what was there.
+    const batch = inputs.masked_content === "fill" ? inputs.image.map((picture) => teleaInpaint(picture, mask, 5)) : inputs.image;
+    const originals = inputs.image;
     const images: RgbImage[] = [];
     if (inputs.backend === "segmind") {
       const client = ctx.engines.segmind;
@@ -41,7 +53,7 @@ export const InpaintNode = defineNode({
           { signal: ctx.signal, onRetry: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`) },
         );
         for (const output of result.images) {
-          images.push(inputs.paste_back ? await pasteBack(source, output, mask, inputs.mask_blur) : output);
+          images.push(inputs.paste_back ? await pasteBack(originals[index], output, mask, inputs.mask_blur) : output);
         }
         if (result.remainingCredits !== undefined) ctx.report({ remaining_credits: result.remainingCredits });
       }
@@ -67,6 +79,7 @@ export const InpaintNode = defineNode({
           samples: inputs.samples,
           width: inputs.width,
           height: inputs.height,
+          maskedContent: inputs.masked_content === "fill" ? "original" : (inputs.masked_content as LatentMaskedContent),
         },
         {
           modelDir: inputs.model || undefined,
@@ -76,7 +89,7 @@ export const InpaintNode = defineNode({
         },
       );
       for (const output of result.images) {
-        images.push(inputs.paste_back ? await pasteBack(source, output, mask, inputs.mask_blur) : output);
+        images.push(inputs.paste_back ? await pasteBack(originals[index], output, mask, inputs.mask_blur) : output);
       }
     }
     ctx.report({ seed: scheduler.seed.toString() });

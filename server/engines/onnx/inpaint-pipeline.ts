@@ -28,7 +28,16 @@ export interface InpaintRequest {
   readonly samples: number;
   readonly width: number;
   readonly height: number;
+  /**
+   * What the masked area starts from when strength < 1 (A1111's "masked content"): the picture's own
+   * latents ("original", diffusers' behaviour), fresh noise ("latent noise") or zeros ("latent nothing").
+   * "fill" is done on the picture before it gets here.
+   */
+  readonly maskedContent?: LatentMaskedContent;
 }
+
+export const LATENT_MASKED_CONTENT = ["original", "latent noise", "latent nothing"] as const;
+export type LatentMaskedContent = (typeof LATENT_MASKED_CONTENT)[number];
 
 export interface InpaintHooks {
   readonly signal?: AbortSignal;
@@ -77,6 +86,9 @@ export function checkInpaintRequest(request: InpaintRequest): void {
   }
   if (Math.trunc(steps * strength) < 1) {
     throw new InpaintRequestError("strength", `${strength} × ${steps} steps leaves no step to run; raise strength or steps`);
+  }
+  if (request.maskedContent !== undefined && !(LATENT_MASKED_CONTENT as readonly string[]).includes(request.maskedContent)) {
+    throw new InpaintRequestError("masked_content", `must be one of ${LATENT_MASKED_CONTENT.join(", ")}, got "${request.maskedContent}"`);
   }
   if (request.image.width < 8 || request.image.height < 8) throw new InpaintRequestError("image", "is smaller than 8×8 pixels");
   if (request.mask.data.length !== request.mask.width * request.mask.height) {
@@ -137,13 +149,21 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
   }
   const noise = generator.randn(batch * latentSize);
   let latents: Float32Array;
+  const maskLatent = downsampleNearest(maskTensor, width, height, latentWidth, latentHeight);
+  if (imageLatents && request.maskedContent && request.maskedContent !== "original") {
+    // Replace what the model starts from under the mask; the 4-channel blend-back keeps using it too.
+    imageLatents = imageLatents.slice();
+    const latentPlaneSize = latentWidth * latentHeight;
+    for (let k = 0; k < imageLatents.length; k++) {
+      if (maskLatent[k % latentPlaneSize] >= 0.5) imageLatents[k] = request.maskedContent === "latent noise" ? noise[k] : 0;
+    }
+  }
   if (strengthIsMax) {
     latents = new Float32Array(noise.length);
     for (let i = 0; i < noise.length; i++) latents[i] = noise[i] * scheduler.initNoiseSigma;
   } else {
     latents = scheduler.addNoise(imageLatents!, noise, timesteps[0]);
   }
-  const maskLatent = downsampleNearest(maskTensor, width, height, latentWidth, latentHeight);
   let maskedImageLatents: Float32Array | undefined;
   if (info.unetInChannels === 9) {
     maskedImageLatents = await encodeImage(model, maskedImage, width, height, generator);
