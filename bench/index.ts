@@ -2,12 +2,14 @@
  * `npm run bench`: the speed targets of the project, measured on this machine and printed as a table
  * (and as JSON with --json). Targets are checked here, never in timed tests.
  */
+import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchPipeline } from "./pipeline-bench.ts";
 
 const sections: Array<[string, () => Promise<Record<string, number | string>>]> = [
   ["executor", () => benchExecutor()],
   ["pipeline", () => benchPipeline()],
+  ["crop-stitch", () => benchCropStitch()],
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));

@@ -364,16 +364,17 @@ describe("timestepsForStrength (diffusers' get_timesteps)", () => {
     expect(numInferenceSteps).toBe(10);
     expect(Array.from(timesteps)).toEqual([451, 401, 351, 301, 251, 201, 151, 101, 51, 1]);
   });
-  it("counts model calls for second-order schedulers and starts their step index there", () => {
-    const heun = createScheduler("Heun", SD15_CONFIG);
+  it("counts model calls for second-order schedulers and noises at sigmas[begin_index]", () => {
+    const heun = new HeunDiscreteScheduler(SD15_CONFIG);
     heun.setTimesteps(20);
     const { timesteps, beginIndex } = timestepsForStrength(heun, 20, 0.75);
     expect(beginIndex).toBe(10);
     expect(timesteps.length).toBe(29);
-    const noised = heun.addNoise(dummySampleDeter(), dummyNoiseDeter(), timesteps[0]);
-    // add_noise before the loop uses sigmas[begin_index].
-    const euler = createScheduler("Euler", SD15_CONFIG);
-    expect(noised.length).toBe(768);
-    expect(euler.order).toBe(1);
+    const original = dummySampleDeter();
+    const noise = dummyNoiseDeter();
+    const noised = heun.addNoise(original, noise, timesteps[0]);
+    const sigma = heun.sigmas[10];
+    expect(sigma).toBeGreaterThan(0);
+    noised.forEach((x, i) => expect(x).toBe(f32(original[i] + f32(noise[i] * sigma))));
   });
 });

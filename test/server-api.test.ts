@@ -205,3 +205,19 @@ describe("HTTP API", () => {
     expect(response.body.error.code).toBe("not_found");
   });
 });
+
+describe("input files", () => {
+  it("lists input pictures, the shipped examples included, and views them", async () => {
+    const server = await startTestServer();
+    servers.push(server);
+    const form = new FormData();
+    form.append("image", new Blob([new Uint8Array(await png())]), "mine.png");
+    await fetch(`${server.url}/api/upload`, { method: "POST", body: form });
+    const list = (await api(server, "GET", "/api/files?type=input")).body as string[];
+    expect(list).toContain("mine.png");
+    expect(list).toContain("examples/room.png");
+    const view = await fetch(`${server.url}/api/view?filename=examples/room.png&type=input`);
+    expect(view.status).toBe(200);
+    expect((await api(server, "GET", "/api/files?type=secret")).status).toBe(400);
+  });
+});

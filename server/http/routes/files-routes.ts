@@ -1,5 +1,5 @@
 import { Router } from "express";
-import { access, stat } from "node:fs/promises";
+import { access, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import multer from "multer";
 import sharp from "sharp";
@@ -14,6 +14,13 @@ export function filesRoutes(folders: DataFolders, options: { maxUploadBytes: num
   const receive = upload.single("image");
 
   return Router()
+    .get("/files", async (req, res) => {
+      const type = typeof req.query.type === "string" ? req.query.type : "input";
+      if (type !== "input" && type !== "output") {
+        throw new HttpError(400, "invalid_query", `type must be "input" or "output", got "${type}"`, { field: "type" });
+      }
+      res.json(await listImages(type === "input" ? [folders.input, ...folders.extraInputRoots] : [folders.output]));
+    })
     .post("/upload", (req, res, next) => {
       receive(req, res, (error: unknown) => {
         if (error instanceof multer.MulterError) {
@@ -35,7 +42,10 @@ export function filesRoutes(folders: DataFolders, options: { maxUploadBytes: num
       if (!(VIEW_TYPES as readonly string[]).includes(type)) {
         throw new HttpError(400, "invalid_query", `type must be one of ${VIEW_TYPES.join(", ")}, got "${type}"`, { field: "type" });
       }
-      const file = folders.resolve(type as (typeof VIEW_TYPES)[number], filename, subfolder);
+      // Refuses names that leave the folder; inputs are then looked up as LoadImage looks them up,
+      // so the shipped example pictures show too.
+      const own = folders.resolve(type as (typeof VIEW_TYPES)[number], filename, subfolder);
+      const file = type === "input" ? folders.inputPath(subfolder ? `${subfolder}/${filename}` : filename) : own;
       try {
         if (!(await stat(file)).isFile()) throw new Error("not a file");
       } catch {
@@ -75,6 +85,30 @@ export function filesRoutes(folders: DataFolders, options: { maxUploadBytes: num
     await writeFileAtomic(folders.resolve(type, name, subfolder), file.buffer);
     return { name, subfolder, type };
   }
+}
+
+const IMAGE_EXTENSIONS = /\.(png|jpe?g|webp|gif|tiff?|avif)$/i;
+
+/** Image files under the folders (two levels deep), as names relative to their folder; the first folder wins a clash. */
+async function listImages(roots: readonly string[]): Promise<string[]> {
+  const names = new Set<string>();
+  for (const root of roots) {
+    const walk = async (dir: string, prefix: string, depth: number): Promise<void> => {
+      let entries: import("node:fs").Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const entry of entries) {
+        if (entry.name.startsWith(".")) continue;
+        if (entry.isDirectory() && depth < 2) await walk(path.join(dir, entry.name), `${prefix}${entry.name}/`, depth + 1);
+        else if (entry.isFile() && IMAGE_EXTENSIONS.test(entry.name)) names.add(prefix + entry.name);
+      }
+    };
+    await walk(root, "", 0);
+  }
+  return [...names].sort();
 }
 
 async function exists(file: string): Promise<boolean> {

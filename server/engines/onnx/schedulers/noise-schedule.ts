@@ -114,8 +114,8 @@ export function npInterpOnIndices(x: ArrayLike<number>, fp: ArrayLike<number>): 
       if (j === xv) {
         out[i] = fp[j];
       } else {
-        const slope = (fp[j + 1] - fp[j]) / 1;
-        out[i] = slope * (xv - j) + fp[j];
+        // xp is arange, so each interval has width 1 and the slope is the difference.
+        out[i] = (fp[j + 1] - fp[j]) * (xv - j) + fp[j];
       }
     }
   }

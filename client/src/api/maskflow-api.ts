@@ -1,0 +1,91 @@
+/**
+ * The server's HTTP API as typed functions. Errors come back as ApiError with the server's code,
+ * message and details (a 400 invalid_workflow carries its problems keyed by node id and input).
+ */
+import type { ImageRef } from "../../../nodes/node-definition.ts";
+import type { NodeSchema } from "../../../nodes/registry.ts";
+import type { WorkflowDocument } from "../../../server/workflow/workflow-document.ts";
+import type { WorkflowProblem } from "../../../server/workflow/workflow-problem.ts";
+
+export type { ImageRef, NodeSchema, WorkflowDocument, WorkflowProblem };
+
+export interface JobSummary {
+  readonly id: string;
+  readonly clientId: string | null;
+  readonly createdAt: string;
+  readonly workflow: WorkflowDocument;
+}
+
+export interface HistoryEntry {
+  readonly id: string;
+  readonly status: string;
+  readonly workflow: unknown;
+  readonly createdAt: string;
+  readonly finishedAt: string;
+  readonly durationMs: number;
+  readonly outputs: Readonly<Record<string, { images: readonly ImageRef[]; values: Record<string, unknown> }>>;
+  readonly error?: { node?: string; message: string };
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: { problems?: WorkflowProblem[]; [key: string]: unknown } = {},
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+async function request<T>(method: string, route: string, body?: unknown): Promise<T> {
+  const response = await fetch(route, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json: unknown = undefined;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  if (!response.ok) {
+    const error = (json as { error?: { code?: string; message?: string; details?: ApiError["details"] } } | undefined)?.error;
+    throw new ApiError(response.status, error?.code ?? "http_error", error?.message ?? `${method} ${route}: HTTP ${response.status}`, error?.details);
+  }
+  return json as T;
+}
+
+export const api = {
+  nodes: () => request<NodeSchema[]>("GET", "/api/nodes"),
+  listWorkflows: () => request<Array<{ name: string; source: "shipped" | "user" }>>("GET", "/api/workflows"),
+  readWorkflow: (name: string) => request<unknown>("GET", `/api/workflows/${encodeURIComponent(name)}`),
+  saveWorkflow: (name: string, document: WorkflowDocument) =>
+    request<{ name: string; saved: boolean; problems: WorkflowProblem[] }>("PUT", `/api/workflows/${encodeURIComponent(name)}`, document),
+  deleteWorkflow: (name: string) => request<unknown>("DELETE", `/api/workflows/${encodeURIComponent(name)}`),
+  queuePrompt: (workflow: WorkflowDocument, clientId: string) => request<{ id: string; position: number }>("POST", "/api/prompt", { workflow, clientId }),
+  queue: () => request<{ running: JobSummary[]; pending: JobSummary[] }>("GET", "/api/queue"),
+  clearQueue: () => request<unknown>("POST", "/api/queue", { clear: true }),
+  cancel: (ids: string[]) => request<unknown>("POST", "/api/queue", { delete: ids }),
+  interrupt: (id?: string) => request<unknown>("POST", "/api/interrupt", id ? { id } : {}),
+  inputFiles: () => request<string[]>("GET", "/api/files?type=input"),
+  history: (max = 30) => request<HistoryEntry[]>("GET", `/api/history?max_items=${max}`),
+
+  async upload(file: Blob, name: string, options: { overwrite?: boolean } = {}): Promise<ImageRef & { name: string }> {
+    const form = new FormData();
+    form.append("image", file, name);
+    if (options.overwrite) form.append("overwrite", "true");
+    const response = await fetch("/api/upload", { method: "POST", body: form });
+    const json = (await response.json()) as { name: string; subfolder: string; type: "input" | "temp"; error?: { code: string; message: string } };
+    if (!response.ok) throw new ApiError(response.status, json.error?.code ?? "upload_failed", json.error?.message ?? "upload failed");
+    return { ...json, filename: json.name };
+  },
+};
+
+export function viewUrl(ref: { filename: string; subfolder?: string; type?: string }): string {
+  const query = new URLSearchParams({ filename: ref.filename, type: ref.type ?? "output", subfolder: ref.subfolder ?? "" });
+  return `/api/view?${query}`;
+}

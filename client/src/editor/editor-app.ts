@@ -1,0 +1,372 @@
+/**
+ * The editor: one LiteGraph graph and canvas, the node types from the server, loading and saving
+ * workflow documents, queueing runs and showing what the server reports on the nodes.
+ */
+import { LGraph, LGraphCanvas, LGraphGroup, LiteGraph, type LGraphNode } from "@comfyorg/litegraph";
+import { api, ApiError, type NodeSchema, type WorkflowDocument, type WorkflowProblem } from "../api/maskflow-api.ts";
+import { type PreviewFrame, type ServerEvent, ServerSocket } from "../api/server-socket.ts";
+import { resetRunState, setErrors, showImages, showPreview, viewOf } from "../graph/node-state.ts";
+import { applySeedControls, isImageLoader, type NodeActions, refreshNodeAfterLoad, registerSchemaNodes, widgetValue } from "../graph/node-types.ts";
+import { documentToLiteGraph, type LiteGraphData, liteGraphToDocument, schemaMap } from "../graph/workflow-convert.ts";
+import { openImageViewer } from "../ui/image-viewer.ts";
+import { notify, showConnection } from "../ui/notices.ts";
+import { QueuePanel } from "../ui/queue-panel.ts";
+import { ImageChoices } from "./image-choices.ts";
+import { openMaskPainterFor } from "./mask-wiring.ts";
+
+const STORAGE_KEY = "maskflow.graph.v1";
+const NAME_KEY = "maskflow.workflowName";
+
+export class EditorApp {
+  readonly graph = new LGraph();
+  readonly canvas: LGraphCanvas;
+  readonly clientId: string;
+  readonly images = new ImageChoices();
+  schemas: NodeSchema[] = [];
+  byType: ReadonlyMap<string, NodeSchema> = new Map();
+  workflowName = localStorage.getItem(NAME_KEY) ?? "";
+  queuePanel: QueuePanel;
+  #socket: ServerSocket | undefined;
+  #lastSaved = "";
+  #runningNode: LGraphNode | undefined;
+  #jobIds = new Set<string>();
+  /** Resolves when start-up finished; tests wait on it. */
+  ready: Promise<void>;
+
+  constructor(readonly canvasElement: HTMLCanvasElement) {
+    this.clientId = sessionStorage.getItem("maskflow.clientId") ?? crypto.randomUUID();
+    sessionStorage.setItem("maskflow.clientId", this.clientId);
+    this.canvas = new LGraphCanvas(canvasElement, this.graph);
+    this.queuePanel = new QueuePanel(document.querySelector("#queue-panel")!, {
+      load: (workflow) => this.loadDocument(workflow),
+      rerun: (workflow) => void this.queue(workflow),
+    });
+    this.ready = this.#start();
+  }
+
+  async #start(): Promise<void> {
+    LiteGraph.release_link_on_empty_shows_menu = true;
+    LiteGraph.alt_drag_do_clone_nodes = true;
+    this.canvas.allow_searchbox = true;
+    this.canvas.show_info = false;
+    this.canvas.render_canvas_border = false;
+    this.canvasElement.tabIndex = 0;
+    this.canvasElement.addEventListener("pointerdown", () => this.canvasElement.focus());
+    this.#fitCanvas();
+    // The queue panel and the window both change the canvas' box: follow the box, not the window.
+    new ResizeObserver(() => this.#fitCanvas()).observe(this.canvasElement.parentElement!);
+
+    await this.images.refresh(api.inputFiles);
+    this.schemas = await api.nodes();
+    this.byType = schemaMap(this.schemas);
+    registerSchemaNodes(this.schemas, this.#nodeActions());
+
+    await this.#openFirstGraph();
+    this.#socket = new ServerSocket(this.clientId, {
+      event: (event) => this.#onServerEvent(event),
+      preview: (frame) => this.#onPreview(frame),
+      connection: (state) => {
+        showConnection(state);
+        if (state.connected) void this.queuePanel.refresh();
+      },
+    });
+    this.#socket.connect();
+    setInterval(() => this.persist(), 1500);
+    window.addEventListener("beforeunload", () => this.persist());
+  }
+
+  #fitCanvas(): void {
+    const box = this.canvasElement.parentElement!.getBoundingClientRect();
+    this.canvas.resize(Math.round(box.width), Math.round(box.height));
+  }
+
+  #nodeActions(): NodeActions {
+    return {
+      uploadInto: (node, widgetName) => this.#pickAndUpload(node, widgetName),
+      openMaskEditor: (node) => void openMaskPainterFor(this, node),
+      openImage: (url) => openImageViewer(url),
+      imageChoices: () => this.images.list(),
+    };
+  }
+
+  /** The last graph of this browser, else the shipped "inpaint", else the first shipped workflow, else empty. */
+  async #openFirstGraph(): Promise<void> {
+    const saved = localStorage.getItem(STORAGE_KEY);
+    if (saved) {
+      try {
+        this.loadDocument(JSON.parse(saved), this.workflowName, { keepName: true });
+        return;
+      } catch (error) {
+        console.warn("maskflow: the saved graph could not be restored", error);
+      }
+    }
+    try {
+      this.loadDocument(await api.readWorkflow("inpaint"), "inpaint");
+      return;
+    } catch {
+      // Not there (yet): fall through to the first shipped one.
+    }
+    try {
+      const list = await api.listWorkflows();
+      const first = list.find((entry) => entry.source === "shipped") ?? list[0];
+      if (first) this.loadDocument(await api.readWorkflow(first.name), first.name);
+    } catch (error) {
+      notify(`Could not list workflows: ${(error as Error).message}`, "error");
+    }
+  }
+
+  nodes(): LGraphNode[] {
+    return [...this.graph._nodes];
+  }
+
+  nodeByDocumentId(id: string): LGraphNode | undefined {
+    return this.graph._nodes.find((node) => String(node.id) === id);
+  }
+
+  /** The graph as a workflow document (what is saved, queued, downloaded). */
+  toDocument(): WorkflowDocument {
+    const data = this.graph.serialize() as unknown as LiteGraphData;
+    data.extra = { ...(data.extra ?? {}), ds: { scale: this.canvas.ds.scale, offset: [...this.canvas.ds.offset] } };
+    const document = liteGraphToDocument(data, this.byType);
+    if (this.workflowName) document.name = this.workflowName;
+    return document;
+  }
+
+  /** Replaces the graph with a document; throws when it is not a Maskflow workflow. */
+  loadDocument(input: unknown, name?: string, options: { keepName?: boolean } = {}): void {
+    const document = input as WorkflowDocument;
+    if (!document || typeof document !== "object" || document.format !== "maskflow-workflow" || !Array.isArray(document.nodes)) {
+      throw new Error('not a Maskflow workflow (expected {"format": "maskflow-workflow", "nodes": […]})');
+    }
+    const data = documentToLiteGraph(document, this.byType);
+    this.graph.clear();
+    this.graph.configure(data as unknown as Parameters<LGraph["configure"]>[0]);
+    const ds = data.extra?.ds as { scale: number; offset: [number, number] } | undefined;
+    if (ds) {
+      this.canvas.ds.scale = ds.scale;
+      this.canvas.ds.offset = [ds.offset[0], ds.offset[1]];
+    } else {
+      this.#fitView();
+    }
+    for (const node of this.graph._nodes) {
+      refreshNodeAfterLoad(node);
+      if (isImageLoader(node)) this.images.remember(String(widgetValue(node, "image") ?? ""));
+      if (!this.byType.has(node.type)) setErrors(node, [`unknown node type "${node.type}": the server has no such node`]);
+    }
+    if (name !== undefined || !options.keepName) this.setWorkflowName(name ?? document.name ?? "");
+    this.canvas.setDirty(true, true);
+    this.persist();
+  }
+
+  #fitView(): void {
+    const nodes = this.graph._nodes;
+    if (!nodes.length) return;
+    const minX = Math.min(...nodes.map((n) => n.pos[0]));
+    const minY = Math.min(...nodes.map((n) => n.pos[1] - 30));
+    const maxX = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
+    const maxY = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+    const { width, height } = this.canvasElement;
+    const scale = Math.min(1.2, Math.max(0.3, Math.min(width / (maxX - minX + 120), height / (maxY - minY + 120))));
+    this.canvas.ds.scale = scale;
+    this.canvas.ds.offset = [(width / scale - (maxX - minX)) / 2 - minX, (height / scale - (maxY - minY)) / 2 - minY];
+  }
+
+  setWorkflowName(name: string): void {
+    this.workflowName = name;
+    localStorage.setItem(NAME_KEY, name);
+    const label = document.querySelector<HTMLElement>("#workflow-name");
+    if (label) label.textContent = name || "unsaved workflow";
+  }
+
+  /** Keeps the graph in this browser so a reload brings it back. */
+  persist(): void {
+    if (!this.schemas.length) return;
+    const text = JSON.stringify(this.toDocument());
+    if (text === this.#lastSaved) return;
+    localStorage.setItem(STORAGE_KEY, text);
+    this.#lastSaved = text;
+  }
+
+  newGraph(): void {
+    this.graph.clear();
+    this.setWorkflowName("");
+    this.persist();
+  }
+
+  /** Groups the selected nodes (Ctrl+G). */
+  groupSelection(): void {
+    const nodes = [...this.canvas.selectedItems].filter((item): item is LGraphNode => item instanceof LiteGraph.LGraphNode);
+    if (!nodes.length) return notify("Select the nodes to group first", "info");
+    const group = new LGraphGroup("Group");
+    this.graph.add(group);
+    group.resizeTo(nodes, 10);
+    this.canvas.setDirty(true, true);
+  }
+
+  addNode(type: string, pos?: [number, number]): LGraphNode | undefined {
+    const node = LiteGraph.createNode(type);
+    if (!node) return undefined;
+    node.pos = pos ?? [this.canvas.graph_mouse[0], this.canvas.graph_mouse[1]];
+    this.graph.add(node);
+    return node;
+  }
+
+  // --- running -----------------------------------------------------------------------------
+
+  /** Queues the graph (or a given document); validation problems mark their nodes before anything runs. */
+  async queue(workflow?: WorkflowDocument): Promise<void> {
+    if (!workflow) applySeedControls(this.nodes());
+    const document = workflow ?? this.toDocument();
+    this.clearMarks();
+    try {
+      const { id, position } = await api.queuePrompt(document, this.clientId);
+      this.#jobIds.add(id);
+      notify(position > 0 ? `Queued (position ${position + 1})` : "Queued", "info", 1500);
+    } catch (error) {
+      if (error instanceof ApiError && error.details.problems?.length) {
+        this.markProblems(error.details.problems);
+        notify(`The workflow has ${error.details.problems.length} problem(s): see the marked nodes`, "error");
+      } else if (error instanceof ApiError && error.status === 429) {
+        notify("The queue is full: wait for a job to finish", "error");
+      } else {
+        notify(`Could not queue: ${(error as Error).message}`, "error");
+      }
+    }
+    void this.queuePanel.refresh();
+  }
+
+  clearMarks(): void {
+    for (const node of this.graph._nodes) {
+      if (this.byType.has(node.type)) setErrors(node, []);
+    }
+  }
+
+  markProblems(problems: readonly WorkflowProblem[]): void {
+    const byNode = new Map<string, string[]>();
+    const general: string[] = [];
+    for (const problem of problems) {
+      const text = problem.input ? `${problem.input}: ${problem.message}` : problem.message;
+      if (problem.nodeId !== undefined && this.nodeByDocumentId(problem.nodeId)) {
+        byNode.set(problem.nodeId, [...(byNode.get(problem.nodeId) ?? []), text]);
+      } else general.push(text);
+    }
+    for (const [id, messages] of byNode) setErrors(this.nodeByDocumentId(id)!, messages);
+    for (const message of general) notify(message, "error");
+  }
+
+  #onServerEvent(event: ServerEvent): void {
+    switch (event.type) {
+      case "status":
+        document.querySelector("#queue-count")!.textContent = String(event.data.status.queueRemaining);
+        void this.queuePanel.refresh();
+        return;
+      case "execution_start":
+        for (const node of this.graph._nodes) resetRunState(node);
+        return;
+      case "execution_cached":
+        return;
+      case "executing": {
+        this.#finishRunningNode();
+        const node = this.nodeByDocumentId(event.data.node);
+        if (node) {
+          viewOf(node).running = true;
+          this.#runningNode = node;
+          node.setDirtyCanvas(true, true);
+        }
+        return;
+      }
+      case "progress": {
+        const node = this.nodeByDocumentId(event.data.node);
+        if (node) {
+          viewOf(node).progress = { value: event.data.value, max: event.data.max };
+          node.setDirtyCanvas(true, false);
+        }
+        return;
+      }
+      case "executed": {
+        const node = this.nodeByDocumentId(event.data.node);
+        if (node && event.data.output.images?.length) showImages(node, event.data.output.images);
+        return;
+      }
+      case "execution_error": {
+        this.#finishRunningNode();
+        if (event.data.problems?.length) this.markProblems(event.data.problems);
+        const node = event.data.node ? this.nodeByDocumentId(event.data.node) : undefined;
+        if (node) setErrors(node, [event.data.message]);
+        notify(`Run failed${node ? ` at ${node.title}` : ""}: ${event.data.message}`, "error");
+        void this.queuePanel.refresh();
+        return;
+      }
+      case "execution_interrupted":
+        this.#finishRunningNode();
+        notify("Run interrupted", "info");
+        void this.queuePanel.refresh();
+        return;
+      case "execution_success":
+        this.#finishRunningNode();
+        void this.queuePanel.refresh();
+        return;
+    }
+  }
+
+  #finishRunningNode(): void {
+    if (this.#runningNode) resetRunState(this.#runningNode);
+    this.#runningNode = undefined;
+  }
+
+  #onPreview(frame: PreviewFrame): void {
+    const node = this.nodeByDocumentId(frame.nodeId);
+    if (node) showPreview(node, frame.jpeg);
+  }
+
+  // --- images ------------------------------------------------------------------------------
+
+  #pickAndUpload(node: LGraphNode, widgetName: string): void {
+    const input = document.createElement("input");
+    input.type = "file";
+    input.accept = "image/*";
+    input.onchange = () => {
+      const file = input.files?.[0];
+      if (file) void this.uploadInto(node, widgetName, file);
+    };
+    input.click();
+  }
+
+  /** Uploads a picture and points the node's file widget at it. */
+  async uploadInto(node: LGraphNode, widgetName: string, file: File): Promise<void> {
+    try {
+      const saved = await api.upload(file, file.name);
+      this.images.remember(saved.name);
+      const widget = node.widgets?.find((w) => w.name === widgetName);
+      if (widget) {
+        widget.value = saved.name;
+        widget.callback?.(saved.name);
+      }
+      node.setDirtyCanvas(true, true);
+      this.persist();
+    } catch (error) {
+      notify(`Upload failed: ${(error as Error).message}`, "error");
+    }
+  }
+
+  /** What a node shows (pictures, progress, errors): for tests and debugging. */
+  nodeView(id: string): { images: string[]; errors: string[]; progress?: { value: number; max: number }; loaded: number } | undefined {
+    const node = this.nodeByDocumentId(id);
+    if (!node) return undefined;
+    const view = viewOf(node);
+    return {
+      images: view.images.map((picture) => picture.url),
+      errors: [...view.errors],
+      progress: view.progress,
+      loaded: view.images.filter((picture) => picture.image.complete && picture.image.naturalWidth > 0).length,
+    };
+  }
+
+  /** Page coordinates of a point given in graph coordinates (tests and overlays use it). */
+  toClient(graphPoint: [number, number]): [number, number] {
+    const [x, y] = this.canvas.ds.convertOffsetToCanvas(graphPoint);
+    const box = this.canvasElement.getBoundingClientRect();
+    const ratio = this.canvasElement.width / box.width || 1;
+    return [box.left + x / ratio, box.top + y / ratio];
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * What a node shows beyond its widgets: the input picture, output pictures, a progress bar with
+ * step/total, the live step preview, and an error with its message. Kept off the node's
+ * properties so none of it is saved with the workflow.
+ */
+import type { LGraphNode } from "@comfyorg/litegraph";
+import type { ImageRef } from "../api/maskflow-api.ts";
+import { viewUrl } from "../api/maskflow-api.ts";
+
+export interface NodeView {
+  /** Pictures to show (outputs, or the loaded input); with their full-size URLs for the viewer. */
+  images: Array<{ url: string; image: HTMLImageElement }>;
+  progress?: { value: number; max: number };
+  preview?: HTMLImageElement;
+  running: boolean;
+  errors: string[];
+  /** Where the pictures were drawn last, in node coordinates, so a click can open the right one. */
+  imageRects: Array<{ rect: [number, number, number, number]; url: string }>;
+}
+
+const views = new WeakMap<LGraphNode, NodeView>();
+
+export function viewOf(node: LGraphNode): NodeView {
+  let view = views.get(node);
+  if (!view) {
+    view = { images: [], running: false, errors: [], imageRects: [] };
+    views.set(node, view);
+  }
+  return view;
+}
+
+function loadImage(url: string, node: LGraphNode): HTMLImageElement {
+  const image = new Image();
+  image.onload = () => node.setDirtyCanvas(true, true);
+  image.onerror = () => node.setDirtyCanvas(true, true);
+  image.src = url;
+  return image;
+}
+
+export function showImages(node: LGraphNode, refs: readonly ImageRef[]): void {
+  const view = viewOf(node);
+  view.images = refs.map((ref) => {
+    const url = `${viewUrl(ref)}&t=${Date.now()}`;
+    return { url, image: loadImage(url, node) };
+  });
+  ensureRoomForImages(node);
+  node.setDirtyCanvas(true, true);
+}
+
+export function showPreview(node: LGraphNode, jpeg: Blob): void {
+  const view = viewOf(node);
+  const url = URL.createObjectURL(jpeg);
+  const image = new Image();
+  image.onload = () => {
+    if (view.preview) URL.revokeObjectURL(view.preview.src);
+    view.preview = image;
+    ensureRoomForImages(node);
+    node.setDirtyCanvas(true, true);
+  };
+  image.src = url;
+}
+
+export function setErrors(node: LGraphNode, errors: string[]): void {
+  const view = viewOf(node);
+  view.errors = errors;
+  node.has_errors = errors.length > 0;
+  node.setDirtyCanvas(true, true);
+}
+
+export function resetRunState(node: LGraphNode): void {
+  const view = viewOf(node);
+  view.running = false;
+  view.progress = undefined;
+  if (view.preview) URL.revokeObjectURL(view.preview.src);
+  view.preview = undefined;
+  node.setDirtyCanvas(true, true);
+}
+
+/** A node that has pictures to show grows to a useful size once, like ComfyUI's image nodes. */
+function ensureRoomForImages(node: LGraphNode): void {
+  const minHeight = widgetsBottom(node) + 200;
+  if (node.size[1] < minHeight || node.size[0] < 240) node.setSize([Math.max(node.size[0], 240), Math.max(node.size[1], minHeight)]);
+}
+
+function widgetsBottom(node: LGraphNode): number {
+  let bottom = (Math.max(node.inputs?.filter((slot) => !slot.widget).length ?? 0, node.outputs?.length ?? 0) + 0.5) * 20;
+  // A node added a moment ago may not be laid out yet (every widget y = 0): stack the heights as a floor.
+  let stacked = bottom;
+  for (const widget of node.widgets ?? []) {
+    if (widget.hidden) continue;
+    const height = widget.computedHeight ?? widget.computeSize?.(node.size[0])[1] ?? 24;
+    bottom = Math.max(bottom, (widget.y ?? 0) + height);
+    stacked += height;
+  }
+  return Math.max(bottom, stacked) + 4;
+}
+
+/** Fits w×h into the box keeping its aspect, centred. */
+function fit(w: number, h: number, box: [number, number, number, number]): [number, number, number, number] {
+  const scale = Math.min(box[2] / w, box[3] / h);
+  const width = w * scale;
+  const height = h * scale;
+  return [box[0] + (box[2] - width) / 2, box[1] + (box[3] - height) / 2, width, height];
+}
+
+/** Draws pictures, progress and errors over a node; called from the node's onDrawForeground. */
+export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): void {
+  const view = viewOf(node);
+  if (node.flags.collapsed) return;
+  const [width, height] = node.size;
+  view.imageRects = [];
+  const top = widgetsBottom(node);
+  const area: [number, number, number, number] = [6, top, width - 12, height - top - 6];
+  const pictures = view.preview ? [{ url: "", image: view.preview }] : view.images;
+  const ready = pictures.filter((picture) => picture.image.complete && picture.image.naturalWidth > 0);
+  if (ready.length && area[3] > 24) {
+    const columns = Math.ceil(Math.sqrt(ready.length));
+    const rows = Math.ceil(ready.length / columns);
+    const cellW = area[2] / columns;
+    const cellH = area[3] / rows;
+    ready.forEach((picture, i) => {
+      const cell: [number, number, number, number] = [area[0] + (i % columns) * cellW, area[1] + Math.floor(i / columns) * cellH, cellW - 2, cellH - 2];
+      const rect = fit(picture.image.naturalWidth, picture.image.naturalHeight, cell);
+      ctx.drawImage(picture.image, rect[0], rect[1], rect[2], rect[3]);
+      if (picture.url) view.imageRects.push({ rect, url: picture.url });
+    });
+    if (ready.length === 1 && !view.preview) {
+      ctx.fillStyle = "rgba(255,255,255,0.55)";
+      ctx.font = "11px sans-serif";
+      ctx.textAlign = "center";
+      ctx.fillText(`${ready[0].image.naturalWidth} × ${ready[0].image.naturalHeight}`, width / 2, height - 8);
+    }
+  }
+
+  if (view.running) {
+    ctx.strokeStyle = "#4caf50";
+    ctx.lineWidth = 3;
+    ctx.strokeRect(-3, -LiteGraphTitleHeight - 3, width + 6, height + LiteGraphTitleHeight + 6);
+  }
+  if (view.progress && view.progress.max > 0) {
+    const fraction = Math.min(1, view.progress.value / view.progress.max);
+    ctx.fillStyle = "rgba(0,0,0,0.5)";
+    ctx.fillRect(0, 0, width, 14);
+    ctx.fillStyle = "#4caf50";
+    ctx.fillRect(0, 0, width * fraction, 14);
+    ctx.fillStyle = "#fff";
+    ctx.font = "bold 11px sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText(`${view.progress.value} / ${view.progress.max}`, width / 2, 11);
+  }
+  if (view.errors.length) {
+    ctx.font = "12px sans-serif";
+    ctx.textAlign = "left";
+    const lines = view.errors.flatMap((message) => wrap(ctx, message, Math.max(width, 220) - 12));
+    const boxHeight = lines.length * 15 + 8;
+    ctx.fillStyle = "rgba(120,0,0,0.92)";
+    ctx.fillRect(0, height + 6, Math.max(width, 220), boxHeight);
+    ctx.fillStyle = "#fff";
+    lines.forEach((line, i) => ctx.fillText(line, 6, height + 20 + i * 15));
+  }
+}
+
+const LiteGraphTitleHeight = 30;
+
+function wrap(ctx: CanvasRenderingContext2D, text: string, maxWidth: number): string[] {
+  const lines: string[] = [];
+  for (const paragraph of text.split("\n")) {
+    let line = "";
+    for (const word of paragraph.split(" ")) {
+      const candidate = line ? `${line} ${word}` : word;
+      if (ctx.measureText(candidate).width > maxWidth && line) {
+        lines.push(line);
+        line = word;
+      } else line = candidate;
+    }
+    lines.push(line);
+  }
+  return lines.slice(0, 12);
+}
+
+/** The full-size URL of the picture under a point in node coordinates, if any. */
+export function imageAt(node: LGraphNode, x: number, y: number): string | undefined {
+  return viewOf(node).imageRects.find(({ rect }) => x >= rect[0] && y >= rect[1] && x <= rect[0] + rect[2] && y <= rect[1] + rect[3])?.url;
+}
+
+export function showInputImage(node: LGraphNode, filename: string): void {
+  const view = viewOf(node);
+  if (!filename) {
+    view.images = [];
+  } else {
+    const url = `${viewUrl({ filename, type: "input" })}&t=${Date.now()}`;
+    view.images = [{ url, image: loadImage(url, node) }];
+    ensureRoomForImages(node);
+  }
+  node.setDirtyCanvas(true, true);
+}

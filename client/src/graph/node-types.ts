@@ -1,0 +1,205 @@
+/**
+ * LiteGraph node classes built at start-up from GET /api/nodes, so a new server node needs no
+ * client change. Each input with a widget gets the widget and a socket on it (a link overrides the
+ * value); link-only inputs get a plain socket. Non-value widgets (seed control, upload and mask
+ * buttons) come after the value widgets so LiteGraph's widgets_values stay aligned with the schema.
+ */
+import { LGraphCanvas, LGraphNode, LiteGraph, type IWidget } from "@comfyorg/litegraph";
+import type { InputSpec } from "../../../nodes/node-definition.ts";
+import type { NodeSchema } from "../api/maskflow-api.ts";
+import { drawNodeView, imageAt, showInputImage } from "./node-state.ts";
+import { canConnect, hasWidget, SOCKET_COLOURS } from "./socket-types.ts";
+import { addMultilineWidget } from "./multiline-widget.ts";
+
+/** What the node classes ask of the app (uploads, the mask painter, the image viewer). */
+export interface NodeActions {
+  uploadInto(node: LGraphNode, widgetName: string): void;
+  openMaskEditor(node: LGraphNode): void;
+  openImage(url: string): void;
+  /** File names a LoadImage combo offers: uploads this browser knows of plus what graphs use. */
+  imageChoices(): string[];
+}
+
+export const SEED_CONTROLS = ["fixed", "randomize", "increment", "decrement"] as const;
+export type SeedControl = (typeof SEED_CONTROLS)[number];
+export const seedControlProperty = (name: string) => `seed_control_${name}`;
+
+const IMAGE_WIDGETS = new Set(["image", "mask"]);
+/** LiteGraph warns about widgets without a callback; the value is read from the widget when needed. */
+const keepValue = () => {};
+
+export function schemaOf(node: LGraphNode): NodeSchema | undefined {
+  return (node.constructor as { maskflowSchema?: NodeSchema }).maskflowSchema;
+}
+
+export function isImageLoader(node: LGraphNode): boolean {
+  const schema = schemaOf(node);
+  return !!schema && Object.values(schema.inputs).some((spec) => IMAGE_WIDGETS.has(spec.widget ?? ""));
+}
+
+export function registerSchemaNodes(schemas: readonly NodeSchema[], actions: NodeActions): void {
+  LiteGraph.isValidConnection = (outputType, inputType) => {
+    if (!outputType || !inputType || outputType === "*" || inputType === "*") return true;
+    return canConnect(String(outputType), String(inputType));
+  };
+  for (const [type, colour] of Object.entries(SOCKET_COLOURS)) {
+    LGraphCanvas.link_type_colors[type] = colour;
+  }
+  for (const schema of schemas) {
+    LiteGraph.registerNodeType(schema.type, createNodeClass(schema, actions));
+    (LiteGraph.registered_node_types[schema.type] as unknown as { category: string }).category = schema.category;
+  }
+}
+
+function precisionOf(step: number | undefined, type: string): number {
+  if (type === "INT" || type === "SEED") return 0;
+  if (!step) return 2;
+  const decimals = String(step).split(".")[1]?.length ?? 0;
+  return Math.min(6, Math.max(decimals, 1));
+}
+
+function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGraphNode {
+  class SchemaNode extends LGraphNode {
+    static override title = schema.displayName;
+    static maskflowSchema = schema;
+    static description = schema.description;
+
+    constructor(title?: string) {
+      super(title ?? schema.displayName);
+      this.serialize_widgets = true;
+      const extras: Array<() => void> = [];
+      for (const [name, spec] of Object.entries(schema.inputs)) {
+        if (hasWidget(spec)) {
+          this.addInput(name, spec.type, { widget: { name } });
+          addValueWidget(this, name, spec, extras);
+        } else {
+          const slot = this.addInput(name, spec.type);
+          if (spec.optional) slot.label = `${name} (optional)`;
+        }
+      }
+      for (const [name, spec] of Object.entries(schema.outputs)) this.addOutput(name, spec.type);
+      for (const addExtra of extras) addExtra();
+      this.size = this.computeSize();
+      this.size[0] = Math.max(this.size[0], 260);
+      this.setSize([this.size[0], this.size[1]]);
+      // LiteGraph assigns onMouseDown per instance (for title buttons), so wrap it rather than override.
+      const titleButtons = this.onMouseDown;
+      this.onMouseDown = (event, pos, canvas) => {
+        const url = imageAt(this, pos[0], pos[1]);
+        if (url && event.button === 0) {
+          actions.openImage(url);
+          return true;
+        }
+        return titleButtons?.call(this, event, pos, canvas) ?? false;
+      };
+    }
+
+    override onDrawForeground(ctx: CanvasRenderingContext2D): void {
+      drawNodeView(this, ctx);
+    }
+  }
+
+  function addValueWidget(node: LGraphNode, name: string, spec: InputSpec, extras: Array<() => void>): void {
+    const value = spec.default;
+    const kind = spec.widget;
+    let widget: IWidget | undefined;
+    if (kind === "combo") {
+      widget = node.addWidget("combo", name, String(value ?? spec.options?.[0] ?? ""), keepValue, { values: [...(spec.options ?? [])] }) as IWidget;
+    } else if (kind === "toggle") {
+      widget = node.addWidget("toggle", name, Boolean(value), keepValue, { on: "true", off: "false" }) as IWidget;
+    } else if (kind === "multiline") {
+      addMultilineWidget(node, name, String(value ?? ""));
+    } else if (kind === "text") {
+      widget = node.addWidget("text", name, String(value ?? ""), keepValue, {}) as IWidget;
+    } else if (kind && IMAGE_WIDGETS.has(kind)) {
+      const combo = node.addWidget("combo", name, String(value ?? ""), (file: string) => showInputImage(node, file), {
+        values: (() => {
+          const current = String(combo.value ?? "");
+          const choices = actions.imageChoices();
+          return current && !choices.includes(current) ? [current, ...choices] : choices;
+        }) as unknown as string[],
+      }) as IWidget;
+      widget = combo;
+      extras.push(() => {
+        const upload = node.addWidget("button", `upload ${kind}`, undefined, () => actions.uploadInto(node, name), {}) as IWidget;
+        upload.serialize = false;
+        if (kind === "image" || schema.type === "LoadMask") {
+          const edit = node.addWidget("button", "paint mask", undefined, () => actions.openMaskEditor(node), {}) as IWidget;
+          edit.serialize = false;
+        }
+      });
+    } else if (kind === "seed") {
+      widget = node.addWidget("number", name, Number(value ?? 0), keepValue, {
+        min: -1,
+        max: Number.MAX_SAFE_INTEGER,
+        step2: 1,
+        step: 10,
+        precision: 0,
+      }) as IWidget;
+      const property = seedControlProperty(name);
+      node.properties[property] ??= "randomize";
+      extras.push(() => {
+        const control = node.addWidget("combo", `${name} on queue`, String(node.properties[property]), (choice: string) => {
+          node.properties[property] = choice;
+        }, { values: [...SEED_CONTROLS] }) as IWidget;
+        control.serialize = false;
+      });
+    } else {
+      // number / slider: LiteGraph's legacy `step` is ten times the real step (step2).
+      const step = spec.step ?? (spec.type === "INT" ? 1 : 0.01);
+      const options = { min: spec.min, max: spec.max, step2: step, step: step * 10, precision: precisionOf(spec.step, spec.type) };
+      const useSlider = kind === "slider" && spec.min !== undefined && spec.max !== undefined;
+      widget = node.addWidget(useSlider ? "slider" : "number", name, Number(value ?? spec.min ?? 0), keepValue, options) as IWidget;
+    }
+    if (widget && spec.description) widget.tooltip = spec.description;
+  }
+
+  return SchemaNode;
+}
+
+/** After a graph loads, image loaders show their picture and seed controls show their saved mode. */
+export function refreshNodeAfterLoad(node: LGraphNode): void {
+  const schema = schemaOf(node);
+  if (!schema) return;
+  for (const [name, spec] of Object.entries(schema.inputs)) {
+    if (spec.widget === "image" && schema.type !== "LoadMask") {
+      const widget = node.widgets?.find((w) => w.name === name);
+      showInputImage(node, String(widget?.value ?? ""));
+    }
+    if (spec.widget === "seed") {
+      const control = node.widgets?.find((w) => w.name === `${name} on queue`);
+      if (control) control.value = String(node.properties[seedControlProperty(name)] ?? "randomize");
+    }
+  }
+}
+
+/** Applies each seed widget's control before a run, so the seed shown is the seed used. */
+export function applySeedControls(nodes: readonly LGraphNode[]): void {
+  for (const node of nodes) {
+    const schema = schemaOf(node);
+    if (!schema) continue;
+    for (const [name, spec] of Object.entries(schema.inputs)) {
+      if (spec.widget !== "seed") continue;
+      const widget = node.widgets?.find((w) => w.name === name);
+      if (!widget || node.inputs.find((slot) => slot.name === name)?.link != null) continue;
+      const control = node.properties[seedControlProperty(name)] as SeedControl | undefined;
+      const current = Number(widget.value ?? 0);
+      if (control === "randomize") widget.value = Math.floor(Math.random() * 2 ** 32) * 2 ** 16 + Math.floor(Math.random() * 2 ** 16);
+      else if (control === "increment") widget.value = Math.min(Number.MAX_SAFE_INTEGER, current + 1);
+      else if (control === "decrement") widget.value = Math.max(0, current - 1);
+    }
+    node.setDirtyCanvas(true, false);
+  }
+}
+
+export function widgetValue(node: LGraphNode, name: string): unknown {
+  return node.widgets?.find((widget) => widget.name === name)?.value;
+}
+
+export function setWidgetValue(node: LGraphNode, name: string, value: string | number | boolean): void {
+  const widget = node.widgets?.find((w) => w.name === name);
+  if (!widget) return;
+  widget.value = value;
+  widget.callback?.(value);
+  node.setDirtyCanvas(true, true);
+}

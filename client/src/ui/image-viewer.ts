@@ -1,0 +1,34 @@
+/** A picture at full size over the page; click, Esc or the × closes it. */
+
+export function openImageViewer(url: string): void {
+  const overlay = document.createElement("div");
+  overlay.className = "mf-viewer";
+  overlay.dataset.testid = "image-viewer";
+  const image = document.createElement("img");
+  image.src = url.replace(/&t=\d+$/, "");
+  const bar = document.createElement("div");
+  bar.className = "mf-viewer-bar";
+  const open = document.createElement("a");
+  open.href = image.src;
+  open.target = "_blank";
+  open.textContent = "open in new tab";
+  const close = document.createElement("button");
+  close.textContent = "×";
+  bar.append(open, close);
+  overlay.append(image, bar);
+  const remove = () => {
+    overlay.remove();
+    window.removeEventListener("keydown", onKey, true);
+  };
+  const onKey = (event: KeyboardEvent) => {
+    if (event.key === "Escape") {
+      event.stopPropagation();
+      remove();
+    }
+  };
+  overlay.addEventListener("click", (event) => {
+    if (event.target !== open) remove();
+  });
+  window.addEventListener("keydown", onKey, true);
+  document.body.append(overlay);
+}
