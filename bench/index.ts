@@ -5,11 +5,13 @@
 import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchPipeline } from "./pipeline-bench.ts";
+import { benchQueue } from "./queue-bench.ts";
 
 const sections: Array<[string, () => Promise<Record<string, number | string>>]> = [
   ["executor", () => benchExecutor()],
   ["pipeline", () => benchPipeline()],
   ["crop-stitch", () => benchCropStitch()],
+  ["queue", () => benchQueue()],
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));

@@ -15,7 +15,9 @@ import { parseApiKeys } from "./http/api-keys.ts";
 import { createApp } from "./http/app.ts";
 import { segmindRoutes } from "./http/routes/segmind-routes.ts";
 import { WebSocketHub } from "./http/websocket-hub.ts";
+import { BullMqJobQueue } from "./queue/bullmq-job-queue.ts";
 import { JobQueue } from "./queue/job-queue.ts";
+import type { JobQueuePort } from "./queue/job-queue-port.ts";
 import { DataFolders } from "./storage/data-folders.ts";
 import { HistoryStore } from "./storage/history-store.ts";
 import { WorkflowLibrary } from "./storage/workflow-library.ts";
@@ -27,6 +29,10 @@ export interface ServerOptions {
   readonly port?: number;
   readonly dataDir?: string;
   readonly maxPending?: number;
+  /** Pending jobs one clientId may have at once (unlimited when absent). */
+  readonly maxPendingPerClient?: number;
+  /** Queue on this Redis (BullMQ) for `maskflow worker`s to run, instead of running jobs in this process. */
+  readonly redisUrl?: string;
   readonly maxUploadBytes?: number;
   readonly cacheBytes?: number;
   readonly registry?: NodeRegistry;
@@ -47,7 +53,7 @@ export interface RunningServer {
   readonly url: string;
   readonly host: string;
   readonly port: number;
-  readonly queue: JobQueue;
+  readonly queue: JobQueuePort;
   readonly executor: Executor;
   readonly folders: DataFolders;
   readonly history: HistoryStore;
@@ -70,7 +76,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     cacheBytes: options.cacheBytes,
     logger: { info: (m) => console.log(`maskflow: ${m}`), warn: (m) => console.warn(`maskflow: ${m}`) },
   });
-  const queue = new JobQueue({ executor, history, maxPending: options.maxPending });
+  const limits = { maxPending: options.maxPending, maxPendingPerClient: options.maxPendingPerClient };
+  const queue: JobQueuePort = options.redisUrl
+    ? await BullMqJobQueue.open({ redisUrl: options.redisUrl, executor, history, ...limits })
+    : new JobQueue({ executor, history, ...limits });
   const library = new WorkflowLibrary(shippedWorkflows, folders.workflows);
   const version = "0.1.0";
   const app = createApp({
@@ -109,9 +118,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     history,
     httpServer,
     async close() {
-      queue.clearPending();
-      queue.interrupt();
-      await queue.drain();
+      await queue.close();
       await hub.close();
       httpServer.closeAllConnections();
       await new Promise<void>((resolve) => httpServer.close(() => resolve()));

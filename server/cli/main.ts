@@ -18,6 +18,10 @@ const commands: Record<string, { run: () => Promise<Command>; summary: string }>
     run: async () => (await import("./models-command.ts")).modelsCommand,
     summary: "models pull [REPO] [--revision REV] | list | verify [NAME]   download and check ONNX weights",
   },
+  worker: {
+    run: async () => (await import("./worker-command.ts")).workerCommand,
+    summary: "worker --redis URL [--concurrency N] [--model DIR] [--data DIR]   take jobs from a Redis queue",
+  },
   tokenize: {
     run: async () => (await import("./tokenize-command.ts")).tokenizeCommand,
     summary: 'tokenize [--tokenizer DIR] "TEXT"   show the CLIP token ids of a prompt',

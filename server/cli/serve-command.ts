@@ -15,6 +15,8 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       device: { type: "string" },
       "max-queue": { type: "string", default: "100" },
       "allow-remote-without-key": { type: "boolean", default: false },
+      "max-queue-per-client": { type: "string" },
+      redis: { type: "string", default: process.env.MASKFLOW_REDIS_URL },
     },
   });
   const apiKeys = parseApiKeys(process.env.MASKFLOW_API_KEYS);
@@ -35,18 +37,29 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     io.stderr.write(`maskflow serve: --max-queue must be a whole number ≥ 1, got "${values["max-queue"]}"\n`);
     return 2;
   }
+  let maxPendingPerClient: number | undefined;
+  if (values["max-queue-per-client"] !== undefined) {
+    maxPendingPerClient = Number(values["max-queue-per-client"]);
+    if (!Number.isInteger(maxPendingPerClient) || maxPendingPerClient < 1) {
+      io.stderr.write(`maskflow serve: --max-queue-per-client must be a whole number ≥ 1, got "${values["max-queue-per-client"]}"\n`);
+      return 2;
+    }
+  }
   const engines = await createEngines({ modelDir: values.model, device: values.device });
   const server = await startServer({
     host: values.host,
     port,
     dataDir: values.data,
     maxPending,
+    maxPendingPerClient,
+    redisUrl: values.redis || undefined,
     engines: engines.nodeEngines,
     apiKeys,
     engineStatus: () => engines.status(),
   });
   io.stdout.write(`Maskflow is running at ${server.url}/\n`);
   io.stdout.write(`  data folder: ${server.folders.root}\n`);
+  if (values.redis) io.stdout.write(`  queue: Redis at ${values.redis}; jobs run on \`maskflow worker --redis …\` processes\n`);
   for (const [name, state] of Object.entries(engines.status())) {
     io.stdout.write(`  engine ${name}: ${typeof state === "object" && state && "summary" in state ? String(state.summary) : JSON.stringify(state)}\n`);
   }

@@ -6,43 +6,28 @@ import { randomUUID } from "node:crypto";
 import type { ExecutionEvent } from "../executor/execution-event.ts";
 import type { Executor } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
-import { HttpError } from "../http/http-error.ts";
 import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
-import type { WorkflowDocument } from "../workflow/workflow-document.ts";
+import type { EnqueueOptions, EnqueueResult, JobQueuePort, QueuedJob, QueueEvent, QueueListener, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
+import { clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
 
-export interface QueuedJob {
-  readonly id: string;
-  readonly workflow: WorkflowDocument;
-  readonly clientId?: string;
-  readonly priority: number;
-  readonly createdAt: string;
-}
-
-export interface QueueSnapshot {
-  readonly running: readonly QueuedJob[];
-  readonly pending: readonly QueuedJob[];
-}
-
-export interface QueueStatus {
-  readonly queueRemaining: number;
-  readonly running: string | null;
-}
-
-export type QueueEvent = ExecutionEvent | { readonly type: "status"; readonly status: QueueStatus };
+export type { JobRef, QueuedJob, QueueEvent, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
 
 export interface JobQueueOptions {
   readonly executor: Executor;
   readonly history: HistoryStore;
   /** Pending jobs allowed at once; one more is a 429. */
   readonly maxPending?: number;
+  /** Pending jobs one clientId may have at once; one more is a 429 (unlimited when absent). */
+  readonly maxPendingPerClient?: number;
 }
 
-export class JobQueue {
+export class JobQueue implements JobQueuePort {
   readonly #executor: Executor;
   readonly #history: HistoryStore;
   readonly #maxPending: number;
+  readonly #maxPendingPerClient: number;
   readonly #pending: QueuedJob[] = [];
-  readonly #listeners = new Set<(event: QueueEvent, job?: QueuedJob) => void>();
+  readonly #listeners = new Set<QueueListener>();
   readonly #waiters = new Map<string, Array<(entry: HistoryEntry) => void>>();
   #running: { job: QueuedJob; abort: AbortController } | undefined;
   #recentDurationsMs: number[] = [];
@@ -52,20 +37,18 @@ export class JobQueue {
     this.#executor = options.executor;
     this.#history = options.history;
     this.#maxPending = options.maxPending ?? 100;
+    this.#maxPendingPerClient = options.maxPendingPerClient ?? Infinity;
   }
 
   /** Validates and queues a workflow; 400 with every problem, 429 with Retry-After when full. */
-  enqueue(workflow: unknown, options: { clientId?: string; priority?: number; id?: string } = {}): { id: string; position: number } {
+  enqueue(workflow: unknown, options: EnqueueOptions = {}): EnqueueResult {
     const valid = this.#executor.validate(workflow);
     if (this.#pending.length >= this.#maxPending) {
-      const retryAfter = this.#retryAfterSeconds();
-      throw new HttpError(
-        429,
-        "queue_full",
-        `the queue is full (${this.#maxPending} jobs waiting); try again in about ${retryAfter} s`,
-        { maxPending: this.#maxPending },
-        { "Retry-After": String(retryAfter) },
-      );
+      throw queueFullError(this.#maxPending, retryAfterSeconds(this.#recentDurationsMs));
+    }
+    const clientId = options.clientId;
+    if (clientId !== undefined && this.#pending.filter((job) => job.clientId === clientId).length >= this.#maxPendingPerClient) {
+      throw clientQueueFullError(clientId, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
     }
     const job: QueuedJob = {
       id: options.id ?? randomUUID(),
@@ -121,7 +104,7 @@ export class JobQueue {
     return count;
   }
 
-  subscribe(listener: (event: QueueEvent, job?: QueuedJob) => void): () => void {
+  subscribe(listener: QueueListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -135,6 +118,13 @@ export class JobQueue {
       list.push(resolve);
       this.#waiters.set(id, list);
     });
+  }
+
+  /** Drops pending jobs, stops the running one and waits for it to end. */
+  async close(): Promise<void> {
+    this.clearPending();
+    this.interrupt();
+    await this.drain();
   }
 
   /** Resolves once nothing is running or pending (for a clean shutdown). */
@@ -195,12 +185,5 @@ export class JobQueue {
     }
     for (const resolve of this.#waiters.get(job.id) ?? []) resolve(entry);
     this.#waiters.delete(job.id);
-  }
-
-  #retryAfterSeconds(): number {
-    const recent = this.#recentDurationsMs;
-    const average = recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : 1000;
-    // A slot frees when the running job ends: about one average job from now.
-    return Math.max(1, Math.ceil(average / 1000));
   }
 }

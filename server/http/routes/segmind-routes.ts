@@ -11,14 +11,14 @@ import sharp from "sharp";
 import { parseSegmindJsonBody, parseSegmindRequest, type SegmindRequest } from "../../engines/segmind/segmind-request.ts";
 import { decodeImageInput } from "../../net/decode-image-input.ts";
 import { ImageInputError } from "../../net/image-input-error.ts";
-import type { JobQueue } from "../../queue/job-queue.ts";
+import type { JobQueuePort } from "../../queue/job-queue-port.ts";
 import { writeFileAtomic } from "../../storage/atomic-write.ts";
 import type { DataFolders } from "../../storage/data-folders.ts";
 import { requireApiKey } from "../api-keys.ts";
 import { HttpError } from "../http-error.ts";
 
 export interface SegmindRouteOptions {
-  readonly queue: JobQueue;
+  readonly queue: JobQueuePort;
   readonly folders: DataFolders;
   /** MASKFLOW_API_KEYS: when set, a valid x-api-key is required. */
   readonly apiKeys: readonly string[];
@@ -67,12 +67,12 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
           }
         }),
       );
-      const { id: jobId } = options.queue.enqueue(segmindWorkflow(request, image, mask), { clientId: "segmind-api", id });
+      const { id: jobId } = await options.queue.enqueue(segmindWorkflow(request, image, mask), { clientId: "segmind-api", id });
       res.on("close", () => {
         // The caller gave up: do not spend the engine on an answer nobody reads.
         if (!res.writableFinished) {
-          options.queue.cancel([jobId]);
-          options.queue.interrupt(jobId);
+          void options.queue.cancel([jobId]);
+          void options.queue.interrupt(jobId);
         }
       });
       const entry = await options.queue.waitFor(jobId);
