@@ -18,6 +18,7 @@ import { type Job, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Executor } from "../executor/executor.ts";
 import { HttpError } from "../http/http-error.ts";
+import { FinishedJobWaiters } from "./finished-job-waiters.ts";
 import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
 import type {
   EnqueueOptions,
@@ -78,7 +79,7 @@ export class BullMqJobQueue implements JobQueuePort {
   readonly #queue: Queue<MaskflowJobData, MaskflowJobReturn>;
   readonly #queueEvents: QueueEvents;
   readonly #listeners = new Set<QueueListener>();
-  readonly #waiters = new Map<string, Array<(entry: HistoryEntry) => void>>();
+  readonly #waiters: FinishedJobWaiters;
   readonly #recording = new Set<string>();
   #status: QueueStatus = { queueRemaining: 0, running: null };
   #statusRefresh: Promise<void> | undefined;
@@ -102,6 +103,7 @@ export class BullMqJobQueue implements JobQueuePort {
     this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
     this.#executor = options.executor;
     this.#history = options.history;
+    this.#waiters = new FinishedJobWaiters(options.history);
     this.#maxPending = options.maxPending ?? 100;
     this.#maxPendingPerClient = options.maxPendingPerClient ?? Infinity;
     this.#redisTimeoutMs = options.redisTimeoutMs ?? 5000;
@@ -249,14 +251,9 @@ export class BullMqJobQueue implements JobQueuePort {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Resolves with the history entry once the job has finished (whatever its status). */
   waitFor(id: string): Promise<HistoryEntry> {
-    const done = this.#history.get(id);
-    if (done) return Promise.resolve(done);
-    return new Promise((resolve) => {
-      const list = this.#waiters.get(id) ?? [];
-      list.push(resolve);
-      this.#waiters.set(id, list);
-    });
+    return this.#waiters.waitFor(id);
   }
 
   /** Disconnects; the jobs stay in Redis for the workers (and for the next server). */
@@ -362,8 +359,7 @@ export class BullMqJobQueue implements JobQueuePort {
         console.error(`maskflow: could not write history for job ${jobId}: ${(error as Error).message}`);
         return;
       }
-      for (const resolve of this.#waiters.get(jobId) ?? []) resolve(entry);
-      this.#waiters.delete(jobId);
+      this.#waiters.settle(entry);
       await job.remove().catch(() => {});
     } catch (error) {
       console.warn(`maskflow: could not record job ${jobId}: ${(error as Error).message}`);

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { ExecutionEvent } from "../executor/execution-event.ts";
 import type { Executor } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
+import { FinishedJobWaiters } from "./finished-job-waiters.ts";
 import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
 import type { EnqueueOptions, EnqueueResult, JobQueuePort, QueuedJob, QueueEvent, QueueListener, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
 import { clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
@@ -28,7 +29,7 @@ export class JobQueue implements JobQueuePort {
   readonly #maxPendingPerClient: number;
   readonly #pending: QueuedJob[] = [];
   readonly #listeners = new Set<QueueListener>();
-  readonly #waiters = new Map<string, Array<(entry: HistoryEntry) => void>>();
+  readonly #waiters: FinishedJobWaiters;
   #running: { job: QueuedJob; abort: AbortController } | undefined;
   #recentDurationsMs: number[] = [];
   #idle: Promise<void> = Promise.resolve();
@@ -36,6 +37,7 @@ export class JobQueue implements JobQueuePort {
   constructor(options: JobQueueOptions) {
     this.#executor = options.executor;
     this.#history = options.history;
+    this.#waiters = new FinishedJobWaiters(options.history);
     this.#maxPending = options.maxPending ?? 100;
     this.#maxPendingPerClient = options.maxPendingPerClient ?? Infinity;
   }
@@ -111,13 +113,7 @@ export class JobQueue implements JobQueuePort {
 
   /** Resolves with the history entry once the job has finished (whatever its status). */
   waitFor(id: string): Promise<HistoryEntry> {
-    const done = this.#history.get(id);
-    if (done) return Promise.resolve(done);
-    return new Promise((resolve) => {
-      const list = this.#waiters.get(id) ?? [];
-      list.push(resolve);
-      this.#waiters.set(id, list);
-    });
+    return this.#waiters.waitFor(id);
   }
 
   /** Drops pending jobs, stops the running one and waits for it to end. */
@@ -183,7 +179,6 @@ export class JobQueue implements JobQueuePort {
       // The job's outputs are on disk already; a failed history write must not stop the queue.
       console.error(`maskflow: could not write history for job ${job.id}: ${(error as Error).message}`);
     }
-    for (const resolve of this.#waiters.get(job.id) ?? []) resolve(entry);
-    this.#waiters.delete(job.id);
+    this.#waiters.settle(entry);
   }
 }

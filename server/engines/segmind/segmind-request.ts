@@ -3,21 +3,11 @@
 // own Segmind-compatible endpoint validates incoming requests with it, so both agree on what a
 // valid request is and say the same thing about an invalid one.
 import { z } from "zod";
+import { SCHEDULER_NAMES } from "../onnx/schedulers/index.ts";
 import { parseSeed } from "../onnx/torch-generator.ts";
 
-export const SEGMIND_SCHEDULERS = [
-  "DDIM",
-  "DPM Multi",
-  "DPM Single",
-  "Euler a",
-  "Euler",
-  "Heun",
-  "DPM2 a Karras",
-  "DPM2 Karras",
-  "LMS",
-  "PNDM",
-  "DDPM",
-] as const;
+/** Segmind's scheduler names are the local engine's: one list, so the two backends cannot drift apart. */
+export const SEGMIND_SCHEDULERS = SCHEDULER_NAMES;
 
 export type SegmindScheduler = (typeof SEGMIND_SCHEDULERS)[number];
 
