@@ -40,5 +40,6 @@ async function measure(label: string, dir: string, steps: number): Promise<Recor
 export async function benchPipeline(): Promise<Record<string, number>> {
   const tiny = await ensureTinyModels();
   const mid = await writeMidModel();
-  return { ...(await measure("tiny model", tiny.fp32, 25)), ...(await measure("mid-size model", mid, 10)) };
+  // 25 steps: the Scheduler node's default, and what a user runs.
+  return { ...(await measure("tiny model", tiny.fp32, 25)), ...(await measure("mid-size model", mid, 25)) };
 }

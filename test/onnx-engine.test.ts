@@ -185,6 +185,20 @@ describe("local ONNX engine on the tiny models", () => {
     await local.release();
   });
 
+  it("asked for CUDA where its provider is not installed, says so in one message instead of crashing", async () => {
+    const cuda = new OnnxEngine({ device: "cuda", threads: 1 });
+    try {
+      const outcome = await cuda.model(models.fp32).then(
+        () => "loaded",
+        (error: Error) => error.message,
+      );
+      // A machine with the CUDA provider installed loads; every other machine gets the one message.
+      if (outcome !== "loaded") expect(outcome).toMatch(/CUDA execution provider is not installed.*ONNXRUNTIME_NODE_INSTALL=cuda12/);
+    } finally {
+      await cuda.release();
+    }
+  });
+
   it("writes a real picture: decodes as PNG", async () => {
     const result = await engine.inpaint(request(), { modelDir: models.fp32 });
     const { data } = result.images[0];

@@ -5,6 +5,9 @@
 import * as ort from "onnxruntime-node";
 import { float16ToFloat32, float32ToFloat16 } from "./float16.ts";
 
+// Load failures are reported by Maskflow, naming the file; onnxruntime's own coloured log lines would repeat them.
+ort.env.logLevel = "fatal";
+
 export type DeviceName = "cpu" | "cuda";
 
 export interface ValueSpec {
@@ -59,8 +62,8 @@ export class OnnxSession {
       if (options.device === "cuda" && /cuda|provider/i.test(message)) {
         throw new ModelLoadError(
           label,
-          "the CUDA execution provider is not installed: reinstall onnxruntime-node with its CUDA binaries " +
-            "(`npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12`, see README) or use --device cpu",
+          "the CUDA execution provider is not installed (it needs CUDA 12 and cuDNN 9): fetch its binaries with " +
+            "`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` (see README) or use --device cpu",
         );
       }
       throw new ModelLoadError(label, `onnxruntime could not load it (missing, truncated or not an ONNX model?): ${message}`);
