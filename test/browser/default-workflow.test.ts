@@ -159,7 +159,7 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     await page.waitForFunction((id) => (window as any).maskflow.nodeView(id).progress === undefined, INPAINT, { timeout: 5000 });
     await redrawCanvas(page);
     const previewDraws = await paintedPreviewDraws(page);
-    const progressTexts = progress.length;
+    const progressTexts = (await paintedProgress(page)).length;
     await redrawCanvas(page);
     expect(await paintedPreviewDraws(page)).toBe(previewDraws);
     expect((await paintedProgress(page)).length).toBe(progressTexts);

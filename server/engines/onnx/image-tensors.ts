@@ -25,14 +25,17 @@ export function maskToTensor(mask: Mask): Float32Array {
   return out;
 }
 
-/** Decoder output [3, H, W] in [-1, 1] → RGB bytes: clamp(x / 2 + 0.5, 0, 1) × 255, rounded. */
+/**
+ * Decoder output [3, H, W] in [-1, 1] → RGB bytes: clamp(x / 2 + 0.5, 0, 1) × 255 in float32, then rounded
+ * half to even, as numpy's round() in diffusers' numpy_to_pil.
+ */
 export function tensorToImage(tensor: Float32Array, width: number, height: number): RgbImage {
   const plane = width * height;
   const data = new Uint8Array(plane * 3);
   for (let i = 0; i < plane; i++) {
     for (let c = 0; c < 3; c++) {
       const unit = Math.min(1, Math.max(0, Math.fround(Math.fround(tensor[c * plane + i] / 2) + 0.5)));
-      data[i * 3 + c] = Math.round(Math.fround(unit * 255));
+      data[i * 3 + c] = roundHalfEven(Math.fround(unit * 255));
     }
   }
   return { width, height, data };
@@ -50,4 +53,9 @@ export function downsampleNearest(values: Float32Array, width: number, height: n
     }
   }
   return out;
+}
+
+function roundHalfEven(value: number): number {
+  const rounded = Math.round(value);
+  return rounded - value === 0.5 && rounded % 2 !== 0 ? rounded - 1 : rounded;
 }
