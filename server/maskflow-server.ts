@@ -45,6 +45,8 @@ export interface ServerOptions {
   readonly allowPrivateUrls?: boolean;
   /** Exact addresses image URLs may use even when private ones are refused (for tests on loopback). */
   readonly allowedUrlAddresses?: readonly string[];
+  /** Unloads the engines' models (POST /api/free); they load again on next use. */
+  readonly releaseModels?: () => Promise<void>;
   /** Engine availability shown at start-up and in GET /api/system. */
   readonly engineStatus?: () => Record<string, unknown>;
 }
@@ -99,6 +101,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         allowedUrlAddresses: options.allowedUrlAddresses,
       }),
     ],
+    free: async ({ models, cache }) => {
+      if (cache) executor.cache.clear();
+      if (models) await options.releaseModels?.();
+    },
     system: () => ({ name: "maskflow", version, engines: options.engineStatus?.() ?? {}, queue: queue.status() }),
   });
   const httpServer = createServer(app);

@@ -19,7 +19,7 @@ let bigImageUrl: string;
 beforeAll(async () => {
   const models = await ensureTinyModels();
   engine = new OnnxEngine({ defaultModelDir: models.fp32, threads: 1 });
-  server = await startTestServer({ engines: { local: engine }, allowedUrlAddresses: ["127.0.0.1"] });
+  server = await startTestServer({ engines: { local: engine }, allowedUrlAddresses: ["127.0.0.1"], releaseModels: () => engine.release() });
   keyed = await startTestServer({ engines: { local: engine }, apiKeys: ["k-one", "k-two"] });
   imageBase64 = (await sharp({ create: { width: 512, height: 512, channels: 3, background: "#6688aa" } }).png().toBuffer()).toString("base64");
   const maskSvg = `<svg xmlns="http://www.w3.org/2000/svg" width="512" height="512"><rect width="512" height="512"/><circle cx="256" cy="256" r="80" fill="white"/></svg>`;
@@ -158,6 +158,19 @@ describe("Segmind-compatible endpoint", () => {
     expect((await post(keyed, docsExample())).status).toBe(401);
     expect((await post(keyed, docsExample(), { "x-api-key": "wrong" })).status).toBe(401);
     expect((await post(keyed, docsExample({ num_inference_steps: 20 }), { "x-api-key": "k-two" })).status).toBe(200);
+  });
+
+  it("POST /api/free unloads the model and drops the cache; the next request loads it again", async () => {
+    expect((await post(server, docsExample({ num_inference_steps: 20 }))).status).toBe(200);
+    expect(engine.status().loaded).toHaveLength(1);
+    const freed = await fetch(`${server.url}/api/free`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(await freed.json()).toEqual({ freed: { models: true, cache: true } });
+    expect(engine.status().loaded).toHaveLength(0);
+    expect(server.executor.cache.size).toBe(0);
+    expect((await post(server, docsExample({ num_inference_steps: 20 }))).status).toBe(200);
+    expect(engine.status().loaded).toHaveLength(1);
+    const bad = await fetch(`${server.url}/api/free`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"models": "yes"}' });
+    expect(bad.status).toBe(400);
   });
 
   it("works for curl, as Segmind's docs call it", async () => {

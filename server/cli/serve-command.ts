@@ -56,6 +56,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     engines: engines.nodeEngines,
     apiKeys,
     engineStatus: () => engines.status(),
+    releaseModels: () => engines.local.release(),
   });
   io.stdout.write(`Maskflow is running at ${server.url}/\n`);
   io.stdout.write(`  data folder: ${server.folders.root}\n`);

@@ -5,7 +5,9 @@ import type { JobQueuePort } from "../queue/job-queue-port.ts";
 import type { DataFolders } from "../storage/data-folders.ts";
 import type { HistoryStore } from "../storage/history-store.ts";
 import type { WorkflowLibrary } from "../storage/workflow-library.ts";
+import { z } from "zod";
 import { HttpError } from "./http-error.ts";
+import { parseBody } from "./request-body.ts";
 import { filesRoutes } from "./routes/files-routes.ts";
 import { jobsRoutes } from "./routes/jobs-routes.ts";
 import { nodesRoutes } from "./routes/nodes-routes.ts";
@@ -20,12 +22,16 @@ export interface AppParts {
   readonly library: WorkflowLibrary;
   /** What GET /api/system reports (version, engines). */
   readonly system: () => Record<string, unknown>;
+  /** POST /api/free: unload models and/or drop the output cache. */
+  readonly free: (what: { models: boolean; cache: boolean }) => Promise<void>;
   readonly maxUploadBytes: number;
   /** The built editor (vite's dist folder), served at /. */
   readonly clientDir?: string;
   /** Extra routers mounted at the root (the Segmind-compatible endpoint). */
   readonly extraRoutes?: readonly express.Router[];
 }
+
+const freeBody = z.strictObject({ models: z.boolean().optional(), cache: z.boolean().optional() });
 
 export function createApp(parts: AppParts): Express {
   const app = express();
@@ -36,6 +42,12 @@ export function createApp(parts: AppParts): Express {
 
   const api = express.Router();
   api.get("/system", (_req, res) => void res.json(parts.system()));
+  api.post("/free", async (req, res) => {
+    const body = parseBody(freeBody, req.body ?? {});
+    const what = { models: body.models ?? true, cache: body.cache ?? true };
+    await parts.free(what);
+    res.json({ freed: what });
+  });
   api.use(nodesRoutes(parts.registry));
   api.use(workflowsRoutes(parts.library, parts.registry));
   api.use(jobsRoutes(parts.queue, parts.history));
