@@ -119,6 +119,16 @@ describe("local ONNX engine on the tiny models", () => {
     expect(partial.steps).toBe(5);
   });
 
+  it("starts the masked area from the picture, noise or nothing when strength < 1 (masked content)", async () => {
+    const outputs = new Set<string>();
+    for (const maskedContent of ["original", "latent noise", "latent nothing"] as const) {
+      const result = await engine.inpaint(request({ strength: 0.6, steps: 5, maskedContent }), { modelDir: models.fp32 });
+      outputs.add(Buffer.from(result.images[0].data).toString("base64"));
+    }
+    expect(outputs.size).toBe(3);
+    await expect(engine.inpaint(request({ maskedContent: "sideways" as never }), { modelDir: models.fp32 })).rejects.toThrow(/^masked_content: must be one of/);
+  });
+
   it("samples latents from mean ‖ logvar with the seed when the VAE encoder exports latent_parameters", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-params-"));
     await writeTinyModel(dir, { vaeOutput: "latent_parameters" });

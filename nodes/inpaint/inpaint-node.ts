@@ -1,9 +1,31 @@
-import type { InpaintResult, LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
+import type { LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
 import { teleaInpaint } from "../fill/telea-inpaint.ts";
-import { defineNode } from "../node-definition.ts";
+import { defineNode, type InputSpecs, type InputsOf, type NodeContext } from "../node-definition.ts";
 import type { RgbImage } from "../socket-types.ts";
 import { pasteBack } from "./paste-back.ts";
 import { inpaintOnSegmind } from "./segmind-backend.ts";
+
+const INPAINT_INPUTS = {
+  image: { type: "IMAGE" },
+  mask: { type: "MASK" },
+  prompt: { type: "PROMPT" },
+  scheduler: { type: "SCHEDULER" },
+  backend: { type: "STRING", widget: "combo", options: ["local", "segmind"], default: "local" },
+  model: { type: "STRING", widget: "text", default: "", description: "Local model folder; empty: the server's (--model, MASKFLOW_MODEL_DIR)." },
+  samples: { type: "INT", widget: "number", default: 1, min: 1, max: 4, step: 1 },
+  width: { type: "INT", widget: "number", default: 512, min: 64, max: 2048, step: 8 },
+  height: { type: "INT", widget: "number", default: 512, min: 64, max: 2048, step: 8 },
+  paste_back: { type: "BOOLEAN", widget: "toggle", default: true, description: "Keep the original pixels outside the mask." },
+  mask_blur: { type: "INT", widget: "number", default: 4, min: 0, max: 64, step: 1, description: "Pixels of blend inside the mask edge." },
+  masked_content: {
+    type: "STRING",
+    widget: "combo",
+    options: ["original", "fill", "latent noise", "latent nothing"],
+    default: "original",
+    description:
+      "What the masked area starts from when strength < 1: the picture itself, a classical fill of the hole (removes the object first), fresh noise, or nothing.",
+  },
+} as const satisfies InputSpecs;
 
 /** Stable Diffusion inpainting: repaints the white part of the mask from the prompt. */
 export const InpaintNode = defineNode({
@@ -13,86 +35,68 @@ export const InpaintNode = defineNode({
     "Repaints the white part of the mask from the prompt with Stable Diffusion 1.5 inpainting, on the local " +
     "ONNX model (backend local) or on Segmind's servers (backend segmind). By default the pixels outside the " +
     "mask are the original ones, blended across mask_blur pixels inside it.",
-  inputs: {
-    image: { type: "IMAGE" },
-    mask: { type: "MASK" },
-    prompt: { type: "PROMPT" },
-    scheduler: { type: "SCHEDULER" },
-    backend: { type: "STRING", widget: "combo", options: ["local", "segmind"], default: "local" },
-    model: { type: "STRING", widget: "text", default: "", description: "Local model folder; empty: the server's (--model, MASKFLOW_MODEL_DIR)." },
-    samples: { type: "INT", widget: "number", default: 1, min: 1, max: 4, step: 1 },
-    width: { type: "INT", widget: "number", default: 512, min: 64, max: 2048, step: 8 },
-    height: { type: "INT", widget: "number", default: 512, min: 64, max: 2048, step: 8 },
-    paste_back: { type: "BOOLEAN", widget: "toggle", default: true, description: "Keep the original pixels outside the mask." },
-    mask_blur: { type: "INT", widget: "number", default: 4, min: 0, max: 64, step: 1, description: "Pixels of blend inside the mask edge." },
-    masked_content: {
-      type: "STRING",
-      widget: "combo",
-      options: ["original", "fill", "latent noise", "latent nothing"],
-      default: "original",
-      description:
-        "What the masked area starts from when strength < 1: the picture itself, a classical fill of the hole (removes the object first), fresh noise, or nothing.",
-    },
-  },
+  inputs: INPAINT_INPUTS,
   outputs: { images: { type: "IMAGE" } },
   async run(inputs, ctx) {
-    const { mask, prompt, scheduler } = inputs;
+    const { mask, scheduler } = inputs;
     // "fill": the hole is filled from its surroundings first, so a strength below 1 keeps no trace of what was there.
-    const batch = inputs.masked_content === "fill" ? inputs.image.map((picture) => teleaInpaint(picture, mask, 5)) : inputs.image;
-    const originals = inputs.image;
+    const sources = inputs.masked_content === "fill" ? inputs.image.map((picture) => teleaInpaint(picture, mask, 5)) : inputs.image;
+    const paint = inputs.backend === "segmind" ? paintOnSegmind : paintLocally;
     const images: RgbImage[] = [];
-    if (inputs.backend === "segmind") {
-      const client = ctx.engines.segmind;
-      if (!client) throw new Error("the Segmind backend is not available in this process");
-      for (let index = 0; index < batch.length; index++) {
-        const source = batch[index];
-        ctx.progress({ value: index, max: batch.length });
-        const result = await inpaintOnSegmind(
-          client,
-          { image: source, mask, prompt, scheduler, samples: inputs.samples, width: inputs.width, height: inputs.height },
-          { signal: ctx.signal, onRetry: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`) },
-        );
-        for (const output of result.images) {
-          images.push(inputs.paste_back ? await pasteBack(originals[index], output, mask, inputs.mask_blur) : output);
-        }
-        if (result.remainingCredits !== undefined) ctx.report({ remaining_credits: result.remainingCredits });
-      }
-      ctx.progress({ value: batch.length, max: batch.length });
-      ctx.report({ seed: scheduler.seed.toString() });
-      return { images };
-    }
-    const engine = ctx.engines.local;
-    if (!engine) throw new Error("the local engine is not available in this process");
-    for (let index = 0; index < batch.length; index++) {
-      const source = batch[index];
-      const result: InpaintResult = await engine.inpaint(
-        {
-          image: source,
-          mask,
-          prompt: prompt.positive,
-          negativePrompt: prompt.negative,
-          scheduler: scheduler.name,
-          steps: scheduler.steps,
-          guidance: scheduler.guidance,
-          strength: scheduler.strength,
-          seed: scheduler.seed,
-          samples: inputs.samples,
-          width: inputs.width,
-          height: inputs.height,
-          maskedContent: inputs.masked_content === "fill" ? "original" : (inputs.masked_content as LatentMaskedContent),
-        },
-        {
-          modelDir: inputs.model || undefined,
-          signal: ctx.signal,
-          onStep: (step, total, preview) => ctx.progress({ value: index * total + step, max: batch.length * total, preview }),
-          onNote: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`),
-        },
-      );
-      for (const output of result.images) {
-        images.push(inputs.paste_back ? await pasteBack(originals[index], output, mask, inputs.mask_blur) : output);
+    for (let index = 0; index < sources.length; index++) {
+      for (const output of await paint(inputs, ctx, sources[index], { index, count: sources.length })) {
+        images.push(inputs.paste_back ? await pasteBack(inputs.image[index], output, mask, inputs.mask_blur) : output);
       }
     }
     ctx.report({ seed: scheduler.seed.toString() });
     return { images };
   },
 });
+
+type InpaintInputs = InputsOf<typeof INPAINT_INPUTS>;
+type Painter = (inputs: InpaintInputs, ctx: NodeContext, source: RgbImage, place: { index: number; count: number }) => Promise<readonly RgbImage[]>;
+
+const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
+  const engine = ctx.engines.local;
+  if (!engine) throw new Error("the local engine is not available in this process");
+  const { prompt, scheduler } = inputs;
+  const result = await engine.inpaint(
+    {
+      image: source,
+      mask: inputs.mask,
+      prompt: prompt.positive,
+      negativePrompt: prompt.negative,
+      scheduler: scheduler.name,
+      steps: scheduler.steps,
+      guidance: scheduler.guidance,
+      strength: scheduler.strength,
+      seed: scheduler.seed,
+      samples: inputs.samples,
+      width: inputs.width,
+      height: inputs.height,
+      maskedContent: inputs.masked_content === "fill" ? "original" : (inputs.masked_content as LatentMaskedContent),
+    },
+    {
+      modelDir: inputs.model || undefined,
+      signal: ctx.signal,
+      onStep: (step, total, preview) => ctx.progress({ value: index * total + step, max: count * total, preview }),
+      onNote: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`),
+    },
+  );
+  return result.images;
+};
+
+const paintOnSegmind: Painter = async (inputs, ctx, source, { index, count }) => {
+  const client = ctx.engines.segmind;
+  if (!client) throw new Error("the Segmind backend is not available in this process");
+  ctx.progress({ value: index, max: count });
+  const { prompt, scheduler, mask, samples, width, height } = inputs;
+  const result = await inpaintOnSegmind(
+    client,
+    { image: source, mask, prompt, scheduler, samples, width, height },
+    { signal: ctx.signal, onRetry: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`) },
+  );
+  if (result.remainingCredits !== undefined) ctx.report({ remaining_credits: result.remainingCredits });
+  ctx.progress({ value: index + 1, max: count });
+  return result.images;
+};

@@ -192,6 +192,7 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     await page.click("#queue-button");
     // Wait until the Inpaint node is visibly sampling, then press Stop on the running job.
     await expect.poll(async () => (await paintedProgress(page)).length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(0);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "default-running.png") });
     await page.locator('.mf-job.mf-running button[data-do="interrupt"]').click({ timeout: 5000 });
 
     const stopped = page.locator(".mf-job.mf-status-interrupted").first();
