@@ -8,6 +8,7 @@ import { Executor } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
 import { PROJECT_ROOT } from "../maskflow-server.ts";
 import { DataFolders } from "../storage/data-folders.ts";
+import type { WorkflowDocument } from "../workflow/workflow-document.ts";
 import { WorkflowInvalidError, formatProblem } from "../workflow/workflow-problem.ts";
 import type { CliIo } from "./main.ts";
 import { readWorkflowFile } from "./read-workflow-file.ts";
@@ -42,8 +43,9 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
   const engines = await createEngines({ modelDir: values.model, device: values.device });
   const executor = new Executor({ registry: createBuiltinRegistry(), storage: folders, engines: engines.nodeEngines });
 
+  let valid: WorkflowDocument;
   try {
-    executor.validate(workflow);
+    valid = executor.validate(workflow);
   } catch (error) {
     if (!(error instanceof WorkflowInvalidError)) throw error;
     io.stderr.write(`${positionals[0]}: ${error.problems.length} problem(s)\n`);
@@ -54,7 +56,7 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
   const abort = new AbortController();
   const onSigint = () => abort.abort(new JobInterruptedError());
   process.once("SIGINT", onSigint);
-  const progress = createProgressView(io);
+  const progress = createProgressView(io, new Map(valid.nodes.map((node) => [node.id, node.type])));
   try {
     const result = await executor.run(workflow, { jobId: `cli-${Date.now()}`, signal: abort.signal, onEvent: progress.onEvent });
     progress.stop();
@@ -88,7 +90,7 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
 }
 
 /** A progress bar on a terminal; plain lines when the output is a file or a pipe. */
-function createProgressView(io: CliIo): { onEvent: (event: ExecutionEvent) => void; stop: () => void } {
+function createProgressView(io: CliIo, types: ReadonlyMap<string, string>): { onEvent: (event: ExecutionEvent) => void; stop: () => void } {
   let bar: SingleBar | undefined;
   let node = "";
   let lastLine = 0;
@@ -102,7 +104,7 @@ function createProgressView(io: CliIo): { onEvent: (event: ExecutionEvent) => vo
     onEvent(event) {
       if (event.type === "executing") {
         stop();
-        node = event.node;
+        node = `${event.node} (${types.get(event.node) ?? "?"})`;
       } else if (event.type === "progress") {
         if (tty) {
           if (!bar) {
@@ -114,7 +116,7 @@ function createProgressView(io: CliIo): { onEvent: (event: ExecutionEvent) => vo
           }
         } else if (event.value === event.max || Date.now() - lastLine > 1000) {
           lastLine = Date.now();
-          io.stderr.write(`node ${event.node}: ${event.value}/${event.max}\n`);
+          io.stderr.write(`node ${node}: ${event.value}/${event.max}\n`);
         }
       }
     },
