@@ -93,10 +93,10 @@ async function enterWidgetValue({ page }: EditorPage, nodeId: string, widget: st
   const [x, y] = await pointInWidget(page, nodeId, widget);
   await page.mouse.click(x, y);
   const input = page.locator(".graphdialog input.value");
-  await input.waitFor({ timeout: 5000 });
+  await input.waitFor({ timeout: 10_000 });
   await input.fill(value);
   await input.press("Enter");
-  await input.waitFor({ state: "detached", timeout: 5000 });
+  await input.waitFor({ state: "detached", timeout: 10_000 });
 }
 
 describe("the shipped default workflow in the browser, on the tiny model", () => {
@@ -132,7 +132,7 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     const [cx, cy] = await pointInWidget(page, LOAD_IMAGE, "image");
     await page.mouse.click(cx, cy);
     const entries = page.locator(".litecontextmenu .litemenu-entry");
-    await entries.first().waitFor({ timeout: 5000 });
+    await entries.first().waitFor({ timeout: 10_000 });
     expect(await entries.allTextContents()).toContain("examples/room.png");
     await page.keyboard.press("Escape");
     expect(errors).toEqual([]);
@@ -156,7 +156,7 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     }
     expect(await paintedPreviewCount(page)).toBeGreaterThan(0);
     // After the run the progress bar and the preview are gone (a redraw paints neither); the output stays.
-    await page.waitForFunction((id) => (window as any).maskflow.nodeView(id).progress === undefined, INPAINT, { timeout: 5000 });
+    await page.waitForFunction((id) => (window as any).maskflow.nodeView(id).progress === undefined, INPAINT, { timeout: 10_000 });
     await redrawCanvas(page);
     const previewDraws = await paintedPreviewDraws(page);
     const progressTexts = (await paintedProgress(page)).length;
@@ -172,7 +172,7 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
 
     await page.screenshot({ path: path.join(SCREENSHOTS, "default-after-run.png") });
     await page.click("#toggle-queue");
-    await page.locator(".mf-job.mf-status-success").first().waitFor({ timeout: 5000 });
+    await page.locator(".mf-job.mf-status-success").first().waitFor({ timeout: 10_000 });
     await page.screenshot({ path: path.join(SCREENSHOTS, "default-after-run-queue.png") });
     expect(errors).toEqual([]);
     await editor.context.close();
@@ -193,13 +193,14 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     // Wait until the Inpaint node is visibly sampling, then press Stop on the running job.
     await expect.poll(async () => (await paintedProgress(page)).length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(0);
     await page.screenshot({ path: path.join(SCREENSHOTS, "default-running.png") });
-    await page.locator('.mf-job.mf-running button[data-do="interrupt"]').click({ timeout: 5000 });
+    await page.locator('.mf-job.mf-running button[data-do="interrupt"]').click({ timeout: 10_000 });
 
     const stopped = page.locator(".mf-job.mf-status-interrupted").first();
     await stopped.waitFor({ timeout: 15_000 });
     expect(await stopped.textContent()).toMatch(/■[\s\S]*interrupted by the user/);
-    await page.locator(".mf-notice", { hasText: "Run interrupted" }).waitFor({ timeout: 5000 });
-    expect(await page.locator(".mf-job.mf-running").count()).toBe(0);
+    await page.locator(".mf-notice", { hasText: "Run interrupted" }).waitFor({ timeout: 10_000 });
+    // The panel may render one refresh with the job both running and in history; the next refresh settles it.
+    await expect.poll(() => page.locator(".mf-job.mf-running").count(), { timeout: 10_000 }).toBe(0);
     await page.screenshot({ path: path.join(SCREENSHOTS, "default-interrupted.png") });
     const jobId = await stopped.getAttribute("data-job");
     const entry = (await api(server, "GET", `/api/history/${jobId}`)).body;
@@ -210,7 +211,7 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     expect(steps.every(([, total]) => total === 150)).toBe(true);
     expect(Math.max(...steps.map(([step]) => step))).toBeLessThan(150);
     // The node's progress bar is cleared.
-    await page.waitForFunction((id) => (window as any).maskflow.nodeView(id).progress === undefined, INPAINT, { timeout: 5000 });
+    await page.waitForFunction((id) => (window as any).maskflow.nodeView(id).progress === undefined, INPAINT, { timeout: 10_000 });
     expect(errors).toEqual([]);
     await editor.context.close();
   });
@@ -219,7 +220,7 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     const editor = await open();
     const { page, errors } = editor;
     const banner = page.locator("#connection-banner");
-    await expect.poll(() => banner.isHidden(), { timeout: 5000 }).toBe(true);
+    await expect.poll(() => banner.isHidden(), { timeout: 10_000 }).toBe(true);
 
     const { port } = server;
     await server.close();

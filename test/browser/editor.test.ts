@@ -121,9 +121,13 @@ describe("Maskflow editor in the browser", () => {
   it("adds a node through the search box (double-click on the canvas)", async () => {
     const { context, page } = await openEditor();
     const canvas = (await page.locator("#graph-canvas").boundingBox())!;
-    await page.mouse.dblclick(canvas.x + canvas.width / 2, canvas.y + 60);
     const search = page.locator(".litesearchbox input");
-    await search.waitFor({ timeout: 5000 });
+    // Empty canvas (bottom right, below and beside the graph); a slow frame can split a double-click, so try again.
+    for (let attempt = 0; attempt < 5 && !(await search.isVisible()); attempt++) {
+      await page.mouse.dblclick(canvas.x + canvas.width - 60, canvas.y + canvas.height - 60);
+      await search.waitFor({ timeout: 2_000 }).catch(() => {});
+    }
+    await search.waitFor({ timeout: 5_000 });
     await search.pressSequentially("Invert");
     await page.screenshot({ path: path.join(SCREENSHOTS, "02-search.png") });
     await search.press("Enter");
@@ -138,7 +142,7 @@ describe("Maskflow editor in the browser", () => {
     const [bx, by] = await widgetPoint(page, "1", "paint mask");
     await page.mouse.click(bx, by);
     const editor = page.locator('[data-testid="mask-editor"]');
-    await editor.waitFor({ timeout: 5000 });
+    await editor.waitFor({ timeout: 15_000 });
     const box = (await page.locator(".mf-mask-view").boundingBox())!;
     // The 128×96 image is fitted and centred; drag across its middle row, then a short vertical stroke.
     const cx = box.x + box.width / 2;
@@ -191,13 +195,18 @@ describe("Maskflow editor in the browser", () => {
     const view = await page.evaluate(() => (window as any).maskflow.nodeView("3"));
     expect(view.images[0]).toMatch(/\/api\/view\?filename=browser.*\.png/);
     // Clicking the picture opens it full size.
-    const [ix, iy] = await pointInNode(page, "3", 130, 160);
-    await page.mouse.click(ix, iy);
-    await page.locator('[data-testid="image-viewer"] img').waitFor({ timeout: 5000 });
+    // The node grows to fit its picture after it loads: aim again until the click lands on the picture.
+    const viewer = page.locator('[data-testid="image-viewer"] img');
+    for (let attempt = 0; attempt < 10 && !(await viewer.isVisible()); attempt++) {
+      const [ix, iy] = await pointInNode(page, "3", 130, 160);
+      await page.mouse.click(ix, iy);
+      await viewer.waitFor({ timeout: 1_000 }).catch(() => {});
+    }
+    await viewer.waitFor({ timeout: 5_000 });
     await page.screenshot({ path: path.join(SCREENSHOTS, "06-image-viewer.png") });
     await page.keyboard.press("Escape");
     await page.click("#toggle-queue");
-    await page.locator(".mf-job.mf-status-success").first().waitFor({ timeout: 5000 });
+    await page.locator(".mf-job.mf-status-success").first().waitFor({ timeout: 15_000 });
     await page.screenshot({ path: path.join(SCREENSHOTS, "05-after-run.png") });
     expect(errors).toEqual([]);
     await context.close();

@@ -16,6 +16,8 @@ export interface NodeView {
   errors: string[];
   /** Where the pictures were drawn last, in node coordinates, so a click can open the right one. */
   imageRects: Array<{ rect: [number, number, number, number]; url: string }>;
+  /** Counts resetRunState calls, so a preview decoded after its run ended can tell. */
+  runs: number;
 }
 
 const views = new WeakMap<LGraphNode, NodeView>();
@@ -23,7 +25,7 @@ const views = new WeakMap<LGraphNode, NodeView>();
 export function viewOf(node: LGraphNode): NodeView {
   let view = views.get(node);
   if (!view) {
-    view = { images: [], running: false, errors: [], imageRects: [] };
+    view = { images: [], running: false, errors: [], imageRects: [], runs: 0 };
     views.set(node, view);
   }
   return view;
@@ -50,8 +52,15 @@ export function showImages(node: LGraphNode, refs: readonly ImageRef[]): void {
 export function showPreview(node: LGraphNode, jpeg: Blob): void {
   const view = viewOf(node);
   const url = URL.createObjectURL(jpeg);
+  const run = view.runs;
   const image = new Image();
+  image.onerror = () => URL.revokeObjectURL(url);
   image.onload = () => {
+    // Decoding is asynchronous: a frame that finishes decoding after the node's run ended would stick on it.
+    if (view.runs !== run) {
+      URL.revokeObjectURL(url);
+      return;
+    }
     if (view.preview) URL.revokeObjectURL(view.preview.src);
     view.preview = image;
     ensureRoomForImages(node);
@@ -69,6 +78,7 @@ export function setErrors(node: LGraphNode, errors: string[]): void {
 
 export function resetRunState(node: LGraphNode): void {
   const view = viewOf(node);
+  view.runs++;
   view.running = false;
   view.progress = undefined;
   if (view.preview) URL.revokeObjectURL(view.preview.src);
@@ -138,15 +148,17 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
     ctx.strokeRect(-3, -LiteGraphTitleHeight - 3, width + 6, height + LiteGraphTitleHeight + 6);
   }
   if (view.progress && view.progress.max > 0) {
+    // In the title bar, so the bar never hides the first input's socket and label.
     const fraction = Math.min(1, view.progress.value / view.progress.max);
+    const barHeight = 5;
     ctx.fillStyle = "rgba(0,0,0,0.5)";
-    ctx.fillRect(0, 0, width, 14);
+    ctx.fillRect(0, -barHeight, width, barHeight);
     ctx.fillStyle = "#4caf50";
-    ctx.fillRect(0, 0, width * fraction, 14);
+    ctx.fillRect(0, -barHeight, width * fraction, barHeight);
     ctx.fillStyle = "#fff";
     ctx.font = "bold 11px sans-serif";
-    ctx.textAlign = "center";
-    ctx.fillText(`${view.progress.value} / ${view.progress.max}`, width / 2, 11);
+    ctx.textAlign = "right";
+    ctx.fillText(`${view.progress.value} / ${view.progress.max}`, width - 8, -LiteGraphTitleHeight / 2 + 2);
   }
   if (view.errors.length) {
     ctx.font = "12px sans-serif";

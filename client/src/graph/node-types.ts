@@ -137,7 +137,7 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
         precision: 0,
       }) as IWidget;
       const property = seedControlProperty(name);
-      node.properties[property] ??= "randomize";
+      node.properties[property] ??= "fixed";
       extras.push(() => {
         const control = node.addWidget("combo", `${name} on queue`, String(node.properties[property]), (choice: string) => {
           node.properties[property] = choice;
@@ -168,7 +168,7 @@ export function refreshNodeAfterLoad(node: LGraphNode): void {
     }
     if (spec.widget === "seed") {
       const control = node.widgets?.find((w) => w.name === `${name} on queue`);
-      if (control) control.value = String(node.properties[seedControlProperty(name)] ?? "randomize");
+      if (control) control.value = String(node.properties[seedControlProperty(name)] ?? "fixed");
     }
   }
 }
