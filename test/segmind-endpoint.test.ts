@@ -154,6 +154,20 @@ describe("Segmind-compatible endpoint", () => {
     expect(Date.now() - started).toBeLessThan(30_000);
   });
 
+  it("answers 429 with Retry-After when the queue is full", async () => {
+    const small = await startTestServer({ engines: { local: engine }, maxPending: 1 });
+    try {
+      const body = docsExample({ num_inference_steps: 100 });
+      const statuses = await Promise.all([post(small, body), post(small, body), post(small, body)].map((p) => p.then((r) => ({ status: r.status, retryAfter: r.headers.get("retry-after") }))));
+      const refused = statuses.filter((s) => s.status === 429);
+      expect(statuses.filter((s) => s.status === 200)).toHaveLength(2);
+      expect(refused).toHaveLength(1);
+      expect(Number(refused[0].retryAfter)).toBeGreaterThanOrEqual(1);
+    } finally {
+      await small.close();
+    }
+  });
+
   it("requires a valid x-api-key when MASKFLOW_API_KEYS is set", async () => {
     expect((await post(keyed, docsExample())).status).toBe(401);
     expect((await post(keyed, docsExample(), { "x-api-key": "wrong" })).status).toBe(401);
