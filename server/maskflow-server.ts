@@ -3,6 +3,7 @@
  * together and stopped together. `maskflow serve` and the tests both start it through here.
  */
 import { once } from "node:events";
+import { createRequire } from "node:module";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -39,7 +40,7 @@ export interface ServerOptions {
   readonly engines?: NodeEngines;
   readonly shippedWorkflowsDir?: string;
   readonly clientDir?: string;
-  /** Keys required by the Segmind-compatible endpoint (MASKFLOW_API_KEYS). */
+  /** Keys every API route, the WebSocket and the Segmind-compatible endpoint require (MASKFLOW_API_KEYS). */
   readonly apiKeys?: readonly string[];
   /** Let image URLs of the Segmind-compatible endpoint reach private addresses (MASKFLOW_ALLOW_PRIVATE_URLS=1). */
   readonly allowPrivateUrls?: boolean;
@@ -83,20 +84,22 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     ? await BullMqJobQueue.open({ redisUrl: options.redisUrl, executor, history, ...limits })
     : new JobQueue({ executor, history, ...limits });
   const library = new WorkflowLibrary(shippedWorkflows, folders.workflows);
-  const version = "0.1.0";
+  const apiKeys = options.apiKeys ?? parseApiKeys(process.env.MASKFLOW_API_KEYS);
+  const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
   const app = createApp({
     registry,
     queue,
     history,
     folders,
     library,
+    apiKeys,
     maxUploadBytes: options.maxUploadBytes ?? 50 * 1024 * 1024,
     clientDir: options.clientDir ?? path.join(PROJECT_ROOT, "client", "dist"),
     extraRoutes: [
       segmindRoutes({
         queue,
         folders,
-        apiKeys: options.apiKeys ?? parseApiKeys(process.env.MASKFLOW_API_KEYS),
+        apiKeys,
         allowPrivateUrls: options.allowPrivateUrls ?? process.env.MASKFLOW_ALLOW_PRIVATE_URLS === "1",
         allowedUrlAddresses: options.allowedUrlAddresses,
       }),
@@ -108,9 +111,16 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     system: () => ({ name: "maskflow", version, engines: options.engineStatus?.() ?? {}, queue: queue.status() }),
   });
   const httpServer = createServer(app);
-  const hub = new WebSocketHub(httpServer, queue);
+  const hub = new WebSocketHub(httpServer, queue, apiKeys);
   httpServer.listen(options.port ?? 8188, host);
-  await once(httpServer, "listening");
+  try {
+    await once(httpServer, "listening");
+  } catch (error) {
+    // A port in use: the Redis queue's connections would otherwise keep the process alive.
+    await queue.close();
+    await hub.close();
+    throw error;
+  }
   const port = (httpServer.address() as AddressInfo).port;
   const shownHost = host.includes(":") ? `[${host}]` : host;
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ExecutionEvent } from "../server/executor/execution-event.ts";
+import { defineNode } from "../nodes/node-definition.ts";
 import { Executor } from "../server/executor/executor.ts";
 import { JobInterruptedError } from "../server/executor/job-interrupted.ts";
 import { createCountingRegistry, workflow } from "./helpers/counting-nodes.ts";
@@ -54,6 +55,34 @@ describe("executor", () => {
     for (let value = 0; value < 20; value++) await executor.run(chain(value), { jobId: `j${value}` });
     expect(executor.cache.bytes).toBeLessThanOrEqual(300);
     expect(executor.cache.size).toBeGreaterThan(0);
+  });
+
+  it("does not re-run what only feeds cached nodes, even when it fell out of the cache", async () => {
+    const { registry, runs } = createCountingRegistry();
+    const Big = defineNode({
+      type: "Big",
+      category: "test",
+      description: "an output too large for the cache",
+      inputs: {},
+      outputs: { value: { type: "INT" }, bulk: { type: "STRING" } },
+      async run(_inputs, ctx) {
+        runs[ctx.nodeId] = (runs[ctx.nodeId] ?? 0) + 1;
+        return { value: 7, bulk: "x", padding: new Uint8Array(10_000) };
+      },
+    });
+    registry.register(Big);
+    const { folders } = await createTestContext();
+    const executor = new Executor({ registry, storage: folders, cacheBytes: 5_000 });
+    const doc = workflow([
+      { id: "big", type: "Big" },
+      { id: "add", type: "Add", inputs: { a: ["big", "value"], b: 1 } },
+      { id: "out", type: "Collect", inputs: { value: ["add", "sum"] } },
+    ]);
+    await executor.run(doc, { jobId: "j1" });
+    const again = await executor.run(doc, { jobId: "j2" });
+    expect(again.executed).toEqual([]);
+    expect(again.cached).toEqual(["add", "out"]);
+    expect(runs).toEqual({ big: 1, add: 1, out: 1 });
   });
 
   it("emits events in order", async () => {

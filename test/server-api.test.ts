@@ -221,3 +221,36 @@ describe("input files", () => {
     expect((await api(server, "GET", "/api/files?type=secret")).status).toBe(400);
   });
 });
+
+describe("API keys (MASKFLOW_API_KEYS)", () => {
+  it("guards every API route and the WebSocket; the key may come as x-api-key or as the editor's cookie", async () => {
+    const server = await startTestServer({ registry: createCountingRegistry().registry, apiKeys: ["secret-1"] });
+    servers.push(server);
+    const noKey = await api(server, "GET", "/api/nodes");
+    expect(noKey.status).toBe(401);
+    expect(noKey.body.error.code).toBe("missing_api_key");
+    const wrong = await fetch(`${server.url}/api/queue`, { headers: { "x-api-key": "nope" } });
+    expect(wrong.status).toBe(401);
+    expect((await fetch(`${server.url}/api/nodes`, { headers: { "x-api-key": "secret-1" } })).status).toBe(200);
+    expect((await fetch(`${server.url}/api/nodes`, { headers: { cookie: "other=1; maskflow_api_key=secret-1" } })).status).toBe(200);
+    // The editor's page itself loads without a key (it asks for one).
+    expect((await fetch(`${server.url}/`)).status).toBe(200);
+
+    const { WebSocket } = await import("ws");
+    const refused = await new Promise<number>((resolve) => {
+      const socket = new WebSocket(`${server.url.replace("http", "ws")}/ws?clientId=x`);
+      socket.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      socket.on("open", () => resolve(101));
+    });
+    expect(refused).toBe(401);
+    const accepted = await new Promise<number>((resolve) => {
+      const socket = new WebSocket(`${server.url.replace("http", "ws")}/ws?clientId=x`, { headers: { cookie: "maskflow_api_key=secret-1" } });
+      socket.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      socket.on("open", () => {
+        socket.close();
+        resolve(101);
+      });
+    });
+    expect(accepted).toBe(101);
+  });
+});

@@ -1,7 +1,7 @@
 import type { LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
 import { teleaInpaint } from "../fill/telea-inpaint.ts";
 import { defineNode, type InputSpecs, type InputsOf, type NodeContext } from "../node-definition.ts";
-import type { RgbImage } from "../socket-types.ts";
+import type { Mask, RgbImage } from "../socket-types.ts";
 import { pasteBack } from "./paste-back.ts";
 import { inpaintOnSegmind } from "./segmind-backend.ts";
 
@@ -40,7 +40,7 @@ export const InpaintNode = defineNode({
   async run(inputs, ctx) {
     const { mask, scheduler } = inputs;
     // "fill": the hole is filled from its surroundings first, so a strength below 1 keeps no trace of what was there.
-    const sources = inputs.masked_content === "fill" ? inputs.image.map((picture) => teleaInpaint(picture, mask, 5)) : inputs.image;
+    const sources = inputs.masked_content === "fill" ? inputs.image.map((picture) => fillHole(picture, mask)) : inputs.image;
     const paint = inputs.backend === "segmind" ? paintOnSegmind : paintLocally;
     const images: RgbImage[] = [];
     for (let index = 0; index < sources.length; index++) {
@@ -52,6 +52,16 @@ export const InpaintNode = defineNode({
     return { images };
   },
 });
+
+/** The classical fill works on the picture's own grid, so unlike the painters it cannot resize the mask. */
+function fillHole(picture: RgbImage, mask: Mask): RgbImage {
+  if (mask.width !== picture.width || mask.height !== picture.height) {
+    throw new Error(
+      `Inpaint: masked_content "fill" needs input \`mask\` (${mask.width}×${mask.height}) the size of input \`image\` (${picture.width}×${picture.height}); resize one, or choose another masked_content`,
+    );
+  }
+  return teleaInpaint(picture, mask, 5);
+}
 
 type InpaintInputs = InputsOf<typeof INPAINT_INPUTS>;
 type Painter = (inputs: InpaintInputs, ctx: NodeContext, source: RgbImage, place: { index: number; count: number }) => Promise<readonly RgbImage[]>;

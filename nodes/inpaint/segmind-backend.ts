@@ -3,6 +3,7 @@
  * Segmind's hosted sd1.5-inpainting, the answer decoded back into pictures.
  */
 import type { SegmindClient } from "../../server/engines/segmind/segmind-client.ts";
+import type { SegmindRequestInput } from "../../server/engines/segmind/segmind-request.ts";
 import { decodePicture } from "../image/decode-picture.ts";
 import { maskToSharp, toSharp } from "../image/sharp-conversions.ts";
 import type { Mask, PromptValue, RgbImage, SchedulerSettings } from "../socket-types.ts";
@@ -35,13 +36,14 @@ export async function inpaintOnSegmind(
       prompt: job.prompt.positive,
       negative_prompt: job.prompt.negative || undefined,
       samples: job.samples,
-      scheduler: job.scheduler.name as never,
+      // Unchecked here on purpose: the client validates every field against Segmind's ranges before sending.
+      scheduler: job.scheduler.name as SegmindRequestInput["scheduler"],
       num_inference_steps: job.scheduler.steps,
       guidance_scale: job.scheduler.guidance,
       strength: job.scheduler.strength,
       seed: job.scheduler.seed,
-      img_width: job.width as 512 | 768,
-      img_height: job.height as 512 | 768,
+      img_width: job.width as SegmindRequestInput["img_width"],
+      img_height: job.height as SegmindRequestInput["img_height"],
     },
     {
       signal: options.signal,
@@ -50,8 +52,8 @@ export async function inpaintOnSegmind(
   );
   const images: RgbImage[] = [];
   for (const bytes of result.images) {
+    // Segmind answers at img_width × img_height, the size the node asked for: no resize needed.
     const { image } = await decodePicture(bytes);
-    // Segmind answers at img_width × img_height; keep the graph's size contract.
     images.push(image);
   }
   return { images, remainingCredits: result.remainingCredits };

@@ -11,7 +11,12 @@ export interface CliIo {
 type Command = (args: string[], io: CliIo) => Promise<number>;
 
 const commands: Record<string, { run: () => Promise<Command>; summary: string }> = {
-  serve: { run: async () => serveCommand, summary: "serve [--host 127.0.0.1] [--port 8188] [--data DIR]   start the editor, API and WebSocket" },
+  serve: {
+    run: async () => serveCommand,
+    summary:
+      "serve [--host 127.0.0.1] [--port 8188] [--data DIR] [--model DIR] [--device cpu|cuda] [--max-queue N]\n" +
+      "                 [--max-queue-per-client N] [--redis URL] [--allow-remote-without-key]   start the editor, API and WebSocket",
+  },
   run: { run: async () => runCommand, summary: "run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--out DIR]   run a workflow headless" },
   validate: { run: async () => validateCommand, summary: "validate WORKFLOW.json   check a workflow and list every problem" },
   models: {

@@ -102,9 +102,10 @@ export class Executor {
         }
       }
       emit({ type: "execution_cached", jobId, nodes: cached });
+      const toRun = this.#stillNeeded(workflow, pinned);
 
       for (const node of order) {
-        if (pinned.has(node.id)) continue;
+        if (pinned.has(node.id) || !toRun.has(node.id)) continue;
         if (signal.aborted) throw signal.reason ?? new JobInterruptedError();
         current = node;
         const definition = this.#registry.get(node.type)!;
@@ -167,6 +168,26 @@ export class Executor {
       if (this.#registry.get(node.type)?.isOutput) place(node);
     }
     return ordered;
+  }
+
+  /**
+   * The nodes that must run: from each output node back through its links, stopping at nodes served
+   * from the cache (what feeds a cached node is not needed, even when it fell out of the cache itself).
+   */
+  #stillNeeded(workflow: WorkflowDocument, cached: ReadonlyMap<string, unknown>): Set<string> {
+    const byId = new Map(workflow.nodes.map((node) => [node.id, node]));
+    const needed = new Set<string>();
+    const visit = (node: WorkflowNode): void => {
+      if (cached.has(node.id) || needed.has(node.id)) return;
+      needed.add(node.id);
+      for (const value of Object.values(node.inputs)) {
+        if (isLink(value)) visit(byId.get(value[0])!);
+      }
+    };
+    for (const node of workflow.nodes) {
+      if (this.#registry.get(node.type)?.isOutput) visit(node);
+    }
+    return needed;
   }
 
   async #cacheKey(node: WorkflowNode, upstream: ReadonlyMap<string, string>): Promise<string> {

@@ -6,6 +6,7 @@ import type { DataFolders } from "../storage/data-folders.ts";
 import type { HistoryStore } from "../storage/history-store.ts";
 import type { WorkflowLibrary } from "../storage/workflow-library.ts";
 import { z } from "zod";
+import { requireApiKey } from "./api-keys.ts";
 import { HttpError } from "./http-error.ts";
 import { parseBody } from "./request-body.ts";
 import { filesRoutes } from "./routes/files-routes.ts";
@@ -27,6 +28,8 @@ export interface AppParts {
   readonly maxUploadBytes: number;
   /** The built editor (vite's dist folder), served at /. */
   readonly clientDir?: string;
+  /** MASKFLOW_API_KEYS: when set, every API route needs one of them. */
+  readonly apiKeys?: readonly string[];
   /** Extra routers mounted at the root (the Segmind-compatible endpoint). */
   readonly extraRoutes?: readonly express.Router[];
 }
@@ -55,7 +58,7 @@ export function createApp(parts: AppParts): Express {
   api.use((req) => {
     throw new HttpError(404, "not_found", `no API route ${req.method} ${req.originalUrl}`);
   });
-  app.use("/api", api);
+  app.use("/api", requireApiKey(parts.apiKeys ?? []), api);
 
   if (parts.clientDir && existsSync(parts.clientDir)) {
     app.use(express.static(parts.clientDir, { index: "index.html" }));

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { Server } from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
 import type { JobQueuePort, JobRef, QueueEvent } from "../queue/job-queue-port.ts";
+import { apiKeyProblem } from "./api-keys.ts";
 import { encodePreviewFrame } from "./preview-frame.ts";
 
 export class WebSocketHub {
@@ -16,8 +17,17 @@ export class WebSocketHub {
   // One chain for all sends keeps frames in event order even while a preview is being JPEG-encoded.
   #sending: Promise<void> = Promise.resolve();
 
-  constructor(httpServer: Server, readonly queue: JobQueuePort) {
-    this.#server = new WebSocketServer({ server: httpServer, path: "/ws", maxPayload: 64 * 1024 });
+  constructor(httpServer: Server, readonly queue: JobQueuePort, apiKeys: readonly string[] = []) {
+    this.#server = new WebSocketServer({
+      server: httpServer,
+      path: "/ws",
+      maxPayload: 64 * 1024,
+      verifyClient: ({ req }, done) => {
+        const problem = apiKeyProblem(apiKeys, req);
+        if (problem) done(false, problem.status, problem.message);
+        else done(true);
+      },
+    });
     this.#server.on("connection", (socket, request) => {
       const url = new URL(request.url ?? "/ws", "http://localhost");
       const clientId = url.searchParams.get("clientId") || randomUUID();

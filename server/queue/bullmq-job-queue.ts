@@ -224,6 +224,7 @@ export class BullMqJobQueue implements JobQueuePort {
         // BullMQ refuses to remove a job a worker has locked, so a job that just started stays.
         if ((await this.#queue.remove(id)) === 1) removed.push(id);
       }
+      for (const id of removed) this.#waiters.drop(id);
       if (removed.length) this.#refreshStatus();
       return removed;
     });
@@ -237,6 +238,7 @@ export class BullMqJobQueue implements JobQueuePort {
         const ids = jobs.flatMap((job) => (job.id ? [job.id] : []));
         if (!ids.length) break;
         const results = await Promise.all(ids.map((id) => this.#queue.remove(id)));
+        ids.forEach((id, index) => results[index] === 1 && this.#waiters.drop(id));
         const removedNow = results.filter((result) => result === 1).length;
         cleared += removedNow;
         if (!removedNow) break;

@@ -1,26 +1,41 @@
 import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
 
+/** The reason a wait ends without a history entry: the job was removed before it ran. */
+export class JobCancelledError extends Error {
+  constructor(readonly jobId: string) {
+    super(`job ${jobId} was removed from the queue before it ran`);
+    this.name = "JobCancelledError";
+  }
+}
+
 /**
  * Callers waiting for a job to finish (the Segmind endpoint, the tests): both queues settle them when
- * they record the job's history entry, and a job already in history answers at once.
+ * they record the job's history entry, or drop them when a pending job is removed, and a job already in
+ * history answers at once.
  */
 export class FinishedJobWaiters {
-  readonly #waiting = new Map<string, Array<(entry: HistoryEntry) => void>>();
+  readonly #waiting = new Map<string, Array<{ resolve: (entry: HistoryEntry) => void; reject: (error: Error) => void }>>();
 
   constructor(private readonly history: HistoryStore) {}
 
   waitFor(id: string): Promise<HistoryEntry> {
     const done = this.history.get(id);
     if (done) return Promise.resolve(done);
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const list = this.#waiting.get(id) ?? [];
-      list.push(resolve);
+      list.push({ resolve, reject });
       this.#waiting.set(id, list);
     });
   }
 
   settle(entry: HistoryEntry): void {
-    for (const resolve of this.#waiting.get(entry.id) ?? []) resolve(entry);
+    for (const waiter of this.#waiting.get(entry.id) ?? []) waiter.resolve(entry);
     this.#waiting.delete(entry.id);
+  }
+
+  /** The job will never finish: its waiters get a JobCancelledError. */
+  drop(id: string): void {
+    for (const waiter of this.#waiting.get(id) ?? []) waiter.reject(new JobCancelledError(id));
+    this.#waiting.delete(id);
   }
 }

@@ -3,15 +3,12 @@
  * recorded in history. Events of the running job go to every subscriber (the WebSocket hub).
  */
 import { randomUUID } from "node:crypto";
-import type { ExecutionEvent } from "../executor/execution-event.ts";
-import type { Executor } from "../executor/executor.ts";
+import type { Executor, JobResult } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
 import { FinishedJobWaiters } from "./finished-job-waiters.ts";
 import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
 import type { EnqueueOptions, EnqueueResult, JobQueuePort, QueuedJob, QueueEvent, QueueListener, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
 import { clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
-
-export type { JobRef, QueuedJob, QueueEvent, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
 
 export interface JobQueueOptions {
   readonly executor: Executor;
@@ -95,12 +92,14 @@ export class JobQueue implements JobQueuePort {
         removed.push(id);
       }
     }
+    for (const id of removed) this.#waiters.drop(id);
     if (removed.length) this.#broadcastStatus();
     return removed;
   }
 
   clearPending(): number {
     const count = this.#pending.length;
+    for (const job of this.#pending) this.#waiters.drop(job.id);
     this.#pending.length = 0;
     this.#broadcastStatus();
     return count;
@@ -152,11 +151,20 @@ export class JobQueue implements JobQueuePort {
   async #execute(job: QueuedJob, signal: AbortSignal): Promise<void> {
     this.#broadcastStatus();
     const started = Date.now();
-    const result = await this.#executor.run(job.workflow, {
-      jobId: job.id,
-      signal,
-      onEvent: (event) => this.#emit(event, job),
-    });
+    let result: JobResult;
+    try {
+      result = await this.#executor.run(job.workflow, {
+        jobId: job.id,
+        signal,
+        onEvent: (event) => this.#emit(event, job),
+      });
+    } catch (error) {
+      // The executor turns node failures into results, so only a bug (a listener that threw) lands here:
+      // record it like a failed job, so its waiters answer and the queue goes on instead of an unhandled rejection.
+      const message = error instanceof Error ? error.message : String(error);
+      console.error(`maskflow: job ${job.id} stopped unexpectedly: ${message}`);
+      result = { status: "error", outputs: {}, executed: [], cached: [], error: { message } };
+    }
     const finished = Date.now();
     this.#recentDurationsMs = [...this.#recentDurationsMs.slice(-19), finished - started];
     const entry: HistoryEntry = {

@@ -52,11 +52,12 @@ export class WorkflowLibrary {
   }
 
   async delete(name: string): Promise<void> {
-    const file = path.join(this.userFolder, checkName(name) + ".json");
+    const bare = checkName(name);
+    const file = path.join(this.userFolder, bare + ".json");
     const user = await jsonNames(this.userFolder);
-    if (!user.includes(name)) {
+    if (!user.includes(bare)) {
       const shipped = await jsonNames(this.shippedFolder);
-      if (shipped.includes(name)) {
+      if (shipped.includes(bare)) {
         throw new HttpError(403, "workflow_read_only", `"${name}" ships with Maskflow and cannot be deleted; save a copy under another name instead`, { name });
       }
       throw new HttpError(404, "workflow_not_found", `no saved workflow named "${name}"`, { name });

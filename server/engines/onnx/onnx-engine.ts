@@ -27,6 +27,8 @@ export class OnnxEngine implements LocalInpaintEngine {
   readonly device: DeviceName;
   readonly threads: number;
   readonly #models = new Map<string, Promise<SdModel>>();
+  /** Pipelines running on each model: release() waits for them, so freeing never pulls sessions from under a job. */
+  readonly #runs = new Map<Promise<SdModel>, Set<Promise<InpaintResult>>>();
 
   constructor(options: OnnxEngineOptions = {}) {
     this.defaultModelDir = path.resolve(options.defaultModelDir ?? process.env.MASKFLOW_MODEL_DIR ?? DEFAULT_MODEL_DIR);
@@ -48,17 +50,33 @@ export class OnnxEngine implements LocalInpaintEngine {
 
   async inpaint(request: InpaintRequest, options: InpaintHooks & { modelDir?: string } = {}): Promise<InpaintResult> {
     checkInpaintRequest(request);
-    const model = await this.model(options.modelDir);
-    return runInpaintPipeline(model, request, options);
+    const loading = this.model(options.modelDir);
+    const model = await loading;
+    const run = runInpaintPipeline(model, request, options);
+    const runs = this.#runs.get(loading) ?? new Set();
+    this.#runs.set(loading, runs);
+    runs.add(run);
+    try {
+      return await run;
+    } finally {
+      runs.delete(run);
+      if (runs.size === 0) this.#runs.delete(loading);
+    }
   }
 
-  /** Frees the sessions of one folder, or of all. */
+  /** Frees the sessions of one folder, or of all, once the jobs running on them have finished; later jobs load afresh. */
   async release(dir?: string): Promise<void> {
     const keys = dir ? [path.resolve(dir)] : [...this.#models.keys()];
     for (const key of keys) {
       const model = this.#models.get(key);
+      if (!model) continue;
       this.#models.delete(key);
-      await model?.then((m) => m.release()).catch(() => {});
+      await model
+        .then(async (loaded) => {
+          await Promise.allSettled(this.#runs.get(model) ?? []);
+          await loaded.release();
+        })
+        .catch(() => {});
     }
   }
 

@@ -52,7 +52,6 @@ export class OnnxSession {
       intraOpNumThreads: options.threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
-      // Load failures are reported by us, naming the file; onnxruntime's own log would repeat them.
       logSeverityLevel: 4,
     };
     try {

@@ -6,6 +6,7 @@
 import { readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { REQUIRED_FILES } from "../../models/onnx-layout.ts";
 import { ClipTokenizer } from "./clip-tokenizer.ts";
 import { type DeviceName, ModelLoadError, OnnxSession, type ValueSpec } from "./onnx-session.ts";
 
@@ -34,17 +35,6 @@ export interface SdModel {
   readonly schedulerConfig: Readonly<Record<string, unknown>>;
   release(): Promise<void>;
 }
-
-const REQUIRED_FILES = [
-  "model_index.json",
-  "text_encoder/model.onnx",
-  "unet/model.onnx",
-  "vae_encoder/model.onnx",
-  "vae_decoder/model.onnx",
-  "tokenizer/vocab.json",
-  "tokenizer/merges.txt",
-  "scheduler/scheduler_config.json",
-];
 
 export async function loadSdModel(dir: string, options: { device?: DeviceName; threads?: number } = {}): Promise<SdModel> {
   const root = path.resolve(dir);

@@ -14,6 +14,7 @@ import { ImageInputError } from "../../net/image-input-error.ts";
 import type { JobQueuePort } from "../../queue/job-queue-port.ts";
 import { writeFileAtomic } from "../../storage/atomic-write.ts";
 import type { DataFolders } from "../../storage/data-folders.ts";
+import type { HistoryEntry } from "../../storage/history-store.ts";
 import { requireApiKey } from "../api-keys.ts";
 import { HttpError } from "../http-error.ts";
 
@@ -51,6 +52,15 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
       }
       const request = parsed.request;
       const id = randomUUID();
+      // The caller may give up while its pictures are still being fetched: then nothing is queued at all.
+      let abandoned = false;
+      let queued: string | undefined;
+      res.on("close", () => {
+        if (res.writableFinished) return;
+        abandoned = true;
+        // Do not spend the engine on an answer nobody reads.
+        if (queued) void abandonJob(options.queue, queued);
+      });
       const [image, mask] = await Promise.all(
         (["image", "mask"] as const).map(async (field) => {
           try {
@@ -67,15 +77,17 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
           }
         }),
       );
+      if (abandoned) return;
       const { id: jobId } = await options.queue.enqueue(segmindWorkflow(request, image, mask), { clientId: "segmind-api", id });
-      res.on("close", () => {
-        // The caller gave up: do not spend the engine on an answer nobody reads.
-        if (!res.writableFinished) {
-          void options.queue.cancel([jobId]);
-          void options.queue.interrupt(jobId);
-        }
-      });
-      const entry = await options.queue.waitFor(jobId);
+      queued = jobId;
+      let entry: HistoryEntry;
+      try {
+        entry = await options.queue.waitFor(jobId);
+      } catch (error) {
+        // Cancelled while pending: either the caller left (no one to answer) or someone cleared the queue.
+        if (abandoned || res.writableEnded) return;
+        throw new HttpError(503, "job_cancelled", (error as Error).message);
+      }
       if (entry.status !== "success") {
         const message = entry.error?.message ?? entry.status;
         if (/no model folder|model_index\.json|missing or empty/.test(message)) {
@@ -97,6 +109,16 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
     },
   );
   return router;
+}
+
+/** Cancels the job if it still waits, stops it if it runs; on the Redis queue either may fail (503), which must not crash the server. */
+async function abandonJob(queue: JobQueuePort, jobId: string): Promise<void> {
+  const outcomes = await Promise.allSettled([queue.cancel([jobId]), queue.interrupt(jobId)]);
+  for (const outcome of outcomes) {
+    if (outcome.status === "rejected") {
+      console.warn(`maskflow: could not stop abandoned Segmind job ${jobId}: ${(outcome.reason as Error)?.message ?? outcome.reason}`);
+    }
+  }
 }
 
 /** The request as a workflow of shipped nodes, with the images saved in input/segmind/. */
