@@ -33,12 +33,15 @@ async function refreshWorkflowList(): Promise<void> {
 async function saveWorkflow(): Promise<void> {
   const name = prompt("Save workflow as", app.workflowName || "my-workflow")?.trim();
   if (!name) return;
+  const previousName = app.workflowName;
   try {
     app.setWorkflowName(name);
     const result = await api.saveWorkflow(name, app.toDocument());
     notify(result.problems.length ? `Saved "${name}" (${result.problems.length} problem(s) to fix before it runs)` : `Saved "${name}"`, "success");
     void refreshWorkflowList();
   } catch (error) {
+    // The title must not claim a name the server never stored.
+    app.setWorkflowName(previousName);
     notify(`Save failed: ${(error as Error).message}`, "error");
   }
 }

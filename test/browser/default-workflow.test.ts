@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import sharp from "sharp";
 import { build } from "vite";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OnnxEngine } from "../../server/engines/onnx/onnx-engine.ts";
 import type { RunningServer } from "../../server/maskflow-server.ts";
@@ -18,6 +18,7 @@ import { api, startTestServer } from "../helpers/test-server.ts";
 import {
   type EditorPage,
   installPaintProbe,
+  launchBrowser,
   openEditor,
   paintedPreviewCount,
   paintedPreviewDraws,
@@ -58,11 +59,7 @@ beforeAll(async () => {
   engine = new OnnxEngine({ defaultModelDir: models.fp32, threads: 1 });
   // No shippedWorkflowsDir: the server reads the real workflows/ folder, so "inpaint" is the shipped one.
   server = await startTestServer({ clientDir, dataDir, engines: { local: engine } });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchBrowser();
   await mkdir(SCREENSHOTS, { recursive: true });
 }, 120_000);
 

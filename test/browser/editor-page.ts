@@ -3,13 +3,22 @@
  * records what the graph canvas actually painted (progress text, preview frames), so a test
  * asserts what a user saw rather than internal state.
  */
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 
 export interface EditorPage {
   readonly context: BrowserContext;
   readonly page: Page;
   /** Uncaught page errors, collected as they happen. */
   readonly errors: string[];
+}
+
+/** The system Chromium, headless, kept off the network beyond the test server. */
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
 }
 
 /** A fresh profile (empty localStorage, so a first visit) on the editor, once start-up finished. */

@@ -8,10 +8,11 @@ import os from "node:os";
 import path from "node:path";
 import sharp from "sharp";
 import { build } from "vite";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningServer } from "../../server/maskflow-server.ts";
 import { api, startTestServer } from "../helpers/test-server.ts";
+import { type EditorPage, launchBrowser, openEditor as openEditorAt, pointInWidget, redrawCanvas } from "./editor-page.ts";
 
 const SCREENSHOTS = path.resolve("test-results/screenshots");
 
@@ -51,11 +52,7 @@ beforeAll(async () => {
   imageName = await uploadPng("photo.png", 128, 96);
   const saved = await api(server, "PUT", "/api/workflows/inpaint", pipeline(imageName));
   expect(saved.status).toBe(200);
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchBrowser();
   await mkdir(SCREENSHOTS, { recursive: true });
 }, 120_000);
 
@@ -66,18 +63,7 @@ afterAll(async () => {
 });
 
 /** A fresh browser profile (empty localStorage) on the editor, ready. */
-async function openEditor(): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 860 } });
-  // Never reach outside the test server.
-  await context.route(/^(?!https?:\/\/127\.0\.0\.1|ws:\/\/127\.0\.0\.1|blob:|data:)/, (route) => route.abort());
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("pageerror", (error) => errors.push(error.message));
-  await page.goto(server.url);
-  await page.waitForFunction(() => (window as any).maskflow?.schemas?.length > 0 && (window as any).maskflow.nodes().length > 0, null, { timeout: 15_000 });
-  await page.evaluate(() => (window as any).maskflow.ready);
-  return { context, page, errors };
-}
+const openEditor = (): Promise<EditorPage> => openEditorAt(browser, server.url);
 
 /** Page coordinates of a point inside a node (node-relative, below the title). */
 async function pointInNode(page: Page, id: string, dx: number, dy: number): Promise<[number, number]> {
@@ -88,18 +74,6 @@ async function pointInNode(page: Page, id: string, dx: number, dy: number): Prom
       return app.toClient([node.pos[0] + x, node.pos[1] + y]);
     },
     [id, dx, dy] as const,
-  );
-}
-
-async function widgetPoint(page: Page, id: string, widgetName: string): Promise<[number, number]> {
-  return page.evaluate(
-    ([nodeId, name]) => {
-      const app = (window as any).maskflow;
-      const node = app.nodeByDocumentId(nodeId);
-      const widget = node.widgets.find((w: { name: string }) => w.name === name);
-      return app.toClient([node.pos[0] + node.size[0] / 2, node.pos[1] + widget.y + 10]);
-    },
-    [id, widgetName] as const,
   );
 }
 
@@ -139,7 +113,7 @@ describe("Maskflow editor in the browser", () => {
 
   it("paints a mask with mouse drags, uploads it and adds a LoadMask reading it", async () => {
     const { context, page } = await openEditor();
-    const [bx, by] = await widgetPoint(page, "1", "paint mask");
+    const [bx, by] = await pointInWidget(page, "1", "paint mask");
     await page.mouse.click(bx, by);
     const editor = page.locator('[data-testid="mask-editor"]');
     await editor.waitFor({ timeout: 15_000 });
@@ -185,6 +159,74 @@ describe("Maskflow editor in the browser", () => {
     expect(at(2, 2)).toBeLessThan(20); // far from it
     expect(at(125, 93)).toBeLessThan(20);
     await page.screenshot({ path: path.join(SCREENSHOTS, "04-mask-wired.png") });
+    await context.close();
+  });
+
+  it("paints a 2048×2048 picture without whole-mask read-backs per move or zoom step, its keys kept from the graph", async () => {
+    const bigName = await uploadPng("big.png", 2048, 2048);
+    const { context, page, errors } = await openEditor();
+    await page.evaluate((doc) => (window as any).maskflow.loadDocument(doc, "big"), pipeline(bigName));
+    // Widgets get their places when the node is drawn with its picture.
+    await page.waitForFunction(() => (window as any).maskflow.nodeView("1").loaded === 1, null, { timeout: 10_000 });
+    await redrawCanvas(page);
+    // The click that opens the painter also selects Load Image on the graph behind it.
+    const [bx, by] = await pointInWidget(page, "1", "paint mask");
+    await page.mouse.click(bx, by);
+    const editor = page.locator('[data-testid="mask-editor"]');
+    await editor.waitFor({ timeout: 15_000 });
+    await page.evaluate(() => {
+      const probe = window as unknown as { __wholeMaskReads: number };
+      probe.__wholeMaskReads = 0;
+      const read = CanvasRenderingContext2D.prototype.getImageData;
+      CanvasRenderingContext2D.prototype.getImageData = function (this: CanvasRenderingContext2D, ...args: Parameters<typeof read>) {
+        if (args[2] * args[3] >= 2048 * 2048) probe.__wholeMaskReads++;
+        return read.apply(this, args);
+      };
+    });
+
+    // Keys the painter has no use for stay in the painter: Delete must not remove the selected node behind it.
+    await page.evaluate(() => {
+      const app = (window as any).maskflow;
+      app.canvas.selectNode(app.nodeByDocumentId("1"));
+      app.canvasElement.focus();
+    });
+    await page.keyboard.press("Delete");
+    await page.keyboard.press("Backspace");
+    expect(await page.evaluate(() => (window as any).maskflow.nodes().length)).toBe(3);
+    // Shortcuts still work once a toolbar slider has focus.
+    await page.locator('[data-control="size"]').focus();
+    await page.keyboard.press("e");
+    expect(await editor.getAttribute("data-tool")).toBe("eraser");
+    await page.keyboard.press("b");
+    expect(await editor.getAttribute("data-tool")).toBe("brush");
+
+    const box = (await page.locator(".mf-mask-view").boundingBox())!;
+    const cx = box.x + box.width / 2;
+    const cy = box.y + box.height / 2;
+    await page.mouse.move(cx, cy);
+    for (let step = 0; step < 12; step++) await page.mouse.wheel(0, -60);
+    await page.mouse.down();
+    await page.mouse.move(cx + 150, cy, { steps: 30 });
+    await page.mouse.up();
+    const reads = await page.evaluate(() => (window as unknown as { __wholeMaskReads: number }).__wholeMaskReads);
+    // One undo snapshot and one coverage count for the stroke; none for the zoom steps or the moves.
+    expect(reads).toBeLessThanOrEqual(2);
+
+    await page.keyboard.press("Enter");
+    await editor.waitFor({ state: "detached", timeout: 15_000 });
+    const maskFile = await page.waitForFunction(() => {
+      const node = (window as any).maskflow.nodes().find((n: { type: string }) => n.type === "LoadMask");
+      return node?.widgets.find((w: { name: string }) => w.name === "image")?.value || undefined;
+    });
+    const name = (await maskFile.jsonValue()) as string;
+    const types = await page.evaluate(() => (window as any).maskflow.nodes().map((n: { type: string }) => n.type));
+    expect(types.sort()).toEqual(["LoadImage", "LoadMask", "ResizeImage", "SaveImage"]);
+    const response = await fetch(`${server.url}/api/view?filename=${encodeURIComponent(name)}&type=input`);
+    const { data, info } = await sharp(Buffer.from(await response.arrayBuffer())).greyscale().raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([2048, 2048]);
+    expect(data[1024 * 2048 + 1030]).toBeGreaterThan(200); // on the stroke, which starts at the zoom centre
+    expect(data[10 * 2048 + 10]).toBeLessThan(20);
+    expect(errors).toEqual([]);
     await context.close();
   });
 

@@ -79,8 +79,9 @@ export const api = {
     form.append("image", file, name);
     if (options.overwrite) form.append("overwrite", "true");
     const response = await fetch("/api/upload", { method: "POST", body: form });
-    const json = (await response.json()) as { name: string; subfolder: string; type: "input" | "temp"; error?: { code: string; message: string } };
-    if (!response.ok) throw new ApiError(response.status, json.error?.code ?? "upload_failed", json.error?.message ?? "upload failed");
+    // A proxy in front of the server may answer a too-large upload with an HTML page: report the status, not a JSON parse error.
+    const json = (await response.json().catch(() => ({}))) as { name: string; subfolder: string; type: "input" | "temp"; error?: { code: string; message: string } };
+    if (!response.ok) throw new ApiError(response.status, json.error?.code ?? "upload_failed", json.error?.message ?? `upload failed: HTTP ${response.status}`);
     return { ...json, filename: json.name };
   },
 };

@@ -33,6 +33,7 @@ export function decodePreviewFrame(buffer: ArrayBuffer): PreviewFrame | undefine
   const view = new DataView(buffer);
   if (view.getUint32(0) !== 1 || view.getUint32(4) !== 1) return undefined;
   const idLength = view.getUint16(8);
+  if (10 + idLength > buffer.byteLength) return undefined;
   const nodeId = new TextDecoder().decode(new Uint8Array(buffer, 10, idLength));
   return { nodeId, jpeg: new Blob([new Uint8Array(buffer, 10 + idLength)], { type: "image/jpeg" }) };
 }

@@ -15,6 +15,8 @@ import { ImageChoices } from "./image-choices.ts";
 import { openMaskPainterFor } from "./mask-wiring.ts";
 
 const STORAGE_KEY = "maskflow.graph.v1";
+/** Where a saved graph that failed to restore is moved, so the graph opened instead does not overwrite it. */
+const UNRESTORED_KEY = "maskflow.graph.v1.unrestored";
 const NAME_KEY = "maskflow.workflowName";
 
 export class EditorApp {
@@ -29,7 +31,9 @@ export class EditorApp {
   #socket: ServerSocket | undefined;
   #lastSaved = "";
   #runningNode: LGraphNode | undefined;
-  #jobIds = new Set<string>();
+  /** Set by a reconnect: the status the server sends first says whether the run we were showing is still going. */
+  #awaitingStatusAfterReconnect = false;
+  #persistFailed = false;
   /** Resolves when start-up finished; tests wait on it. */
   ready: Promise<void>;
 
@@ -68,6 +72,7 @@ export class EditorApp {
       connection: (state) => {
         showConnection(state);
         if (state.connected) void this.queuePanel.refresh();
+        else this.#awaitingStatusAfterReconnect = true;
       },
     });
     this.#socket.connect();
@@ -97,7 +102,8 @@ export class EditorApp {
         this.loadDocument(JSON.parse(saved), this.workflowName, { keepName: true });
         return;
       } catch (error) {
-        console.warn("maskflow: the saved graph could not be restored", error);
+        console.warn(`maskflow: the saved graph could not be restored; it is kept in localStorage "${UNRESTORED_KEY}"`, error);
+        localStorage.setItem(UNRESTORED_KEY, saved);
       }
     }
     try {
@@ -183,7 +189,15 @@ export class EditorApp {
     if (!this.schemas.length) return;
     const text = JSON.stringify(this.toDocument());
     if (text === this.#lastSaved) return;
-    localStorage.setItem(STORAGE_KEY, text);
+    try {
+      localStorage.setItem(STORAGE_KEY, text);
+    } catch (error) {
+      // Storage full or blocked: say so once rather than throw from the timer every 1.5 s.
+      if (!this.#persistFailed) notify(`This browser could not keep the graph (${(error as Error).message}): save it on the server`, "error", 10_000);
+      this.#persistFailed = true;
+      return;
+    }
+    this.#persistFailed = false;
     this.#lastSaved = text;
   }
 
@@ -219,8 +233,7 @@ export class EditorApp {
     const document = workflow ?? this.toDocument();
     this.clearMarks();
     try {
-      const { id, position } = await api.queuePrompt(document, this.clientId);
-      this.#jobIds.add(id);
+      const { position } = await api.queuePrompt(document, this.clientId);
       notify(position > 0 ? `Queued (position ${position + 1})` : "Queued", "info", 1500);
     } catch (error) {
       if (error instanceof ApiError && error.details.problems?.length) {
@@ -258,6 +271,9 @@ export class EditorApp {
     switch (event.type) {
       case "status":
         document.querySelector("#queue-count")!.textContent = String(event.data.status.queueRemaining);
+        // A run that ended while we were away sent its end to nobody: do not leave its node framed and half-way.
+        if (this.#awaitingStatusAfterReconnect && event.data.status.running === null) this.#finishRunningNode();
+        this.#awaitingStatusAfterReconnect = false;
         void this.queuePanel.refresh();
         return;
       case "execution_start":

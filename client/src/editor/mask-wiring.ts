@@ -39,29 +39,34 @@ function consumers(app: EditorApp, node: LGraphNode, outputName: string): Array<
   });
 }
 
-function findMaskNodeFor(app: EditorApp, imageNode: LGraphNode): LGraphNode | undefined {
-  const own = app.nodes().find((node) => node.type === "LoadMask" && node.properties[MASK_SOURCE_PROPERTY] === String(imageNode.id));
-  if (own) return own;
-  for (const consumer of consumers(app, imageNode, "image")) {
-    const maskInput = consumer.node.inputs.find((slot) => slot.type === "MASK");
-    const source = maskInput ? inputSource(app, consumer.node, maskInput.name) : undefined;
-    if (source?.node.type === "LoadMask") return source.node;
+/**
+ * The `sourceType` node feeding the `inputType` input of a node that takes `node`'s `outputName`:
+ * how a LoadImage finds the LoadMask painted for it, and a LoadMask its LoadImage, in a graph
+ * wired by hand.
+ */
+function partnerThroughConsumers(app: EditorApp, node: LGraphNode, outputName: string, inputType: string, sourceType: string): LGraphNode | undefined {
+  for (const consumer of consumers(app, node, outputName)) {
+    const input = consumer.node.inputs.find((slot) => slot.type === inputType);
+    const source = input ? inputSource(app, consumer.node, input.name) : undefined;
+    if (source?.node.type === sourceType) return source.node;
   }
   return undefined;
 }
 
+function findMaskNodeFor(app: EditorApp, imageNode: LGraphNode): LGraphNode | undefined {
+  const own = app.nodes().find((node) => node.type === "LoadMask" && node.properties[MASK_SOURCE_PROPERTY] === String(imageNode.id));
+  return own ?? partnerThroughConsumers(app, imageNode, "image", "MASK", "LoadMask");
+}
+
 function findImageNodeFor(app: EditorApp, maskNode: LGraphNode): LGraphNode | undefined {
   const sourceId = maskNode.properties[MASK_SOURCE_PROPERTY];
-  if (sourceId !== undefined) {
-    const node = app.nodeByDocumentId(String(sourceId));
-    if (node) return node;
-  }
-  for (const consumer of consumers(app, maskNode, "mask")) {
-    const imageInput = consumer.node.inputs.find((slot) => slot.type === "IMAGE");
-    const source = imageInput ? inputSource(app, consumer.node, imageInput.name) : undefined;
-    if (source?.node.type === "LoadImage") return source.node;
-  }
-  return undefined;
+  const own = sourceId !== undefined ? app.nodeByDocumentId(String(sourceId)) : undefined;
+  return own ?? partnerThroughConsumers(app, maskNode, "mask", "IMAGE", "LoadImage");
+}
+
+/** Whether a node is still in the graph: painting and uploading take time, and the graph may change meanwhile. */
+function inGraph(app: EditorApp, node: LGraphNode | undefined): node is LGraphNode {
+  return node !== undefined && app.graph.getNodeById(node.id) === node;
 }
 
 export async function openMaskPainterFor(app: EditorApp, node: LGraphNode): Promise<void> {
@@ -97,18 +102,21 @@ export async function openMaskPainterFor(app: EditorApp, node: LGraphNode): Prom
   }
   app.images.remember(saved.name);
 
+  // A node removed (or a graph replaced) meanwhile is not written to: the mask goes on a new LoadMask instead of being lost.
+  const liveImageNode = inGraph(app, imageNode) ? imageNode : undefined;
+  if (!inGraph(app, maskNode)) maskNode = undefined;
   if (!maskNode) {
-    const anchor = imageNode ?? node;
+    const anchor = liveImageNode ?? node;
     maskNode = app.addNode("LoadMask", [anchor.pos[0], anchor.pos[1] + anchor.size[1] + 70]);
     if (!maskNode) {
       notify("The server has no LoadMask node", "error");
       return;
     }
-    if (imageNode) maskNode.properties[MASK_SOURCE_PROPERTY] = String(imageNode.id);
+    if (liveImageNode) maskNode.properties[MASK_SOURCE_PROPERTY] = String(liveImageNode.id);
   }
   setWidgetValue(maskNode, "image", saved.name);
   setWidgetValue(maskNode, "channel", "luminance");
-  if (imageNode) wireMask(app, imageNode, maskNode);
+  if (liveImageNode) wireMask(app, liveImageNode, maskNode);
   app.canvas.setDirty(true, true);
   app.persist();
   notify(`Mask saved as ${saved.name}`, "success", 2500);

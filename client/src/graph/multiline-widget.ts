@@ -4,8 +4,11 @@
  * LiteGraph has no textarea widget of its own; ComfyUI solves the same with DOM widgets.
  */
 import { LGraphCanvas, type LGraphNode, type IWidget } from "@comfyorg/litegraph";
+import { wrapText } from "./wrap-text.ts";
 
 const HEIGHT = 84;
+/** Lines of the prompt that fit in the box at 15 px each. */
+const VISIBLE_LINES = 5;
 let openEditor: HTMLTextAreaElement | undefined;
 
 export function addMultilineWidget(node: LGraphNode, name: string, value: string): void {
@@ -34,8 +37,8 @@ export function addMultilineWidget(node: LGraphNode, name: string, value: string
       ctx.textAlign = "left";
       const text = String(this.value ?? "");
       ctx.fillStyle = text ? "#ddd" : "#777";
-      const lines = wrapText(ctx, text || name, width - margin * 2 - 12);
-      lines.slice(0, 5).forEach((line, i) => ctx.fillText(line, margin + 6, y + 16 + i * 15));
+      const lines = wrapText(ctx, text || name, width - margin * 2 - 12, VISIBLE_LINES);
+      lines.forEach((line, i) => ctx.fillText(line, margin + 6, y + 16 + i * 15));
       ctx.restore();
       if (text) {
         // The input's name, small in the corner, so two prompt boxes stay tellable apart.
@@ -54,23 +57,6 @@ export function addMultilineWidget(node: LGraphNode, name: string, value: string
     },
   };
   node.addCustomWidget(widget as unknown as IWidget);
-}
-
-function wrapText(ctx: CanvasRenderingContext2D, text: string, maxWidth: number): string[] {
-  const lines: string[] = [];
-  for (const paragraph of text.split("\n")) {
-    let line = "";
-    for (const word of paragraph.split(" ")) {
-      const candidate = line ? `${line} ${word}` : word;
-      if (line && ctx.measureText(candidate).width > maxWidth) {
-        lines.push(line);
-        line = word;
-      } else line = candidate;
-    }
-    lines.push(line);
-    if (lines.length > 6) break;
-  }
-  return lines;
 }
 
 function editInPlace(node: LGraphNode, widget: IWidget): void {
@@ -96,8 +82,10 @@ function editInPlace(node: LGraphNode, widget: IWidget): void {
   };
   textarea.addEventListener("input", commit);
   textarea.addEventListener("keydown", (event) => {
-    event.stopPropagation();
-    if (event.key === "Escape" || (event.key === "Enter" && (event.ctrlKey || event.metaKey))) textarea.blur();
+    const queueKeys = event.key === "Enter" && (event.ctrlKey || event.metaKey);
+    // Ctrl+Enter commits the text and goes on to the page, which queues the run as it does everywhere else.
+    if (!queueKeys) event.stopPropagation();
+    if (event.key === "Escape" || queueKeys) textarea.blur();
   });
   textarea.addEventListener("blur", () => {
     commit();

@@ -6,6 +6,7 @@
 import type { LGraphNode } from "@comfyorg/litegraph";
 import type { ImageRef } from "../api/maskflow-api.ts";
 import { viewUrl } from "../api/maskflow-api.ts";
+import { wrapText } from "./wrap-text.ts";
 
 export interface NodeView {
   /** Pictures to show (outputs, or the loaded input); with their full-size URLs for the viewer. */
@@ -18,6 +19,9 @@ export interface NodeView {
   imageRects: Array<{ rect: [number, number, number, number]; url: string }>;
   /** Counts resetRunState calls, so a preview decoded after its run ended can tell. */
   runs: number;
+  /** Numbers the preview frames as they arrive, and the one shown: frames can finish decoding out of order. */
+  previewsReceived: number;
+  previewShown: number;
 }
 
 const views = new WeakMap<LGraphNode, NodeView>();
@@ -25,7 +29,7 @@ const views = new WeakMap<LGraphNode, NodeView>();
 export function viewOf(node: LGraphNode): NodeView {
   let view = views.get(node);
   if (!view) {
-    view = { images: [], running: false, errors: [], imageRects: [], runs: 0 };
+    view = { images: [], running: false, errors: [], imageRects: [], runs: 0, previewsReceived: 0, previewShown: 0 };
     views.set(node, view);
   }
   return view;
@@ -53,16 +57,19 @@ export function showPreview(node: LGraphNode, jpeg: Blob): void {
   const view = viewOf(node);
   const url = URL.createObjectURL(jpeg);
   const run = view.runs;
+  const frame = ++view.previewsReceived;
   const image = new Image();
   image.onerror = () => URL.revokeObjectURL(url);
   image.onload = () => {
-    // Decoding is asynchronous: a frame that finishes decoding after the node's run ended would stick on it.
-    if (view.runs !== run) {
+    // Decoding is asynchronous: a frame that finishes decoding after the node's run ended would stick
+    // on it, and one that finishes after a newer frame would show an older step.
+    if (view.runs !== run || frame < view.previewShown) {
       URL.revokeObjectURL(url);
       return;
     }
     if (view.preview) URL.revokeObjectURL(view.preview.src);
     view.preview = image;
+    view.previewShown = frame;
     ensureRoomForImages(node);
     node.setDirtyCanvas(true, true);
   };
@@ -163,7 +170,7 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
   if (view.errors.length) {
     ctx.font = "12px sans-serif";
     ctx.textAlign = "left";
-    const lines = view.errors.flatMap((message) => wrap(ctx, message, Math.max(width, 220) - 12));
+    const lines = view.errors.flatMap((message) => wrapText(ctx, message, Math.max(width, 220) - 12, MAX_ERROR_LINES)).slice(0, MAX_ERROR_LINES);
     const boxHeight = lines.length * 15 + 8;
     ctx.fillStyle = "rgba(120,0,0,0.92)";
     ctx.fillRect(0, height + 6, Math.max(width, 220), boxHeight);
@@ -173,22 +180,7 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
 }
 
 const LiteGraphTitleHeight = 30;
-
-function wrap(ctx: CanvasRenderingContext2D, text: string, maxWidth: number): string[] {
-  const lines: string[] = [];
-  for (const paragraph of text.split("\n")) {
-    let line = "";
-    for (const word of paragraph.split(" ")) {
-      const candidate = line ? `${line} ${word}` : word;
-      if (ctx.measureText(candidate).width > maxWidth && line) {
-        lines.push(line);
-        line = word;
-      } else line = candidate;
-    }
-    lines.push(line);
-  }
-  return lines.slice(0, 12);
-}
+const MAX_ERROR_LINES = 12;
 
 /** The full-size URL of the picture under a point in node coordinates, if any. */
 export function imageAt(node: LGraphNode, x: number, y: number): string | undefined {

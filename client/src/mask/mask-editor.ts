@@ -2,7 +2,8 @@
  * The full-window mask painter over an image: brush and eraser with size and hardness,
  * undo/redo, clear, invert, fill, zoom (wheel) and pan (space-drag, middle or right drag),
  * mask opacity, and keyboard shortcuts (B, E, [ ], X, Ctrl+Z, Ctrl+Shift+Z / Ctrl+Y, Esc, Enter).
- * It resolves with the mask PNG on save, or undefined on cancel.
+ * It resolves with the mask PNG on save, or undefined on cancel. While open it is modal: no key
+ * reaches the graph behind it, where Delete would remove the selected node and Ctrl+Enter queue a run.
  */
 import { type BrushSettings, MaskLayer, type Tool } from "./mask-layer.ts";
 
@@ -27,6 +28,10 @@ class MaskEditor {
   readonly #layer: MaskLayer;
   readonly #tinted: HTMLCanvasElement;
   readonly #brush: BrushSettings;
+  /** The largest brush the size slider offers for this picture; the keys stop there too. */
+  readonly #maxSize: number;
+  /** The mask revision #tinted was made from: the tint is redone only when the mask changed. */
+  #tintedRevision = -1;
   #swapTool: Tool = "eraser";
   #opacity = 0.6;
   #scale = 1;
@@ -36,11 +41,16 @@ class MaskEditor {
   #spaceDown = false;
   #pointer: [number, number] | undefined;
   #frame = 0;
+  /** While the PNG is encoded: no keys, strokes or buttons, so nothing is painted after the picture was taken. */
+  #saving = false;
   readonly #controls: Record<string, HTMLElement> = {};
   readonly #onKey = (event: KeyboardEvent) => this.#key(event);
   readonly #onKeyUp = (event: KeyboardEvent) => {
     if (event.key === " ") this.#spaceDown = false;
+    event.stopPropagation();
   };
+  // A space released in another window never sends its keyup here.
+  readonly #onBlur = () => (this.#spaceDown = false);
   readonly #onResize = () => this.#resize();
 
   constructor(
@@ -55,6 +65,7 @@ class MaskEditor {
     this.#tinted.height = image.naturalHeight;
     const initialSize = Math.max(4, Math.round(Math.min(image.naturalWidth, image.naturalHeight) / 16));
     this.#brush = { tool: "brush", size: initialSize, hardness: 0.8 };
+    this.#maxSize = Math.min(MAX_SIZE, Math.max(image.naturalWidth, image.naturalHeight));
 
     this.#root = document.createElement("div");
     this.#root.className = "mf-mask-editor";
@@ -64,7 +75,7 @@ class MaskEditor {
         <strong class="mf-mask-title"></strong>
         <button data-action="brush" title="Brush (B)">Brush</button>
         <button data-action="eraser" title="Eraser (E)">Eraser</button>
-        <label>Size <input data-control="size" type="range" min="${MIN_SIZE}" max="${Math.min(MAX_SIZE, Math.max(image.naturalWidth, image.naturalHeight))}" step="1"><span data-show="size"></span></label>
+        <label>Size <input data-control="size" type="range" min="${MIN_SIZE}" max="${this.#maxSize}" step="1"><span data-show="size"></span></label>
         <label>Hardness <input data-control="hardness" type="range" min="0" max="1" step="0.05"><span data-show="hardness"></span></label>
         <label>Opacity <input data-control="opacity" type="range" min="0.1" max="1" step="0.05"></label>
         <span class="mf-sep"></span>
@@ -99,6 +110,7 @@ class MaskEditor {
     this.#view.addEventListener("pointerdown", (event) => this.#pointerDown(event));
     this.#view.addEventListener("pointermove", (event) => this.#pointerMove(event));
     this.#view.addEventListener("pointerup", (event) => this.#pointerUp(event));
+    this.#view.addEventListener("pointercancel", (event) => this.#pointerUp(event));
     this.#view.addEventListener("pointerleave", () => {
       this.#pointer = undefined;
       this.#render();
@@ -108,6 +120,7 @@ class MaskEditor {
     window.addEventListener("keydown", this.#onKey, true);
     window.addEventListener("keyup", this.#onKeyUp, true);
     window.addEventListener("resize", this.#onResize);
+    window.addEventListener("blur", this.#onBlur);
     this.#resize();
     this.#fit();
     this.#sync();
@@ -138,6 +151,9 @@ class MaskEditor {
   }
 
   #act(action: string): void {
+    if (this.#saving) return;
+    // An undo or a clear in the middle of a stroke would have the rest of the stroke land on the result.
+    this.#endStroke();
     switch (action) {
       case "brush":
       case "eraser":
@@ -178,7 +194,9 @@ class MaskEditor {
   }
 
   #key(event: KeyboardEvent): void {
-    if ((event.target as HTMLElement).tagName === "INPUT" && event.key !== "Escape" && event.key !== "Enter") return;
+    event.stopPropagation();
+    if (this.#saving) return;
+    if (isTextEntry(event.target) && event.key !== "Escape" && event.key !== "Enter") return;
     const ctrl = event.ctrlKey || event.metaKey;
     const key = event.key.toLowerCase();
     let handled = true;
@@ -193,16 +211,13 @@ class MaskEditor {
       this.#sync();
     } else if (key === "[" || key === "]") {
       const factor = key === "]" ? 1.2 : 1 / 1.2;
-      this.#brush.size = Math.round(Math.min(MAX_SIZE, Math.max(MIN_SIZE, this.#brush.size * factor + (key === "]" ? 1 : -1) * 0.5)));
+      this.#brush.size = Math.round(Math.min(this.#maxSize, Math.max(MIN_SIZE, this.#brush.size * factor + (key === "]" ? 1 : -1) * 0.5)));
       this.#sync();
     } else if (key === "escape") this.#act("cancel");
     else if (key === "enter") this.#act("save");
     else if (key === " ") this.#spaceDown = true;
     else handled = false;
-    if (handled) {
-      event.preventDefault();
-      event.stopPropagation();
-    }
+    if (handled) event.preventDefault();
   }
 
   #toImage(event: { clientX: number; clientY: number }): [number, number] {
@@ -211,6 +226,7 @@ class MaskEditor {
   }
 
   #pointerDown(event: PointerEvent): void {
+    if (this.#saving) return;
     this.#view.setPointerCapture(event.pointerId);
     if (event.button === 1 || event.button === 2 || this.#spaceDown) {
       this.#panning = { x: event.clientX, y: event.clientY, ox: this.#offset[0], oy: this.#offset[1] };
@@ -240,12 +256,16 @@ class MaskEditor {
 
   #pointerUp(event: PointerEvent): void {
     if (this.#view.hasPointerCapture(event.pointerId)) this.#view.releasePointerCapture(event.pointerId);
-    if (this.#painting) {
-      this.#layer.endStroke();
-      this.#painting = false;
-      this.#sync();
-    }
+    if (this.#endStroke()) this.#sync();
     this.#panning = undefined;
+  }
+
+  /** Ends the stroke in progress; says whether there was one. */
+  #endStroke(): boolean {
+    if (!this.#painting) return false;
+    this.#layer.endStroke();
+    this.#painting = false;
+    return true;
   }
 
   #wheel(event: WheelEvent): void {
@@ -289,12 +309,7 @@ class MaskEditor {
     ctx.setTransform(this.#scale, 0, 0, this.#scale, this.#offset[0], this.#offset[1]);
     ctx.imageSmoothingEnabled = this.#scale < 2;
     ctx.drawImage(this.options.image, 0, 0);
-    const tint = this.#tinted.getContext("2d")!;
-    tint.globalCompositeOperation = "copy";
-    tint.drawImage(this.#layer.canvas, 0, 0);
-    tint.globalCompositeOperation = "source-in";
-    tint.fillStyle = "#ff3b6b";
-    tint.fillRect(0, 0, this.#tinted.width, this.#tinted.height);
+    if (this.#tintedRevision !== this.#layer.revision) this.#retint();
     ctx.globalAlpha = this.#opacity;
     ctx.drawImage(this.#tinted, 0, 0);
     ctx.globalAlpha = 1;
@@ -317,17 +332,45 @@ class MaskEditor {
     }
   }
 
+  /** The mask in the overlay colour: two whole-picture passes, so only after the mask changed, not per hover or zoom frame. */
+  #retint(): void {
+    const tint = this.#tinted.getContext("2d")!;
+    tint.globalCompositeOperation = "copy";
+    tint.drawImage(this.#layer.canvas, 0, 0);
+    tint.globalCompositeOperation = "source-in";
+    tint.fillStyle = "#ff3b6b";
+    tint.fillRect(0, 0, this.#tinted.width, this.#tinted.height);
+    this.#tintedRevision = this.#layer.revision;
+  }
+
   async #save(): Promise<void> {
-    const png = await this.#layer.toPng();
-    this.#close(png);
+    this.#endStroke();
+    this.#saving = true;
+    try {
+      const png = await this.#layer.toPng();
+      this.#saving = false;
+      this.#close(png);
+    } catch (error) {
+      // Keep the painter, and the work in it, open: closing would drop the mask as a cancel does.
+      this.#saving = false;
+      this.#root.querySelector('[data-show="info"]')!.textContent = `Could not encode the mask: ${(error as Error).message}`;
+    }
   }
 
   #close(result: Blob | undefined): void {
     window.removeEventListener("keydown", this.#onKey, true);
     window.removeEventListener("keyup", this.#onKeyUp, true);
     window.removeEventListener("resize", this.#onResize);
+    window.removeEventListener("blur", this.#onBlur);
     cancelAnimationFrame(this.#frame);
     this.#root.remove();
     this.done(result);
   }
+}
+
+/** A field the user types text into, where letters and brackets are text rather than shortcuts. */
+function isTextEntry(target: EventTarget | null): boolean {
+  if (target instanceof HTMLTextAreaElement) return true;
+  if (target instanceof HTMLElement && target.isContentEditable) return true;
+  return target instanceof HTMLInputElement && !["range", "checkbox", "radio", "button", "submit", "color"].includes(target.type);
 }

@@ -27,6 +27,8 @@ export class MaskLayer {
   #last: [number, number] | undefined;
   #stamp: HTMLCanvasElement | undefined;
   #stampKey = "";
+  #revision = 0;
+  #coverage: { revision: number; value: number } | undefined;
 
   constructor(
     readonly width: number,
@@ -46,6 +48,11 @@ export class MaskLayer {
     return this.#redo.length > 0;
   }
 
+  /** Goes up on every change to the mask, so a view can redraw or recount only when there is something new. */
+  get revision(): number {
+    return this.#revision;
+  }
+
   /** Call before any change: the current mask becomes one undo step. */
   checkpoint(): void {
     this.#undo.push(this.#ctx.getImageData(0, 0, this.width, this.height));
@@ -56,18 +63,20 @@ export class MaskLayer {
   }
 
   undo(): boolean {
-    const previous = this.#undo.pop();
-    if (!previous) return false;
-    this.#redo.push(this.#ctx.getImageData(0, 0, this.width, this.height));
-    this.#ctx.putImageData(previous, 0, 0);
-    return true;
+    return this.#restore(this.#undo, this.#redo);
   }
 
   redo(): boolean {
-    const next = this.#redo.pop();
-    if (!next) return false;
-    this.#undo.push(this.#ctx.getImageData(0, 0, this.width, this.height));
-    this.#ctx.putImageData(next, 0, 0);
+    return this.#restore(this.#redo, this.#undo);
+  }
+
+  /** Puts back the newest snapshot of `from`, keeping the current mask on `to`. */
+  #restore(from: ImageData[], to: ImageData[]): boolean {
+    const snapshot = from.pop();
+    if (!snapshot) return false;
+    to.push(this.#ctx.getImageData(0, 0, this.width, this.height));
+    this.#ctx.putImageData(snapshot, 0, 0);
+    this.#revision++;
     return true;
   }
 
@@ -97,6 +106,7 @@ export class MaskLayer {
     ctx.globalCompositeOperation = brush.tool === "eraser" ? "destination-out" : "source-over";
     ctx.drawImage(stamp, x - stamp.width / 2, y - stamp.height / 2);
     ctx.globalCompositeOperation = "source-over";
+    this.#revision++;
   }
 
   /** A white disc with a radial falloff from hardness × radius to the edge, drawn once per brush setting. */
@@ -126,12 +136,14 @@ export class MaskLayer {
   clear(): void {
     this.checkpoint();
     this.#ctx.clearRect(0, 0, this.width, this.height);
+    this.#revision++;
   }
 
   fill(): void {
     this.checkpoint();
     this.#ctx.fillStyle = "#fff";
     this.#ctx.fillRect(0, 0, this.width, this.height);
+    this.#revision++;
   }
 
   invert(): void {
@@ -143,6 +155,7 @@ export class MaskLayer {
       data[i + 3] = 255 - data[i + 3];
     }
     this.#ctx.putImageData(image, 0, 0);
+    this.#revision++;
   }
 
   /** Loads a mask picture (white = repaint, by luminance), scaled to this layer; not an undo step. */
@@ -162,14 +175,21 @@ export class MaskLayer {
       data[i + 3] = luminance;
     }
     this.#ctx.putImageData(pixels, 0, 0);
+    this.#revision++;
   }
 
-  /** Fraction of pixels at least half masked; shown in the toolbar so an empty save is obvious. */
+  /**
+   * Fraction of pixels at least half masked; shown in the toolbar so an empty save is obvious.
+   * Counting reads the whole mask back, so the count is kept until the mask changes: zooming
+   * or moving a slider on a 2048×2048 mask must not read 16 MB each time.
+   */
   coverage(): number {
+    if (this.#coverage?.revision === this.#revision) return this.#coverage.value;
     const data = this.#ctx.getImageData(0, 0, this.width, this.height).data;
     let count = 0;
     for (let i = 3; i < data.length; i += 4) if (data[i] >= 128) count++;
-    return count / (this.width * this.height);
+    this.#coverage = { revision: this.#revision, value: count / (this.width * this.height) };
+    return this.#coverage.value;
   }
 
   /** The mask as an opaque greyscale PNG: white = repaint, black = keep. */

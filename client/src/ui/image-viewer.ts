@@ -1,4 +1,4 @@
-/** A picture at full size over the page; click, Esc or the × closes it. */
+/** A picture at full size over the page; click, Esc or the × closes it. Keys stay off the graph while it is open. */
 
 export function openImageViewer(url: string): void {
   const overlay = document.createElement("div");
@@ -21,10 +21,9 @@ export function openImageViewer(url: string): void {
     window.removeEventListener("keydown", onKey, true);
   };
   const onKey = (event: KeyboardEvent) => {
-    if (event.key === "Escape") {
-      event.stopPropagation();
-      remove();
-    }
+    // Delete or Ctrl+V would otherwise act on the graph hidden behind the picture.
+    event.stopPropagation();
+    if (event.key === "Escape") remove();
   };
   overlay.addEventListener("click", (event) => {
     if (event.target !== open) remove();

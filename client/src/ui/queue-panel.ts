@@ -14,6 +14,8 @@ export interface QueuePanelActions {
 export class QueuePanel {
   #refreshing = false;
   #again = false;
+  /** The workflow of each job on show, by job id, for its Load and Re-run buttons. */
+  #jobs = new Map<string, unknown>();
 
   constructor(
     readonly element: HTMLElement,
@@ -48,8 +50,6 @@ export class QueuePanel {
       }
     }
   }
-
-  #jobs = new Map<string, unknown>();
 
   #render(running: JobSummary[], pending: JobSummary[], history: HistoryEntry[]): void {
     this.#jobs.clear();
