@@ -39,8 +39,24 @@ export class ApiError extends Error {
   }
 }
 
+const API_KEY_COOKIE = "maskflow_api_key";
+
+/**
+ * A server started with MASKFLOW_API_KEYS answers 401: ask the user for a key once and keep it in a cookie,
+ * which fetch, <img src> and the WebSocket all send on their own. Gives up after the user cancels.
+ */
+async function fetchWithKey(route: string, init: RequestInit): Promise<Response> {
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch(route, init);
+    if (response.status !== 401 || attempt >= 3) return response;
+    const key = window.prompt(attempt === 0 ? "This Maskflow server needs an API key:" : "That key was refused. API key:");
+    if (!key) return response;
+    document.cookie = `${API_KEY_COOKIE}=${encodeURIComponent(key.trim())}; path=/; SameSite=Strict; max-age=31536000`;
+  }
+}
+
 async function request<T>(method: string, route: string, body?: unknown): Promise<T> {
-  const response = await fetch(route, {
+  const response = await fetchWithKey(route, {
     method,
     headers: body === undefined ? {} : { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -78,7 +94,7 @@ export const api = {
     const form = new FormData();
     form.append("image", file, name);
     if (options.overwrite) form.append("overwrite", "true");
-    const response = await fetch("/api/upload", { method: "POST", body: form });
+    const response = await fetchWithKey("/api/upload", { method: "POST", body: form });
     // A proxy in front of the server may answer a too-large upload with an HTML page: report the status, not a JSON parse error.
     const json = (await response.json().catch(() => ({}))) as { name: string; subfolder: string; type: "input" | "temp"; error?: { code: string; message: string } };
     if (!response.ok) throw new ApiError(response.status, json.error?.code ?? "upload_failed", json.error?.message ?? `upload failed: HTTP ${response.status}`);

@@ -48,6 +48,22 @@ export class EditorApp {
     this.ready = this.#start();
   }
 
+  /** The node list, waiting for the server with the away banner up when the page opened before it. */
+  async #nodeSchemasWhenServerIsUp(): Promise<NodeSchema[]> {
+    for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        const schemas = await api.nodes();
+        showConnection({ connected: true });
+        return schemas;
+      } catch (error) {
+        // A refused key is the user's answer, not an outage: stop and say so.
+        if (error instanceof ApiError) throw error;
+        showConnection({ connected: false, retryInMs: delay });
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
   async #start(): Promise<void> {
     LiteGraph.release_link_on_empty_shows_menu = true;
     LiteGraph.alt_drag_do_clone_nodes = true;
@@ -60,8 +76,8 @@ export class EditorApp {
     // The queue panel and the window both change the canvas' box: follow the box, not the window.
     new ResizeObserver(() => this.#fitCanvas()).observe(this.canvasElement.parentElement!);
 
+    this.schemas = await this.#nodeSchemasWhenServerIsUp();
     await this.images.refresh(api.inputFiles);
-    this.schemas = await api.nodes();
     this.byType = schemaMap(this.schemas);
     registerSchemaNodes(this.schemas, this.#nodeActions());
 

@@ -1,0 +1,76 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import type { Browser } from "playwright-core";
+import { build } from "vite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunningServer } from "../../server/maskflow-server.ts";
+import { startTestServer } from "../helpers/test-server.ts";
+import { launchBrowser } from "./editor-page.ts";
+
+let browser: Browser;
+let clientDir = "";
+const servers: RunningServer[] = [];
+
+beforeAll(async () => {
+  clientDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-client-"));
+  [browser] = await Promise.all([
+    launchBrowser(),
+    build({ root: "client", logLevel: "silent", build: { outDir: clientDir, emptyOutDir: true, sourcemap: false } }),
+  ]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await Promise.all(servers.map((s) => s.close()));
+  await rm(clientDir, { recursive: true, force: true });
+});
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  await context.route(/^(?!https?:\/\/127\.0\.0\.1|ws:\/\/127\.0\.0\.1|blob:|data:)/, (route) => route.abort());
+  return { context, page: await context.newPage() };
+}
+
+const editorStarted = () => (window as any).maskflow?.schemas?.length > 0 && (window as any).maskflow.nodes().length > 0;
+
+describe("reaching the server", () => {
+  it("asks once for the API key of a server started with MASKFLOW_API_KEYS, then works with it", async () => {
+    const server = await startTestServer({ clientDir, apiKeys: ["team-key"] });
+    servers.push(server);
+    const { context, page } = await newPage();
+    const asked: string[] = [];
+    page.on("dialog", (dialog) => {
+      asked.push(dialog.message());
+      void dialog.accept(asked.length === 1 ? "wrong-key" : "team-key");
+    });
+    await page.goto(server.url);
+    await page.waitForFunction(editorStarted, null, { timeout: 20_000 });
+    expect(asked).toEqual(["This Maskflow server needs an API key:", "That key was refused. API key:"]);
+    // The WebSocket got in with the cookie too: the banner is down.
+    await page.waitForFunction(() => (document.querySelector("#connection-banner") as HTMLElement).hidden, null, { timeout: 10_000 });
+    await context.close();
+  });
+
+  it("waits with the away banner when the API does not answer at start-up, then starts by itself", async () => {
+    const server = await startTestServer({ clientDir });
+    servers.push(server);
+    const { context, page } = await newPage();
+    // The page loads, but its first calls for the node list fail as if the server were away.
+    let refused = 0;
+    await page.route("**/api/nodes", async (route) => {
+      if (refused < 2) {
+        refused++;
+        await route.abort("connectionrefused");
+      } else {
+        await route.continue();
+      }
+    });
+    await page.goto(server.url);
+    await page.waitForFunction(() => !(document.querySelector("#connection-banner") as HTMLElement).hidden, null, { timeout: 10_000 });
+    await page.waitForFunction(editorStarted, null, { timeout: 20_000 });
+    expect(refused).toBe(2);
+    expect(await page.evaluate(() => (document.querySelector("#connection-banner") as HTMLElement).hidden)).toBe(true);
+    await context.close();
+  });
+});
