@@ -263,6 +263,8 @@ export class BullMqJobQueue implements JobQueuePort {
     if (this.#closed) return;
     this.#closed = true;
     this.#listeners.clear();
+    // The jobs stay in Redis and finish on the workers, but this server will not record them.
+    this.#waiters.dropAll("is still queued in Redis, but this server stopped watching it");
     await Promise.allSettled([this.#queueEvents.close(), this.#queue.close()]);
     for (const connection of [this.#subscriber, this.#eventsConnection, this.#connection]) {
       connection.disconnect();

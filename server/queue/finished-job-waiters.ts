@@ -1,9 +1,12 @@
 import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
 
-/** The reason a wait ends without a history entry: the job was removed before it ran. */
+/** The reason a wait ends without a history entry: the job was removed, or this server stopped watching it. */
 export class JobCancelledError extends Error {
-  constructor(readonly jobId: string) {
-    super(`job ${jobId} was removed from the queue before it ran`);
+  constructor(
+    readonly jobId: string,
+    reason = "was removed from the queue before it ran",
+  ) {
+    super(`job ${jobId} ${reason}`);
     this.name = "JobCancelledError";
   }
 }
@@ -33,9 +36,14 @@ export class FinishedJobWaiters {
     this.#waiting.delete(entry.id);
   }
 
-  /** The job will never finish: its waiters get a JobCancelledError. */
-  drop(id: string): void {
-    for (const waiter of this.#waiting.get(id) ?? []) waiter.reject(new JobCancelledError(id));
+  /** The job will never finish here: its waiters get a JobCancelledError. */
+  drop(id: string, reason?: string): void {
+    for (const waiter of this.#waiting.get(id) ?? []) waiter.reject(new JobCancelledError(id, reason));
     this.#waiting.delete(id);
+  }
+
+  /** Every wait ends (the queue is closing). */
+  dropAll(reason: string): void {
+    for (const id of [...this.#waiting.keys()]) this.drop(id, reason);
   }
 }
