@@ -37,6 +37,8 @@ export interface ImageRef {
 export interface ProgressUpdate {
   readonly value: number;
   readonly max: number;
+  /** What is being counted when it is not the node's main work, e.g. "loading model". */
+  readonly label?: string;
   /** A small picture of the work so far (the current latent projected to RGB). */
   readonly preview?: RgbImage;
 }

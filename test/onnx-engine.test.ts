@@ -63,6 +63,25 @@ describe("local ONNX engine on the tiny models", () => {
     expect(legacy.info).toMatchObject({ unetInChannels: 4, floatType: "float32", timestepType: "float32" });
   });
 
+  it("reports the load of a model's four sessions to every job waiting for it, once", async () => {
+    const local = new OnnxEngine({ threads: 1 });
+    try {
+      const first: string[] = [];
+      const second: string[] = [];
+      await Promise.all([
+        local.inpaint(request({ steps: 1 }), { modelDir: models.fp32, onLoad: (n, total, part) => first.push(`${n}/${total} ${part}`) }),
+        local.inpaint(request({ steps: 1 }), { modelDir: models.fp32, onLoad: (n, total, part) => second.push(`${n}/${total} ${part}`) }),
+      ]);
+      expect(first).toEqual(["1/4 text_encoder", "2/4 unet", "3/4 vae_encoder", "4/4 vae_decoder"]);
+      expect(second).toEqual(first);
+      const later: string[] = [];
+      await local.inpaint(request({ steps: 1 }), { modelDir: models.fp32, onLoad: (n) => later.push(String(n)) });
+      expect(later).toEqual([]);
+    } finally {
+      await local.release();
+    }
+  });
+
   it("inpaints to the requested size with progress and previews, guidance batched into one UNet call", async () => {
     const steps: Array<[number, number, number]> = [];
     const result = await engine.inpaint(request({ width: 128, height: 96, image: picture(128, 96), mask: squareMask(128, 96, 8, 8, 40) }), {

@@ -89,6 +89,8 @@ const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
     {
       modelDir: inputs.model || undefined,
       signal: ctx.signal,
+      // The first use of a model loads it (seconds for real weights): show its four sessions coming in.
+      onLoad: (loaded, total) => ctx.progress({ value: loaded, max: total, label: "loading model" }),
       onStep: (step, total, preview) => ctx.progress({ value: index * total + step, max: count * total, preview }),
       onNote: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`),
     },

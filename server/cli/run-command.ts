@@ -92,6 +92,7 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
 /** A progress bar on a terminal; plain lines when the output is a file or a pipe. */
 function createProgressView(io: CliIo, types: ReadonlyMap<string, string>): { onEvent: (event: ExecutionEvent) => void; stop: () => void } {
   let bar: SingleBar | undefined;
+  let barLabel = "";
   let node = "";
   let lastLine = 0;
   const tty = Boolean(io.stderr.isTTY);
@@ -106,9 +107,13 @@ function createProgressView(io: CliIo, types: ReadonlyMap<string, string>): { on
         stop();
         node = `${event.node} (${types.get(event.node) ?? "?"})`;
       } else if (event.type === "progress") {
+        const label = event.label ?? "";
         if (tty) {
+          // A new phase (the model loading, then the steps) gets its own bar.
+          if (bar && label !== barLabel) stop();
           if (!bar) {
-            bar = new SingleBar({ format: `node ${node} [{bar}] {value}/{total} {eta_formatted}`, stream: io.stderr, hideCursor: true });
+            barLabel = label;
+            bar = new SingleBar({ format: `node ${node} ${label ? `${label} ` : ""}[{bar}] {value}/{total} {eta_formatted}`, stream: io.stderr, hideCursor: true });
             bar.start(event.max, event.value);
           } else {
             bar.setTotal(event.max);
@@ -116,7 +121,7 @@ function createProgressView(io: CliIo, types: ReadonlyMap<string, string>): { on
           }
         } else if (event.value === event.max || Date.now() - lastLine > 1000) {
           lastLine = Date.now();
-          io.stderr.write(`node ${node}: ${event.value}/${event.max}\n`);
+          io.stderr.write(`node ${node}: ${label ? `${label} ` : ""}${event.value}/${event.max}\n`);
         }
       }
     },

@@ -17,7 +17,14 @@ export type ExecutionEvent =
   | { readonly type: "execution_start"; readonly jobId: string }
   | { readonly type: "execution_cached"; readonly jobId: string; readonly nodes: readonly string[] }
   | { readonly type: "executing"; readonly jobId: string; readonly node: string }
-  | { readonly type: "progress"; readonly jobId: string; readonly node: string; readonly value: number; readonly max: number }
+  | {
+      readonly type: "progress";
+      readonly jobId: string;
+      readonly node: string;
+      readonly value: number;
+      readonly max: number;
+      readonly label?: string;
+    }
   | { readonly type: "preview"; readonly jobId: string; readonly node: string; readonly image: RgbImage }
   | { readonly type: "executed"; readonly jobId: string; readonly node: string; readonly output: NodeOutputRecord }
   | {

@@ -116,9 +116,9 @@ export class Executor {
           nodeId: node.id,
           jobId,
           signal,
-          progress: ({ value, max, preview }) => {
+          progress: ({ value, max, label, preview }) => {
             if (signal.aborted) throw signal.reason ?? new JobInterruptedError();
-            emit({ type: "progress", jobId, node: node.id, value, max });
+            emit({ type: "progress", jobId, node: node.id, value, max, ...(label ? { label } : {}) });
             if (preview) emit({ type: "preview", jobId, node: node.id, image: preview });
           },
           show: (refs) => void images.push(...refs),

@@ -10,7 +10,7 @@ export type ServerEvent =
   | { type: "execution_start"; data: { jobId: string } }
   | { type: "execution_cached"; data: { jobId: string; nodes: string[] } }
   | { type: "executing"; data: { jobId: string; node: string } }
-  | { type: "progress"; data: { jobId: string; node: string; value: number; max: number } }
+  | { type: "progress"; data: { jobId: string; node: string; value: number; max: number; label?: string } }
   | { type: "executed"; data: { jobId: string; node: string; output: { images: ImageRef[]; values: Record<string, unknown> } } }
   | { type: "execution_error"; data: { jobId: string; node?: string; message: string; problems?: WorkflowProblem[] } }
   | { type: "execution_interrupted"; data: { jobId: string; node?: string } }

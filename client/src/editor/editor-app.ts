@@ -310,7 +310,7 @@ export class EditorApp {
       case "progress": {
         const node = this.nodeByDocumentId(event.data.node);
         if (node) {
-          viewOf(node).progress = { value: event.data.value, max: event.data.max };
+          viewOf(node).progress = { value: event.data.value, max: event.data.max, label: event.data.label };
           node.setDirtyCanvas(true, false);
         }
         return;

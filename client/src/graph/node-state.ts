@@ -11,7 +11,7 @@ import { wrapText } from "./wrap-text.ts";
 export interface NodeView {
   /** Pictures to show (outputs, or the loaded input); with their full-size URLs for the viewer. */
   images: Array<{ url: string; image: HTMLImageElement }>;
-  progress?: { value: number; max: number };
+  progress?: { value: number; max: number; label?: string };
   preview?: HTMLImageElement;
   running: boolean;
   errors: string[];
@@ -165,7 +165,8 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
     ctx.fillStyle = "#fff";
     ctx.font = "bold 11px sans-serif";
     ctx.textAlign = "right";
-    ctx.fillText(`${view.progress.value} / ${view.progress.max}`, width - 8, -LiteGraphTitleHeight / 2 + 2);
+    const count = `${view.progress.value} / ${view.progress.max}`;
+    ctx.fillText(view.progress.label ? `${view.progress.label} ${count}` : count, width - 8, -LiteGraphTitleHeight / 2 + 2);
   }
   if (view.errors.length) {
     ctx.font = "12px sans-serif";

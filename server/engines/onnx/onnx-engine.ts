@@ -18,8 +18,16 @@ export interface OnnxEngineOptions {
   readonly threads?: number;
 }
 
+export type LoadProgressListener = (loaded: number, total: number, part: string) => void;
+
+export interface LocalInpaintOptions extends InpaintHooks {
+  readonly modelDir?: string;
+  /** While the model loads (first use only): sessions loaded so far. */
+  onLoad?: LoadProgressListener;
+}
+
 export interface LocalInpaintEngine {
-  inpaint(request: InpaintRequest, options: InpaintHooks & { modelDir?: string }): Promise<InpaintResult>;
+  inpaint(request: InpaintRequest, options: LocalInpaintOptions): Promise<InpaintResult>;
 }
 
 export class OnnxEngine implements LocalInpaintEngine {
@@ -27,6 +35,7 @@ export class OnnxEngine implements LocalInpaintEngine {
   readonly device: DeviceName;
   readonly threads: number;
   readonly #models = new Map<string, Promise<SdModel>>();
+  readonly #loadListeners = new Map<string, Set<LoadProgressListener>>();
   /** Pipelines running on each model: release() waits for them, so freeing never pulls sessions from under a job. */
   readonly #runs = new Map<Promise<SdModel>, Set<Promise<InpaintResult>>>();
 
@@ -36,21 +45,39 @@ export class OnnxEngine implements LocalInpaintEngine {
     this.threads = options.threads ?? os.availableParallelism();
   }
 
-  /** The loaded model of a folder, loading it once however many jobs ask at the same time. */
-  model(dir?: string): Promise<SdModel> {
+  /**
+   * The loaded model of a folder, loading it once however many jobs ask at the same time; each asker
+   * hears the load's progress (sessions loaded out of four) while it lasts.
+   */
+  model(dir?: string, onLoadProgress?: LoadProgressListener): Promise<SdModel> {
     const key = path.resolve(dir || this.defaultModelDir);
     let model = this.#models.get(key);
     if (!model) {
-      model = loadSdModel(key, { device: this.device, threads: this.threads });
+      const listeners = new Set<LoadProgressListener>();
+      this.#loadListeners.set(key, listeners);
+      model = loadSdModel(key, {
+        device: this.device,
+        threads: this.threads,
+        onProgress: (loaded, total, part) => {
+          for (const listener of listeners) {
+            try {
+              listener(loaded, total, part);
+            } catch {
+              // One asker's listener (an interrupted job's progress check) must not fail the load others share.
+            }
+          }
+        },
+      });
       this.#models.set(key, model);
-      model.catch(() => this.#models.delete(key));
+      model.catch(() => this.#models.delete(key)).finally(() => this.#loadListeners.delete(key));
     }
+    if (onLoadProgress) this.#loadListeners.get(key)?.add(onLoadProgress);
     return model;
   }
 
-  async inpaint(request: InpaintRequest, options: InpaintHooks & { modelDir?: string } = {}): Promise<InpaintResult> {
+  async inpaint(request: InpaintRequest, options: LocalInpaintOptions = {}): Promise<InpaintResult> {
     checkInpaintRequest(request);
-    const loading = this.model(options.modelDir);
+    const loading = this.model(options.modelDir, options.onLoad);
     const model = await loading;
     const run = runInpaintPipeline(model, request, options);
     const runs = this.#runs.get(loading) ?? new Set();

@@ -36,7 +36,13 @@ export interface SdModel {
   release(): Promise<void>;
 }
 
-export async function loadSdModel(dir: string, options: { device?: DeviceName; threads?: number } = {}): Promise<SdModel> {
+/** Sessions a model folder loads, in order: load progress counts them. */
+export const MODEL_PARTS = ["text_encoder", "unet", "vae_encoder", "vae_decoder"] as const;
+
+export async function loadSdModel(
+  dir: string,
+  options: { device?: DeviceName; threads?: number; onProgress?: (loaded: number, total: number, part: string) => void } = {},
+): Promise<SdModel> {
   const root = path.resolve(dir);
   try {
     if (!(await stat(root)).isDirectory()) throw new Error();
@@ -59,7 +65,13 @@ export async function loadSdModel(dir: string, options: { device?: DeviceName; t
   const modelIndex = await readJson(root, "model_index.json");
   const vaeConfig = (await readJson(root, "vae_decoder/config.json", true)) ?? {};
   const sessionOptions = { device: options.device ?? "cpu", threads: options.threads ?? os.availableParallelism() };
-  const open = (file: string) => OnnxSession.create(path.join(root, file), path.join(root, file), sessionOptions);
+  let loaded = 0;
+  // A real UNet takes seconds to load: say which part is done so the user sees the wait move.
+  const open = async (file: string) => {
+    const session = await OnnxSession.create(path.join(root, file), path.join(root, file), sessionOptions);
+    options.onProgress?.(++loaded, MODEL_PARTS.length, file.split("/")[0]);
+    return session;
+  };
 
   const sessions: OnnxSession[] = [];
   try {
