@@ -175,6 +175,31 @@ describe("BullMQ queue without workers", () => {
   });
 });
 
+describe("BullMQ queue limits under a burst", () => {
+  it("lets exactly maxPending jobs in when ten arrive at once, and the same per client", async () => {
+    const folders = await new DataFolders(await mkdtemp(path.join(os.tmpdir(), "maskflow-bullmq-burst-"))).create();
+    cleanups.push(() => rm(folders.root, { recursive: true, force: true }));
+    const queue = await BullMqJobQueue.open({
+      redisUrl: redis.url,
+      queueName: "burst",
+      executor: new Executor({ registry: createBuiltinRegistry(), storage: folders }),
+      history: await new HistoryStore(folders.historyFile).load(),
+      maxPending: 3,
+      maxPendingPerClient: 2,
+    });
+    cleanups.push(() => queue.close());
+    const settle = (clientId?: string) =>
+      Promise.allSettled(Array.from({ length: 10 }, (_, i) => queue.enqueue(resizeWorkflow(20 + i), { clientId })));
+    const perClient = await settle("eager");
+    expect(perClient.filter((r) => r.status === "fulfilled")).toHaveLength(2);
+    expect(perClient.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(Array(8).fill("client_queue_full"));
+    const anyone = await settle();
+    expect(anyone.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    expect((await queue.snapshot()).pending).toHaveLength(3);
+    expect(await queue.clearPending()).toBe(3);
+  });
+});
+
 describe("BullMQ queue with maskflow workers", () => {
   it("runs twenty jobs on two workers, each exactly once, history and files named by job id", async () => {
     const before = new Set(await outputFiles());
@@ -209,10 +234,12 @@ describe("BullMQ queue with maskflow workers", () => {
     await client.waitFor((m) => m.type === "execution_success" && m.data.jobId === id, 20_000);
     const types = client.messages.filter((m) => m.type !== "status").map((m) => m.type);
     expect(types[0]).toBe("execution_start");
-    expect(types.filter((t) => t === "progress")).toHaveLength(4);
     expect(types.at(-1)).toBe("execution_success");
+    // The worker's first use of the model shows its load (labelled), then the four steps.
     const progress = client.messages.filter((m) => m.type === "progress").map((m) => m.data);
-    expect(progress.map((p) => [p.node, p.value, p.max])).toEqual([1, 2, 3, 4].map((v) => ["5", v, 4]));
+    const steps = progress.filter((p) => p.label === undefined);
+    expect(steps.map((p) => [p.node, p.value, p.max])).toEqual([1, 2, 3, 4].map((v) => ["5", v, 4]));
+    expect(progress.filter((p) => p.label !== undefined).every((p) => p.label === "loading model" && p.max === 4)).toBe(true);
     const frames = client.messages.filter((m) => m.type === "binary");
     expect(frames.length).toBeGreaterThan(0);
     const frame = decodePreviewFrame(frames[0].binary!);

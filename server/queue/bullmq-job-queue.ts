@@ -17,6 +17,7 @@ import { randomUUID } from "node:crypto";
 import { type Job, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Executor } from "../executor/executor.ts";
+import type { WorkflowDocument } from "../workflow/workflow-document.ts";
 import { HttpError } from "../http/http-error.ts";
 import { FinishedJobWaiters } from "./finished-job-waiters.ts";
 import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
@@ -59,6 +60,10 @@ export interface BullMqJobQueueOptions {
 
 type PendingState = "waiting" | "prioritized" | "delayed";
 const PENDING_STATES: PendingState[] = ["waiting", "prioritized", "delayed"];
+/** How long one enqueue may hold the lock (it expires by itself if the server dies holding it), and wait for it. */
+const ENQUEUE_LOCK_TTL_MS = 5_000;
+const ENQUEUE_LOCK_WAIT_MS = 10_000;
+const RELEASE_LOCK_SCRIPT = 'if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end';
 /** Bounds every sweep of finished jobs and every page of a clear, so no loop runs unbounded. */
 const SWEEP_PAGE = 500;
 const MAX_CLEAR_PAGES = 1000;
@@ -149,37 +154,58 @@ export class BullMqJobQueue implements JobQueuePort {
 
   async enqueue(workflow: unknown, options: EnqueueOptions = {}): Promise<EnqueueResult> {
     const valid = this.#executor.validate(workflow);
-    return this.#withRedis("queue the job", async () => {
-      const counts = await this.#queue.getJobCounts(...PENDING_STATES, "active");
-      const pending = PENDING_STATES.reduce((sum, state) => sum + (counts[state] ?? 0), 0);
-      if (pending >= this.#maxPending) throw queueFullError(this.#maxPending, retryAfterSeconds(this.#recentDurationsMs));
-      const clientId = options.clientId;
-      if (clientId !== undefined && Number.isFinite(this.#maxPendingPerClient)) {
-        // The queue holds at most maxPending waiting jobs, so this scan is bounded by it.
-        const waiting = await this.#queue.getJobs(PENDING_STATES, 0, this.#maxPending);
-        const own = waiting.filter((job) => job.data?.clientId === clientId).length;
-        if (own >= this.#maxPendingPerClient) {
-          throw clientQueueFullError(clientId, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
-        }
+    return this.#withRedis("queue the job", () => this.#withEnqueueLock(() => this.#addWithinLimits(valid, options)));
+  }
+
+  /**
+   * Runs `work` while holding a short Redis lock, so that counting the waiting jobs and adding one is a
+   * single step for every server on this queue (without it, a burst overshot the limits).
+   */
+  async #withEnqueueLock<T>(work: () => Promise<T>): Promise<T> {
+    const token = randomUUID();
+    const deadline = Date.now() + ENQUEUE_LOCK_WAIT_MS;
+    while ((await this.#connection.set(this.#channels.enqueueLock, token, "PX", ENQUEUE_LOCK_TTL_MS, "NX")) !== "OK") {
+      if (Date.now() > deadline) throw new Error("timed out waiting for the queue's enqueue lock");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    try {
+      return await work();
+    } finally {
+      // Release only our own lock (it may have expired and been taken by another server meanwhile).
+      await this.#connection.eval(RELEASE_LOCK_SCRIPT, 1, this.#channels.enqueueLock, token);
+    }
+  }
+
+  async #addWithinLimits(valid: WorkflowDocument, options: EnqueueOptions): Promise<EnqueueResult> {
+    const counts = await this.#queue.getJobCounts(...PENDING_STATES, "active");
+    const pending = PENDING_STATES.reduce((sum, state) => sum + (counts[state] ?? 0), 0);
+    if (pending >= this.#maxPending) throw queueFullError(this.#maxPending, retryAfterSeconds(this.#recentDurationsMs));
+    const clientId = options.clientId;
+    if (clientId !== undefined && Number.isFinite(this.#maxPendingPerClient)) {
+      // The queue holds at most maxPending waiting jobs, so this scan is bounded by it.
+      const waiting = await this.#queue.getJobs(PENDING_STATES, 0, this.#maxPending);
+      const own = waiting.filter((job) => job.data?.clientId === clientId).length;
+      if (own >= this.#maxPendingPerClient) {
+        throw clientQueueFullError(clientId, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
       }
-      const priority = options.priority ?? 0;
-      const bullPriority = toBullPriority(priority);
-      const id = options.id ?? randomUUID();
-      const data: MaskflowJobData = { workflow: valid, clientId, priority, createdAt: new Date().toISOString() };
-      await this.#queue.add("workflow", data, {
-        jobId: id,
-        priority: bullPriority,
-        // Only a processor that throws (not a node error, which is a result) uses these.
-        attempts: 3,
-        backoff: { type: "fixed", delay: 1000 },
-      });
-      // Ahead of it: what runs, and what waits at the same or a higher priority (it included, so − 1).
-      const ranks = Array.from({ length: bullPriority }, (_, index) => index + 1);
-      const perPriority = await this.#queue.getCountsPerPriority(ranks);
-      const sameOrHigher = Object.values(perPriority).reduce((sum, count) => sum + count, 0);
-      this.#refreshStatus();
-      return { id, position: (counts.active ?? 0) + Math.max(0, sameOrHigher - 1) };
+    }
+    const priority = options.priority ?? 0;
+    const bullPriority = toBullPriority(priority);
+    const id = options.id ?? randomUUID();
+    const data: MaskflowJobData = { workflow: valid, clientId, priority, createdAt: new Date().toISOString() };
+    await this.#queue.add("workflow", data, {
+      jobId: id,
+      priority: bullPriority,
+      // Only a processor that throws (not a node error, which is a result) uses these.
+      attempts: 3,
+      backoff: { type: "fixed", delay: 1000 },
     });
+    // Ahead of it: what runs, and what waits at the same or a higher priority (it included, so − 1).
+    const ranks = Array.from({ length: bullPriority }, (_, index) => index + 1);
+    const perPriority = await this.#queue.getCountsPerPriority(ranks);
+    const sameOrHigher = Object.values(perPriority).reduce((sum, count) => sum + count, 0);
+    this.#refreshStatus();
+    return { id, position: (counts.active ?? 0) + Math.max(0, sameOrHigher - 1) };
   }
 
   async snapshot(): Promise<QueueSnapshot> {

@@ -57,6 +57,8 @@ export function channelNames(queueName: string) {
     events: `${KEY_PREFIX}:${queueName}:events`,
     control: `${KEY_PREFIX}:${queueName}:control`,
     interruptedKey: (jobId: string) => `${KEY_PREFIX}:${queueName}:interrupted:${jobId}`,
+    /** Held while one server counts the waiting jobs and adds one, so the limits hold for a burst. */
+    enqueueLock: `${KEY_PREFIX}:${queueName}:enqueue-lock`,
   };
 }
 
