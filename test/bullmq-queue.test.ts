@@ -289,6 +289,24 @@ describe("BullMQ queue with maskflow workers", () => {
     await addWorker("w3");
   });
 
+  it("ends a job that keeps killing its workers in history with its error, once, after its reruns", async () => {
+    const doomed = await submit(inpaintWorkflow({ size: 512, steps: 150, samples: 2, seed: 11 }));
+    // maxStalledCount is 2: the third worker lost on the job fails it.
+    for (let kill = 1; kill <= 3; kill++) {
+      const victim = await Promise.race(liveWorkers().map((worker) => worker.waitForLine(new RegExp(`job ${doomed} started`)).then(() => worker)));
+      await victim.kill("SIGKILL");
+      await addWorker(`w-doomed-${kill}`);
+    }
+    const [entry] = await waitAll([doomed], 60_000);
+    expect(entry.status).toBe("error");
+    expect(entry.error?.message).toMatch(/stall/i);
+    const history = (await api(server, "GET", "/api/history")).body as Array<{ id: string }>;
+    expect(countOf(history.map((item) => item.id), doomed)).toBe(1);
+    // The queue goes on with the workers that are left.
+    const after = await submit(resizeWorkflow(101));
+    expect((await waitAll([after], 15_000))[0].status).toBe("success");
+  }, 90_000);
+
   it("loses no job when Redis stops and starts again mid-run", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) ids.push(await submit(inpaintWorkflow({ size: 256, steps: 30, seed: 100 + i })));
