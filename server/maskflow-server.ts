@@ -70,6 +70,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const folders = await new DataFolders(options.dataDir ?? path.join(process.cwd(), "data"), {
     extraInputRoots: [shippedWorkflows],
   }).create();
+  // Previews are for the session that made them; a fresh start sweeps them (ComfyUI does the same). With a Redis
+  // queue, workers write into the same folder and may be mid-job, so it is left alone there.
+  if (!options.redisUrl) await folders.clearTemp();
   const history = await new HistoryStore(folders.historyFile).load();
   const registry = options.registry ?? createBuiltinRegistry();
   const executor = new Executor({

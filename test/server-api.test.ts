@@ -157,8 +157,11 @@ describe("HTTP API", () => {
     const dataDir = first.folders.root;
     await first.close();
     servers.splice(servers.indexOf(first), 1);
+    await writeFile(path.join(dataDir, "temp", "old-preview.png"), await png());
     const second = await start({ dataDir });
     expect((await api(second, "GET", `/api/history/${body.id}`)).body).toMatchObject({ id: body.id, status: "success" });
+    // Previews of the last session are swept at start; history stays.
+    expect((await api(second, "GET", "/api/view?filename=old-preview.png&type=temp")).status).toBe(404);
   });
 
   it("uploads images, refusing non-images and oversized files; never overwrites by default", async () => {

@@ -1,5 +1,6 @@
 import type { LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
 import { teleaInpaint } from "../fill/telea-inpaint.ts";
+import { toSharp } from "../image/sharp-conversions.ts";
 import { defineNode, type InputSpecs, type InputsOf, type NodeContext } from "../node-definition.ts";
 import type { Mask, RgbImage } from "../socket-types.ts";
 import { pasteBack } from "./paste-back.ts";
@@ -48,6 +49,12 @@ export const InpaintNode = defineNode({
         images.push(inputs.paste_back ? await pasteBack(inputs.image[index], output, mask, inputs.mask_blur) : output);
       }
     }
+    // Shown on the node itself (the editor puts pictures where they are made), kept in temp/.
+    const previews = [];
+    for (const image of images) {
+      previews.push(await ctx.storage.writeImage(await toSharp(image).png({ compressionLevel: 1 }).toBuffer(), { prefix: "inpaint", extension: "png", type: "temp" }));
+    }
+    ctx.show(previews);
     ctx.report({ seed: scheduler.seed.toString() });
     return { images };
   },

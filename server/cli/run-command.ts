@@ -60,8 +60,11 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
   try {
     const result = await executor.run(workflow, { jobId: `cli-${Date.now()}`, signal: abort.signal, onEvent: progress.onEvent });
     progress.stop();
+    // What the run saved (SaveImage); the pictures nodes only show (previews in temp/) are not results.
     const files = Object.entries(result.outputs).flatMap(([node, record]) =>
-      record.images.map((image) => ({ node, path: path.join(folders.folder(image.type), image.subfolder, image.filename) })),
+      record.images
+        .filter((image) => image.type === "output")
+        .map((image) => ({ node, path: path.join(folders.folder(image.type), image.subfolder, image.filename) })),
     );
     const reported = Object.fromEntries(
       Object.entries(result.outputs).filter(([, record]) => Object.keys(record.values).length).map(([node, record]) => [node, record.values]),

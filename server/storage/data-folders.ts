@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import type { ImageRef, NodeStorage } from "../../nodes/node-definition.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
@@ -37,6 +37,12 @@ export class DataFolders implements NodeStorage {
       await mkdir(folder, { recursive: true });
     }
     return this;
+  }
+
+  /** Empties temp/ (previews of earlier runs), as a server does when it starts; history never points there for long. */
+  async clearTemp(): Promise<void> {
+    await rm(this.temp, { recursive: true, force: true });
+    await mkdir(this.temp, { recursive: true });
   }
 
   folder(type: FolderType): string {

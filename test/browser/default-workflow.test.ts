@@ -142,6 +142,10 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     await installPaintProbe(page);
     const url = await clickQueueAndWaitForOutput(editor);
     expect(url).toMatch(/^\/api\/view\?filename=inpaint_[^&]*\.png&type=output/);
+    // The Inpaint node shows its own result too (a preview in temp/).
+    const inpaintView = await page.evaluate((id) => (window as any).maskflow.nodeView(id), INPAINT);
+    expect(inpaintView.images).toHaveLength(1);
+    expect(inpaintView.images[0]).toMatch(/type=temp/);
 
     // What the canvas painted while it ran: the "step / total" text of the progress bar (the model's four
     // sessions loading first, then the 25 steps), and preview frames.
