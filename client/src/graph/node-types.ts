@@ -94,6 +94,12 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
       };
     }
 
+    // A pasted or Alt-dragged copy is configured before it joins the graph, and nothing else tells
+    // it to show its picture or its saved seed mode (loadDocument refreshes the nodes it loads).
+    override onAdded(): void {
+      refreshNodeAfterLoad(this);
+    }
+
     override onDrawForeground(ctx: CanvasRenderingContext2D): void {
       drawNodeView(this, ctx);
     }
