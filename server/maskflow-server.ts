@@ -21,6 +21,7 @@ import { JobQueue } from "./queue/job-queue.ts";
 import type { JobQueuePort } from "./queue/job-queue-port.ts";
 import { DataFolders } from "./storage/data-folders.ts";
 import { HistoryStore } from "./storage/history-store.ts";
+import { SettingsStore } from "./storage/settings-store.ts";
 import { WorkflowLibrary } from "./storage/workflow-library.ts";
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -37,6 +38,8 @@ export interface ServerOptions {
   readonly maxUploadBytes?: number;
   readonly cacheBytes?: number;
   readonly registry?: NodeRegistry;
+  /** The user's settings (the Segmind key); by default DATA/settings.json. */
+  readonly settings?: SettingsStore;
   readonly engines?: NodeEngines;
   readonly shippedWorkflowsDir?: string;
   readonly clientDir?: string;
@@ -87,6 +90,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     ? await BullMqJobQueue.open({ redisUrl: options.redisUrl, executor, history, ...limits })
     : new JobQueue({ executor, history, ...limits });
   const library = new WorkflowLibrary(shippedWorkflows, folders.workflows);
+  const settings = options.settings ?? (await new SettingsStore(folders.settingsFile).load());
   const apiKeys = options.apiKeys ?? parseApiKeys(process.env.MASKFLOW_API_KEYS);
   const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
   const app = createApp({
@@ -95,6 +99,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     history,
     folders,
     library,
+    settings,
     apiKeys,
     maxUploadBytes: options.maxUploadBytes ?? 50 * 1024 * 1024,
     clientDir: options.clientDir ?? path.join(PROJECT_ROOT, "client", "dist"),

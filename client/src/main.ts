@@ -78,6 +78,21 @@ $("#new-workflow").addEventListener("click", () => {
   if (confirm("Start an empty graph? The current one stays only if you saved it.")) app.newGraph();
 });
 $("#queue-button").addEventListener("click", () => void app.queue());
+$("#segmind-key").addEventListener("click", () => void setSegmindKey());
+
+/** The key stays on the server (DATA/settings.json); the page only says whether one is set and where from. */
+async function setSegmindKey(): Promise<void> {
+  try {
+    const { segmindApiKey: source } = await api.settings();
+    const now = source === "settings" ? "A key is set here." : source === "environment" ? "The server uses SEGMIND_API_KEY from its environment." : "No key is set.";
+    const key = window.prompt(`${now}\nSegmind API key for backend "segmind" (leave empty to remove the one set here):`, "");
+    if (key === null) return;
+    const saved = await api.saveSettings({ segmindApiKey: key.trim() || null });
+    notify(saved.segmindApiKey === "settings" ? "Segmind key saved on the server" : "Segmind key removed", "info");
+  } catch (error) {
+    notify(`Could not save the Segmind key: ${(error as Error).message}`, "error");
+  }
+}
 $("#toggle-queue").addEventListener("click", () => app.queuePanel.toggle());
 
 window.addEventListener("keydown", (event) => {

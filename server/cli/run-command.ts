@@ -8,6 +8,7 @@ import { Executor } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
 import { PROJECT_ROOT } from "../maskflow-server.ts";
 import { DataFolders } from "../storage/data-folders.ts";
+import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import type { WorkflowDocument } from "../workflow/workflow-document.ts";
 import { WorkflowInvalidError, formatProblem } from "../workflow/workflow-problem.ts";
 import type { CliIo } from "./main.ts";
@@ -40,7 +41,8 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
     // Images a workflow names are looked up next to it, and among the shipped examples.
     extraInputRoots: [path.dirname(file), path.join(PROJECT_ROOT, "workflows")],
   }).create();
-  const engines = await createEngines({ modelDir: values.model, device: values.device });
+  const settings = await new SettingsStore(folders.settingsFile).load();
+  const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
   const executor = new Executor({ registry: createBuiltinRegistry(), storage: folders, engines: engines.nodeEngines });
 
   let valid: WorkflowDocument;

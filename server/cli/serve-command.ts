@@ -1,5 +1,7 @@
 import { parseArgs } from "node:util";
+import path from "node:path";
 import { createEngines } from "../engines/create-engines.ts";
+import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import { parseApiKeys } from "../http/api-keys.ts";
 import { startServer } from "../maskflow-server.ts";
 import type { CliIo } from "./main.ts";
@@ -45,11 +47,13 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       return 2;
     }
   }
-  const engines = await createEngines({ modelDir: values.model, device: values.device });
+  const settings = await new SettingsStore(path.join(path.resolve(values.data), "settings.json")).load();
+  const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
   const server = await startServer({
     host: values.host,
     port,
     dataDir: values.data,
+    settings,
     maxPending,
     maxPendingPerClient,
     redisUrl: values.redis || undefined,

@@ -1,8 +1,10 @@
 /** `maskflow worker --redis URL`: runs jobs from a `maskflow serve --redis URL` server's queue. */
 import os from "node:os";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { createEngines } from "../engines/create-engines.ts";
 import { parseRedisUrl } from "../queue/redis-connection.ts";
+import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import { startWorker } from "../worker/maskflow-worker.ts";
 import type { CliIo } from "./main.ts";
 
@@ -42,7 +44,9 @@ export async function workerCommand(args: string[], io: CliIo): Promise<number> 
   if (concurrency === undefined || lockDurationMs === undefined || stalledIntervalMs === undefined) return 2;
 
   const name = values.name ?? `${os.hostname()}:${process.pid}`;
-  const engines = await createEngines({ modelDir: values.model, device: values.device });
+  // The shared data folder carries the server's settings, the Segmind key among them.
+  const settings = await new SettingsStore(path.join(path.resolve(values.data), "settings.json"), { followDisk: true }).load();
+  const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
   const worker = await startWorker({
     redisUrl: values.redis,
     dataDir: values.data,

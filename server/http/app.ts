@@ -4,6 +4,7 @@ import type { NodeRegistry } from "../../nodes/registry.ts";
 import type { JobQueuePort } from "../queue/job-queue-port.ts";
 import type { DataFolders } from "../storage/data-folders.ts";
 import type { HistoryStore } from "../storage/history-store.ts";
+import type { SettingsStore } from "../storage/settings-store.ts";
 import type { WorkflowLibrary } from "../storage/workflow-library.ts";
 import { z } from "zod";
 import { requireApiKey } from "./api-keys.ts";
@@ -12,6 +13,7 @@ import { parseBody } from "./request-body.ts";
 import { filesRoutes } from "./routes/files-routes.ts";
 import { jobsRoutes } from "./routes/jobs-routes.ts";
 import { nodesRoutes } from "./routes/nodes-routes.ts";
+import { settingsRoutes } from "./routes/settings-routes.ts";
 import { workflowsRoutes } from "./routes/workflows-routes.ts";
 import { sendError } from "./send-error.ts";
 
@@ -21,6 +23,7 @@ export interface AppParts {
   readonly history: HistoryStore;
   readonly folders: DataFolders;
   readonly library: WorkflowLibrary;
+  readonly settings: SettingsStore;
   /** What GET /api/system reports (version, engines). */
   readonly system: () => Record<string, unknown>;
   /** POST /api/free: unload models and/or drop the output cache. */
@@ -52,6 +55,7 @@ export function createApp(parts: AppParts): Express {
     res.json({ freed: what });
   });
   api.use(nodesRoutes(parts.registry));
+  api.use(settingsRoutes(parts.settings));
   api.use(workflowsRoutes(parts.library, parts.registry));
   api.use(jobsRoutes(parts.queue, parts.history));
   api.use(filesRoutes(parts.folders, { maxUploadBytes: parts.maxUploadBytes }));

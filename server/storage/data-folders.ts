@@ -18,6 +18,7 @@ export class DataFolders implements NodeStorage {
   readonly temp: string;
   readonly workflows: string;
   readonly historyFile: string;
+  readonly settingsFile: string;
   /** Read-only folders searched after input/ (the shipped example images, a CLI workflow's own folder). */
   readonly extraInputRoots: readonly string[];
   #counter = 0;
@@ -30,6 +31,7 @@ export class DataFolders implements NodeStorage {
     this.temp = path.join(this.root, "temp");
     this.workflows = path.join(this.root, "workflows");
     this.historyFile = path.join(this.root, "history.json");
+    this.settingsFile = path.join(this.root, "settings.json");
   }
 
   async create(): Promise<this> {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Browser } from "playwright-core";
@@ -71,6 +71,26 @@ describe("reaching the server", () => {
     await page.waitForFunction(editorStarted, null, { timeout: 20_000 });
     expect(refused).toBe(2);
     expect(await page.evaluate(() => (document.querySelector("#connection-banner") as HTMLElement).hidden)).toBe(true);
+    await context.close();
+  });
+
+  it("sets the Segmind key on the server from the toolbar, without the page ever reading it back", async () => {
+    const server = await startTestServer({ clientDir });
+    servers.push(server);
+    const { context, page } = await newPage();
+    await page.goto(server.url);
+    await page.waitForFunction(editorStarted, null, { timeout: 20_000 });
+    const prompts: string[] = [];
+    page.on("dialog", (dialog) => {
+      prompts.push(dialog.message());
+      void dialog.accept("sg-key-from-the-editor");
+    });
+    await page.click("#segmind-key");
+    await page.locator(".mf-notice", { hasText: "Segmind key saved" }).waitFor({ timeout: 10_000 });
+    expect(prompts[0]).toMatch(/No key is set/);
+    const settings = await (await fetch(`${server.url}/api/settings`)).json();
+    expect(settings).toEqual({ segmindApiKey: "settings" });
+    expect(JSON.parse(await readFile(server.folders.settingsFile, "utf8"))).toEqual({ segmindApiKey: "sg-key-from-the-editor" });
     await context.close();
   });
 });

@@ -87,6 +87,9 @@ export const api = {
   clearQueue: () => request<unknown>("POST", "/api/queue", { clear: true }),
   cancel: (ids: string[]) => request<unknown>("POST", "/api/queue", { delete: ids }),
   interrupt: (id?: string) => request<unknown>("POST", "/api/interrupt", id ? { id } : {}),
+  settings: () => request<{ segmindApiKey: "settings" | "environment" | "none" }>("GET", "/api/settings"),
+  saveSettings: (changes: { segmindApiKey: string | null }) =>
+    request<{ segmindApiKey: "settings" | "environment" | "none" }>("PUT", "/api/settings", changes),
   inputFiles: () => request<string[]>("GET", "/api/files?type=input"),
   history: (max = 30) => request<HistoryEntry[]>("GET", `/api/history?max_items=${max}`),
 

@@ -32,8 +32,11 @@ const SEED_MODULUS = 1n << 64n;
 const DATA_URL_PREFIX = /^data:[^,]*;base64,/i;
 
 export interface SegmindClientOptions {
-  /** Defaults to the SEGMIND_API_KEY environment variable. */
-  readonly apiKey?: string;
+  /**
+   * The key, or a function asked on every call (the server's settings can change it while it runs).
+   * Defaults to the SEGMIND_API_KEY environment variable.
+   */
+  readonly apiKey?: string | (() => string | undefined);
   /** Defaults to SEGMIND_BASE_URL, then https://api.segmind.com. */
   readonly baseUrl?: string;
   /** Per request attempt, from sending to the last byte of the answer. */
@@ -83,7 +86,7 @@ interface AttemptImages {
 
 export class SegmindClient {
   readonly baseUrl: string;
-  private readonly apiKey: string | undefined;
+  private readonly apiKeySource: () => string | undefined;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
   private readonly retryBaseDelayMs: number;
@@ -92,8 +95,9 @@ export class SegmindClient {
   private readonly fetchImpl: typeof fetch;
 
   constructor(options: SegmindClientOptions = {}) {
-    const key = options.apiKey ?? process.env.SEGMIND_API_KEY;
-    this.apiKey = key?.trim() ? key.trim() : undefined;
+    const given = options.apiKey;
+    this.apiKeySource =
+      typeof given === "function" ? given : given !== undefined ? () => given : () => process.env.SEGMIND_API_KEY;
     this.baseUrl = (options.baseUrl ?? process.env.SEGMIND_BASE_URL ?? SEGMIND_DEFAULT_BASE_URL).replace(/\/+$/, "");
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.maxRetries = Math.max(0, Math.floor(options.maxRetries ?? 3));
@@ -109,7 +113,12 @@ export class SegmindClient {
 
   /** True when a key is configured; the node can say so before the user runs a graph. */
   get hasApiKey(): boolean {
-    return this.apiKey !== undefined;
+    return this.#apiKey() !== undefined;
+  }
+
+  #apiKey(): string | undefined {
+    const key = this.apiKeySource()?.trim();
+    return key ? key : undefined;
   }
 
   async inpaint(input: SegmindRequestInput, options: SegmindCallOptions = {}): Promise<SegmindInpaintResult> {
@@ -118,7 +127,7 @@ export class SegmindClient {
       const list = parsed.problems.map((problem) => problem.message).join("; ");
       throw new SegmindError(`invalid Segmind request: ${list}`, "invalid-request", { problems: parsed.problems });
     }
-    const apiKey = this.apiKey;
+    const apiKey = this.#apiKey();
     if (apiKey === undefined) {
       throw new SegmindError(
         "no Segmind API key: set the SEGMIND_API_KEY environment variable (or the Segmind API key in the server settings) to a key from your Segmind account",
