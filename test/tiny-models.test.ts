@@ -5,7 +5,7 @@ import * as ort from "onnxruntime-node";
 import onnxProto from "onnx-proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureTinyModels, writeTinyModel, type TinyModelVariant } from "./fixtures/make-tiny-models.ts";
-import { float16BitsToFloat32, float32ToFloat16Bits } from "./fixtures/onnx-graph-builder.ts";
+import { fromFloat16Bits as float16BitsToFloat32, toFloat16Bits as float32ToFloat16Bits } from "../server/engines/onnx/float16.ts";
 
 const { onnx } = onnxProto;
 

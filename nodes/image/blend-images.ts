@@ -2,7 +2,7 @@ import { defineNode } from "../node-definition.ts";
 import type { RgbImage } from "../socket-types.ts";
 import { pairBatches } from "./batch-pairs.ts";
 import { requireOption } from "./input-checks.ts";
-import { fromSharp, toSharp } from "./sharp-conversions.ts";
+import { resizeRgb } from "./sharp-conversions.ts";
 
 /**
  * Blend modes on values in 0 … 1, a the backdrop and b the layer, as the W3C Compositing spec
@@ -84,10 +84,7 @@ export const BlendImagesNode = defineNode({
     const pairs = pairBatches("Blend", "a", a, "b", b);
     const blended = await Promise.all(
       pairs.map(async ([backdrop, layer]) => {
-        const sized =
-          layer.width === backdrop.width && layer.height === backdrop.height
-            ? layer
-            : await fromSharp(toSharp(layer).resize({ width: backdrop.width, height: backdrop.height, fit: "fill", kernel: "lanczos3" }));
+        const sized = await resizeRgb(layer, backdrop.width, backdrop.height);
         return blendPixels(backdrop, sized, table, factor);
       }),
     );

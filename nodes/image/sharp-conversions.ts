@@ -2,7 +2,9 @@
  * The one place where our socket values meet sharp: RgbImage / Mask are raw interleaved bytes,
  * sharp reads and writes them as `raw` pixels, so no codec round trip happens between nodes.
  */
-import sharp, { type Sharp } from "sharp";
+import sharp, { type ResizeOptions, type Sharp } from "sharp";
+
+type Kernel = NonNullable<ResizeOptions["kernel"]>;
 import type { Mask, RgbImage } from "../socket-types.ts";
 
 /** A sharp pipeline over an RGB image's pixels. */
@@ -55,6 +57,18 @@ export async function channelFromSharp(pipeline: Sharp, channel: 0 | 1 | 2 | 3 |
     throw new Error(`expected 1 channel from sharp, got ${info.channels}`);
   }
   return { width: info.width, height: info.height, data: asPlainBytes(data) };
+}
+
+/** A picture stretched to width × height (the same object when it already has that size). */
+export async function resizeRgb(image: RgbImage, width: number, height: number, kernel: Kernel = "lanczos3"): Promise<RgbImage> {
+  if (image.width === width && image.height === height) return image;
+  return fromSharp(toSharp(image).resize({ width, height, fit: "fill", kernel }));
+}
+
+/** A mask stretched to width × height (the same object when it already has that size). */
+export async function resizeMask(mask: Mask, width: number, height: number, kernel: Kernel = "lanczos3"): Promise<Mask> {
+  if (mask.width === width && mask.height === height) return mask;
+  return maskFromSharp(maskToSharp(mask).resize({ width, height, fit: "fill", kernel }));
 }
 
 /** A Uint8Array view of a Buffer, so values compare and serialise as plain bytes. */

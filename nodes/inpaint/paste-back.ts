@@ -2,8 +2,7 @@
  * Puts the original pixels back outside the mask after inpainting, so nothing the user did not mask
  * changes (no VAE colour shift), with the seam hidden by a blend that lies wholly inside the mask.
  */
-import sharp from "sharp";
-import { asPlainBytes } from "../image/sharp-conversions.ts";
+import { maskFromSharp, maskToSharp, resizeMask, resizeRgb } from "../image/sharp-conversions.ts";
 import { erodeMask } from "../mask/square-morphology.ts";
 import type { Mask, RgbImage } from "../socket-types.ts";
 
@@ -27,34 +26,10 @@ export async function pasteBack(original: RgbImage, inpainted: RgbImage, mask: M
  * reaches full strength `blurPixels` inside it: the mask is shrunk by the blur, blurred, and cut to the mask.
  */
 export async function blendAlpha(mask: Mask, width: number, height: number, blurPixels: number): Promise<Uint8Array> {
-  let binary: Mask = { width: mask.width, height: mask.height, data: mask.data.map((v) => (v >= 128 ? 255 : 0)) };
-  if (mask.width !== width || mask.height !== height) {
-    const resized = await sharp(binary.data, { raw: { width: mask.width, height: mask.height, channels: 1 } })
-      .resize(width, height, { fit: "fill", kernel: "nearest" })
-      .extractChannel(0)
-      .raw()
-      .toBuffer();
-    binary = { width, height, data: asPlainBytes(resized) };
-  }
+  const binary = await resizeMask({ width: mask.width, height: mask.height, data: mask.data.map((v) => (v >= 128 ? 255 : 0)) }, width, height, "nearest");
   if (blurPixels <= 0) return binary.data;
-  const shrunk = erodeMask(binary, blurPixels);
-  const blurred = asPlainBytes(
-    await sharp(shrunk.data, { raw: { width, height, channels: 1 } })
-      .blur(Math.max(0.3, blurPixels / 2))
-      .extractChannel(0)
-      .raw()
-      .toBuffer(),
-  );
+  const blurred = await maskFromSharp(maskToSharp(erodeMask(binary, blurPixels)).blur(Math.max(0.3, blurPixels / 2)));
   const alpha = new Uint8Array(width * height);
-  for (let i = 0; i < alpha.length; i++) alpha[i] = binary.data[i] === 0 ? 0 : blurred[i];
+  for (let i = 0; i < alpha.length; i++) alpha[i] = binary.data[i] === 0 ? 0 : blurred.data[i];
   return alpha;
-}
-
-async function resizeRgb(image: RgbImage, width: number, height: number): Promise<RgbImage> {
-  if (image.width === width && image.height === height) return image;
-  const data = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .resize(width, height, { fit: "fill", kernel: "lanczos3" })
-    .raw()
-    .toBuffer();
-  return { width, height, data: asPlainBytes(data) };
 }

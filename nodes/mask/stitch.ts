@@ -1,6 +1,6 @@
 import sharp from "sharp";
 import { requireInteger } from "../image/input-checks.ts";
-import { fromSharp, maskFromSharp, toSharp } from "../image/sharp-conversions.ts";
+import { maskFromSharp, resizeRgb } from "../image/sharp-conversions.ts";
 import { defineNode } from "../node-definition.ts";
 import type { Mask, RgbImage } from "../socket-types.ts";
 import { asCropRegion, CROP_SOCKET, type CropRegion } from "./crop-region.ts";
@@ -86,10 +86,7 @@ export const StitchNode = defineNode({
     const alpha = await boxAlpha(mask, region, feather);
     const stitched = await Promise.all(
       inpainted.map(async (crop, i) => {
-        const patch =
-          crop.width === region.width && crop.height === region.height
-            ? crop
-            : await fromSharp(toSharp(crop).resize({ width: region.width, height: region.height, fit: "fill", kernel: "lanczos3" }));
+        const patch = await resizeRgb(crop, region.width, region.height);
         return blendIntoBox(originals.length === 1 ? originals[0] : originals[i], patch, alpha, region);
       }),
     );

@@ -5,7 +5,7 @@
  * [latents, mask, masked-image latents]; a 4-channel UNet gets latents and has the known region
  * blended back after every step (diffusers' legacy path).
  */
-import sharp from "sharp";
+import { resizeMask, resizeRgb } from "../../../nodes/image/sharp-conversions.ts";
 import type { Mask, RgbImage } from "../../../nodes/socket-types.ts";
 import { downsampleNearest, imageToTensor, maskToTensor, tensorToImage } from "./image-tensors.ts";
 import { latentPreview } from "./latent-preview.ts";
@@ -108,7 +108,7 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
   const signal = hooks.signal;
 
   // 1. Pictures at the working size; the mask follows the image.
-  const image = await resizeImage(request.image, width, height);
+  const image = await resizeRgb(request.image, width, height);
   let mask = request.mask;
   if (mask.width !== request.image.width || mask.height !== request.image.height) {
     hooks.onNote?.(`mask is ${mask.width}×${mask.height} but the image is ${request.image.width}×${request.image.height}: resized the mask to fit`);
@@ -299,23 +299,4 @@ function repeat(values: Float32Array, times: number): Float32Array {
   const out = new Float32Array(values.length * times);
   for (let n = 0; n < times; n++) out.set(values, n * values.length);
   return out;
-}
-
-async function resizeImage(image: RgbImage, width: number, height: number): Promise<RgbImage> {
-  if (image.width === width && image.height === height) return image;
-  const data = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .resize(width, height, { fit: "fill", kernel: "lanczos3" })
-    .raw()
-    .toBuffer();
-  return { width, height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
-}
-
-async function resizeMask(mask: Mask, width: number, height: number): Promise<Mask> {
-  if (mask.width === width && mask.height === height) return mask;
-  const data = await sharp(mask.data, { raw: { width: mask.width, height: mask.height, channels: 1 } })
-    .resize(width, height, { fit: "fill", kernel: "lanczos3" })
-    .extractChannel(0)
-    .raw()
-    .toBuffer();
-  return { width, height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
