@@ -64,6 +64,23 @@ export function readChoice<T extends string>(
   return value as T;
 }
 
+/** Throws for each of `keys` the config switches on: options of the diffusers class we do not implement. */
+export function rejectUnsupportedFlags(config: RawConfig, className: string, keys: readonly string[]): void {
+  for (const key of keys) {
+    if (readBoolean(config, key, false)) throw new Error(`${className}: ${key} is not supported`);
+  }
+}
+
+/**
+ * use_karras_sigmas. The diffusers classes that offer it also offer use_exponential_sigmas and
+ * use_beta_sigmas, which we do not implement, so those are rejected rather than ignored.
+ */
+export function readUseKarrasSigmas(config: RawConfig, className: string): boolean {
+  const useKarrasSigmas = readBoolean(config, "use_karras_sigmas", false);
+  rejectUnsupportedFlags(config, className, ["use_exponential_sigmas", "use_beta_sigmas"]);
+  return useKarrasSigmas;
+}
+
 const BETA_SCHEDULES: readonly BetaSchedule[] = ["linear", "scaled_linear", "squaredcos_cap_v2"];
 export const PREDICTION_TYPES: readonly PredictionType[] = ["epsilon", "v_prediction", "sample"];
 export const TIMESTEP_SPACINGS: readonly TimestepSpacing[] = ["leading", "trailing", "linspace"];

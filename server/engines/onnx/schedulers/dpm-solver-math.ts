@@ -3,9 +3,9 @@
  * convert_model_output, the first-order update, and the multistep second/third-order updates),
  * in float32 like diffusers' tensors, plus their timestep / sigma schedule.
  */
-import type { PredictionType, TimestepSpacing } from "./config.ts";
+import type { PredictionType } from "./config.ts";
+import type { DpmSolverConfig } from "./dpm-solver-config.ts";
 import { karrasSigmas, npArangeDown, npInterpOnIndices, npLinspace, roundHalfEven, sigmaToT, thresholdSample } from "./noise-schedule.ts";
-import type { TrainingSigmas } from "./sigma-schedule.ts";
 
 const f32 = Math.fround;
 
@@ -161,50 +161,44 @@ export class DpmSolverMath {
  * steps whose lambda is below lambda_min_clipped) and their sigmas, plus the final sigma.
  */
 export function dpmTimesteps(
-  training: TrainingSigmas,
-  options: {
-    spacing: TimestepSpacing;
-    numTrainTimesteps: number;
-    numInferenceSteps: number;
-    stepsOffset: number;
-    useKarrasSigmas: boolean;
-    roundKarrasTimesteps: boolean;
-    lambdaMinClipped: number;
-    finalSigmasType: "zero" | "sigma_min";
-  },
+  config: DpmSolverConfig,
+  numInferenceSteps: number,
 ): { timesteps: Float64Array; sigmas: Float32Array } {
-  const n = options.numInferenceSteps;
+  const n = numInferenceSteps;
   if (!Number.isInteger(n) || n < 1) throw new Error(`num_inference_steps must be a positive integer, got ${n}`);
-  const T = options.numTrainTimesteps;
+  const training = config.training;
+  const T = config.numTrainTimesteps;
   // searchsorted(flip(lambda_t), lambda_min_clipped): how many lambdas lie below the clip.
   let clipped = 0;
   for (const a of training.alphasCumprod) {
     const lambda = f32(f32(Math.log(f32(Math.sqrt(a)))) - f32(Math.log(f32(Math.sqrt(f32(1 - a))))));
-    if (lambda < options.lambdaMinClipped) clipped++;
+    if (lambda < config.lambdaMinClipped) clipped++;
   }
   const lastTimestep = T - clipped;
   let timesteps: number[];
-  if (options.spacing === "linspace") {
+  if (config.spacing === "linspace") {
     timesteps = Array.from(npLinspace(0, lastTimestep - 1, n + 1), roundHalfEven).reverse().slice(0, -1);
-  } else if (options.spacing === "leading") {
+  } else if (config.spacing === "leading") {
     const ratio = Math.floor(lastTimestep / (n + 1));
-    timesteps = Array.from({ length: n }, (_, i) => (n - i) * ratio + options.stepsOffset);
+    timesteps = Array.from({ length: n }, (_, i) => (n - i) * ratio + config.stepsOffset);
   } else {
     timesteps = npArangeDown(lastTimestep, T / n).map((v) => roundHalfEven(v) - 1);
   }
   let sigmas: Float64Array;
-  if (options.useKarrasSigmas) {
+  if (config.useKarrasSigmas) {
+    // diffusers rounds the Karras timesteps except for squaredcos_cap_v2, where the int64 cast truncates.
+    const roundKarrasTimesteps = config.betaSchedule !== "squaredcos_cap_v2";
     const ascending = training.sigmas;
     sigmas = karrasSigmas(ascending[0], ascending[ascending.length - 1], n);
     timesteps = Array.from(sigmas, (sigma) => {
       const t = sigmaToT(sigma, training.logSigmas);
-      return options.roundKarrasTimesteps ? roundHalfEven(t) : Math.trunc(t);
+      return roundKarrasTimesteps ? roundHalfEven(t) : Math.trunc(t);
     });
   } else {
     sigmas = npInterpOnIndices(timesteps, training.sigmas);
   }
   const a0 = training.alphasCumprod[0];
-  const sigmaLast = options.finalSigmasType === "zero" ? 0 : f32(Math.sqrt(f32(f32(1 - a0) / a0)));
+  const sigmaLast = config.solver.finalSigmasType === "zero" ? 0 : f32(Math.sqrt(f32(f32(1 - a0) / a0)));
   const withLast = new Float32Array(sigmas.length + 1);
   withLast.set(sigmas);
   withLast[sigmas.length] = sigmaLast;

@@ -3,19 +3,8 @@
  * diffusers' scheduling_dpmsolver_singlestep.py: each block of `order` model calls restarts from the
  * sample at the block's first step.
  */
-import {
-  PREDICTION_TYPES,
-  TIMESTEP_SPACINGS,
-  asRawConfig,
-  readBetaConfig,
-  readBoolean,
-  readChoice,
-  readInteger,
-  readNumber,
-  type PredictionType,
-  type TimestepSpacing,
-} from "./config.ts";
-import { TrainingSigmas } from "./sigma-schedule.ts";
+import { asRawConfig, rejectUnsupportedFlags } from "./config.ts";
+import { readDpmSolverConfig, type DpmSolverConfig } from "./dpm-solver-config.ts";
 import { StepIndex } from "./step-index.ts";
 import { alphaSigma, dpmTimesteps, DpmSolverMath } from "./dpm-solver-math.ts";
 import type { NoiseSource, Scheduler } from "./scheduler.ts";
@@ -52,15 +41,8 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
   readonly initNoiseSigma = 1.0;
   timesteps: Float64Array = new Float64Array(0);
   sigmas: Float32Array = new Float32Array(0);
-  private readonly training: TrainingSigmas;
-  private readonly numTrainTimesteps: number;
-  private readonly betaSchedule: string;
-  private readonly solverOrder: number;
+  private readonly config: DpmSolverConfig;
   private lowerOrderFinal: boolean;
-  private readonly spacing: TimestepSpacing;
-  private readonly stepsOffset: number;
-  private readonly useKarrasSigmas: boolean;
-  private readonly lambdaMinClipped: number;
   private readonly math: DpmSolverMath;
   private readonly index = new StepIndex(true);
   private modelOutputs: (Float32Array | null)[] = [];
@@ -69,61 +51,24 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
 
   constructor(rawConfig: unknown, options: { batchSize?: number } = {}) {
     const config = asRawConfig(rawConfig);
-    const betaConfig = readBetaConfig(config);
-    this.numTrainTimesteps = betaConfig.numTrainTimesteps;
-    this.betaSchedule = betaConfig.betaSchedule;
-    this.training = new TrainingSigmas(betaConfig);
-    this.solverOrder = readInteger(config, "solver_order", 2);
-    if (this.solverOrder < 1 || this.solverOrder > 3) throw new Error(`solver_order must be 1, 2 or 3, got ${this.solverOrder}`);
-    const predictionType: PredictionType = readChoice(config, "prediction_type", PREDICTION_TYPES, "epsilon");
-    let algorithm = readChoice(config, "algorithm_type", ["dpmsolver", "dpmsolver++", "deis"], "dpmsolver++");
-    if (algorithm === "deis") algorithm = "dpmsolver++";
-    let solverType = readChoice(config, "solver_type", ["midpoint", "heun", "logrho", "bh1", "bh2"], "midpoint");
-    if (solverType !== "heun") solverType = "midpoint";
-    const finalSigmasType = readChoice(config, "final_sigmas_type", ["zero", "sigma_min"], "zero");
-    if (algorithm === "dpmsolver" && finalSigmasType === "zero") {
-      throw new Error("final_sigmas_type zero is not supported for algorithm_type dpmsolver; choose sigma_min");
-    }
-    this.lowerOrderFinal = readBoolean(config, "lower_order_final", true);
-    this.useKarrasSigmas = readBoolean(config, "use_karras_sigmas", false);
-    this.lambdaMinClipped = readNumber(config, "lambda_min_clipped", -Infinity);
-    this.spacing = readChoice(config, "timestep_spacing", TIMESTEP_SPACINGS, "linspace");
-    this.stepsOffset = readInteger(config, "steps_offset", 0);
-    readChoice(config, "variance_type", ["none"], "none");
-    for (const key of ["use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas"]) {
-      if (readBoolean(config, key, false)) throw new Error(`DPMSolverSinglestepScheduler: ${key} is not supported`);
-    }
-    this.math = new DpmSolverMath({
-      algorithm,
-      solverType,
-      predictionType,
-      finalSigmasType,
-      thresholding: readBoolean(config, "thresholding", false),
-      dynamicThresholdingRatio: readNumber(config, "dynamic_thresholding_ratio", 0.995),
-      sampleMaxValue: readNumber(config, "sample_max_value", 1.0),
-      batchSize: options.batchSize ?? 1,
-    });
+    this.config = readDpmSolverConfig(config, "DPMSolverSinglestepScheduler", options.batchSize ?? 1);
+    this.lowerOrderFinal = this.config.lowerOrderFinal;
+    rejectUnsupportedFlags(config, "DPMSolverSinglestepScheduler", ["use_flow_sigmas"]);
+    this.math = new DpmSolverMath(this.config.solver);
   }
 
   setTimesteps(numInferenceSteps: number): void {
     const finalSigmaZero = this.math.options.finalSigmasType === "zero";
-    const { timesteps, sigmas } = dpmTimesteps(this.training, {
-      spacing: this.spacing,
-      numTrainTimesteps: this.numTrainTimesteps,
-      numInferenceSteps,
-      stepsOffset: this.stepsOffset,
-      useKarrasSigmas: this.useKarrasSigmas,
-      roundKarrasTimesteps: this.betaSchedule !== "squaredcos_cap_v2",
-      lambdaMinClipped: this.lambdaMinClipped,
-      finalSigmasType: this.math.options.finalSigmasType,
-    });
+    const { timesteps, sigmas } = dpmTimesteps(this.config, numInferenceSteps);
     this.timesteps = timesteps;
     this.sigmas = sigmas;
-    this.modelOutputs = new Array<Float32Array | null>(this.solverOrder).fill(null);
+    this.modelOutputs = new Array<Float32Array | null>(this.config.solverOrder).fill(null);
     this.blockSample = null;
     // diffusers switches lower_order_final on (persistently) when the steps do not divide evenly.
-    if (!this.lowerOrderFinal && (numInferenceSteps % this.solverOrder !== 0 || finalSigmaZero)) this.lowerOrderFinal = true;
-    this.orderList = singlestepOrders(numInferenceSteps, this.solverOrder, this.lowerOrderFinal, finalSigmaZero);
+    if (!this.lowerOrderFinal && (numInferenceSteps % this.config.solverOrder !== 0 || finalSigmaZero)) {
+      this.lowerOrderFinal = true;
+    }
+    this.orderList = singlestepOrders(numInferenceSteps, this.config.solverOrder, this.lowerOrderFinal, finalSigmaZero);
     this.index.reset();
   }
 
@@ -139,10 +84,10 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
     if (this.timesteps.length === 0) throw new Error("call setTimesteps before step");
     const i = this.index.current(this.timesteps, timestep);
     const converted = this.math.convertModelOutput(modelOutput, sample, this.sigmas[i]);
-    for (let k = 0; k < this.solverOrder - 1; k++) this.modelOutputs[k] = this.modelOutputs[k + 1];
-    this.modelOutputs[this.solverOrder - 1] = converted;
+    for (let k = 0; k < this.config.solverOrder - 1; k++) this.modelOutputs[k] = this.modelOutputs[k + 1];
+    this.modelOutputs[this.config.solverOrder - 1] = converted;
     let order = this.orderList[i];
-    while (this.modelOutputs[this.solverOrder - order] === null) order--;
+    while (this.modelOutputs[this.config.solverOrder - order] === null) order--;
     if (order === 1) this.blockSample = sample;
     const start = this.blockSample ?? sample;
     const outputs = this.modelOutputs.filter((m): m is Float32Array => m !== null);

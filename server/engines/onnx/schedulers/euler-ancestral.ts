@@ -1,14 +1,7 @@
 /** EulerAncestralDiscreteScheduler (k-diffusion's sample_euler_ancestral), after diffusers. */
-import {
-  TIMESTEP_SPACINGS,
-  asRawConfig,
-  readBetaConfig,
-  readBoolean,
-  readChoice,
-  readInteger,
-  type TimestepSpacing,
-} from "./config.ts";
-import { TrainingSigmas, addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { asRawConfig, rejectUnsupportedFlags } from "./config.ts";
+import { addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { readSigmaSchedulerConfig, type SigmaSchedulerConfig } from "./sigma-scheduler-config.ts";
 import { StepIndex } from "./step-index.ts";
 import { requireNoise, type NoiseSource, type Scheduler } from "./scheduler.ts";
 
@@ -18,38 +11,26 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
   readonly order = 1;
   timesteps: Float64Array = new Float64Array(0);
   sigmas: Float32Array = new Float32Array(0);
-  private readonly training: TrainingSigmas;
-  private readonly numTrainTimesteps: number;
-  private readonly predictionType: "epsilon" | "v_prediction";
-  private readonly spacing: TimestepSpacing;
-  private readonly stepsOffset: number;
+  private readonly config: SigmaSchedulerConfig<"epsilon" | "v_prediction">;
   private readonly index = new StepIndex();
 
   constructor(rawConfig: unknown) {
     const config = asRawConfig(rawConfig);
-    const betaConfig = readBetaConfig(config);
-    this.numTrainTimesteps = betaConfig.numTrainTimesteps;
-    this.training = new TrainingSigmas(betaConfig);
-    // diffusers raises NotImplementedError for "sample" here.
-    this.predictionType = readChoice(config, "prediction_type", ["epsilon", "v_prediction"], "epsilon");
-    this.spacing = readChoice(config, "timestep_spacing", TIMESTEP_SPACINGS, "linspace");
-    this.stepsOffset = readInteger(config, "steps_offset", 0);
-    if (readBoolean(config, "rescale_betas_zero_snr", false)) throw new Error("rescale_betas_zero_snr is not supported");
+    this.config = readSigmaSchedulerConfig(config, "EulerAncestralDiscreteScheduler", {
+      // diffusers raises NotImplementedError for "sample" here.
+      predictionTypes: ["epsilon", "v_prediction"],
+      // The diffusers class has no use_karras_sigmas (nor exponential / beta sigmas).
+      karrasSigmas: false,
+    });
+    rejectUnsupportedFlags(config, "EulerAncestralDiscreteScheduler", ["rescale_betas_zero_snr"]);
   }
 
   get initNoiseSigma(): number {
-    return initNoiseSigmaFor(this.sigmas, this.spacing);
+    return initNoiseSigmaFor(this.sigmas, this.config.spacing);
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const { timesteps, sigmas } = inferenceSigmas(this.training, {
-      spacing: this.spacing,
-      numTrainTimesteps: this.numTrainTimesteps,
-      numInferenceSteps,
-      stepsOffset: this.stepsOffset,
-      useKarrasSigmas: false,
-      roundKarrasTimesteps: false,
-    });
+    const { timesteps, sigmas } = inferenceSigmas(this.config, numInferenceSteps, { roundKarrasTimesteps: false });
     this.timesteps = timesteps;
     this.sigmas = sigmas;
     this.index.reset();
@@ -68,7 +49,7 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
     const i = this.index.current(this.timesteps, timestep);
     const sigmaFrom = this.sigmas[i];
     const sigmaTo = this.sigmas[i + 1];
-    const predOriginal = predictOriginal(this.predictionType, sigmaFrom, sample, modelOutput);
+    const predOriginal = predictOriginal(this.config.predictionType, sigmaFrom, sample, modelOutput);
     const fromSquared = f32(sigmaFrom * sigmaFrom);
     const toSquared = f32(sigmaTo * sigmaTo);
     const sigmaUp = f32(Math.sqrt(f32(f32(toSquared * f32(fromSquared - toSquared)) / fromSquared)));

@@ -1,23 +1,7 @@
 /** EulerDiscreteScheduler (Karras et al. 2022, Algorithm 2 with s_churn = 0), after diffusers. */
-import {
-  PREDICTION_TYPES,
-  TIMESTEP_SPACINGS,
-  asRawConfig,
-  readBetaConfig,
-  readBoolean,
-  readChoice,
-  readInteger,
-  type PredictionType,
-  type TimestepSpacing,
-} from "./config.ts";
-import {
-  TrainingSigmas,
-  addNoiseAtSigma,
-  inferenceSigmas,
-  initNoiseSigmaFor,
-  predictOriginal,
-  scaleBySigma,
-} from "./sigma-schedule.ts";
+import { PREDICTION_TYPES, asRawConfig, readChoice, rejectUnsupportedFlags, type PredictionType } from "./config.ts";
+import { addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { readSigmaSchedulerConfig, type SigmaSchedulerConfig } from "./sigma-scheduler-config.ts";
 import { StepIndex } from "./step-index.ts";
 import type { NoiseSource, Scheduler } from "./scheduler.ts";
 
@@ -27,44 +11,27 @@ export class EulerDiscreteScheduler implements Scheduler {
   readonly order = 1;
   timesteps: Float64Array = new Float64Array(0);
   sigmas: Float32Array = new Float32Array(0);
-  private readonly training: TrainingSigmas;
-  private readonly numTrainTimesteps: number;
-  private readonly predictionType: PredictionType;
-  private readonly spacing: TimestepSpacing;
-  private readonly stepsOffset: number;
-  private readonly useKarrasSigmas: boolean;
+  private readonly config: SigmaSchedulerConfig<PredictionType>;
   private readonly index = new StepIndex();
 
   constructor(rawConfig: unknown) {
     const config = asRawConfig(rawConfig);
-    const betaConfig = readBetaConfig(config);
-    this.numTrainTimesteps = betaConfig.numTrainTimesteps;
-    this.training = new TrainingSigmas(betaConfig);
-    this.predictionType = readChoice(config, "prediction_type", PREDICTION_TYPES, "epsilon");
-    this.spacing = readChoice(config, "timestep_spacing", TIMESTEP_SPACINGS, "linspace");
-    this.stepsOffset = readInteger(config, "steps_offset", 0);
-    this.useKarrasSigmas = readBoolean(config, "use_karras_sigmas", false);
-    for (const key of ["use_exponential_sigmas", "use_beta_sigmas", "rescale_betas_zero_snr"]) {
-      if (readBoolean(config, key, false)) throw new Error(`EulerDiscreteScheduler: ${key} is not supported`);
-    }
+    this.config = readSigmaSchedulerConfig(config, "EulerDiscreteScheduler", {
+      predictionTypes: PREDICTION_TYPES,
+      karrasSigmas: true,
+    });
+    rejectUnsupportedFlags(config, "EulerDiscreteScheduler", ["rescale_betas_zero_snr"]);
     readChoice(config, "interpolation_type", ["linear"], "linear");
     readChoice(config, "final_sigmas_type", ["zero"], "zero");
     readChoice(config, "timestep_type", ["discrete"], "discrete");
   }
 
   get initNoiseSigma(): number {
-    return initNoiseSigmaFor(this.sigmas, this.spacing);
+    return initNoiseSigmaFor(this.sigmas, this.config.spacing);
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const { timesteps, sigmas } = inferenceSigmas(this.training, {
-      spacing: this.spacing,
-      numTrainTimesteps: this.numTrainTimesteps,
-      numInferenceSteps,
-      stepsOffset: this.stepsOffset,
-      useKarrasSigmas: this.useKarrasSigmas,
-      roundKarrasTimesteps: false,
-    });
+    const { timesteps, sigmas } = inferenceSigmas(this.config, numInferenceSteps, { roundKarrasTimesteps: false });
     this.timesteps = timesteps;
     this.sigmas = sigmas;
     this.index.reset();
@@ -81,7 +48,7 @@ export class EulerDiscreteScheduler implements Scheduler {
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource): Float32Array {
     const i = this.index.current(this.timesteps, timestep);
     const sigma = this.sigmas[i];
-    const predOriginal = predictOriginal(this.predictionType, sigma, sample, modelOutput);
+    const predOriginal = predictOriginal(this.config.predictionType, sigma, sample, modelOutput);
     const dt = f32(this.sigmas[i + 1] - sigma);
     const out = new Float32Array(sample.length);
     for (let k = 0; k < out.length; k++) {

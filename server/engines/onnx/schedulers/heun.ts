@@ -1,17 +1,7 @@
 /** HeunDiscreteScheduler (Karras et al. 2022, Algorithm 1), after diffusers: two model calls per step. */
-import {
-  PREDICTION_TYPES,
-  TIMESTEP_SPACINGS,
-  asRawConfig,
-  readBetaConfig,
-  readBoolean,
-  readChoice,
-  readInteger,
-  readNumber,
-  type PredictionType,
-  type TimestepSpacing,
-} from "./config.ts";
-import { TrainingSigmas, addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { PREDICTION_TYPES, asRawConfig, readBoolean, readNumber, type PredictionType } from "./config.ts";
+import { addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { readSigmaSchedulerConfig, type SigmaSchedulerConfig } from "./sigma-scheduler-config.ts";
 import { StepIndex } from "./step-index.ts";
 import type { NoiseSource, Scheduler } from "./scheduler.ts";
 
@@ -32,12 +22,7 @@ export class HeunDiscreteScheduler implements Scheduler {
   readonly order = 2;
   timesteps: Float64Array = new Float64Array(0);
   sigmas: Float32Array = new Float32Array(0);
-  private readonly training: TrainingSigmas;
-  private readonly numTrainTimesteps: number;
-  private readonly predictionType: PredictionType;
-  private readonly spacing: TimestepSpacing;
-  private readonly stepsOffset: number;
-  private readonly useKarrasSigmas: boolean;
+  private readonly config: SigmaSchedulerConfig<PredictionType>;
   private readonly clipSample: boolean;
   private readonly clipSampleRange: number;
   private readonly index = new StepIndex();
@@ -47,33 +32,21 @@ export class HeunDiscreteScheduler implements Scheduler {
 
   constructor(rawConfig: unknown) {
     const config = asRawConfig(rawConfig);
-    const betaConfig = readBetaConfig(config, { betaStart: 0.00085, betaEnd: 0.012 });
-    this.numTrainTimesteps = betaConfig.numTrainTimesteps;
-    this.training = new TrainingSigmas(betaConfig);
-    this.predictionType = readChoice(config, "prediction_type", PREDICTION_TYPES, "epsilon");
-    this.spacing = readChoice(config, "timestep_spacing", TIMESTEP_SPACINGS, "linspace");
-    this.stepsOffset = readInteger(config, "steps_offset", 0);
-    this.useKarrasSigmas = readBoolean(config, "use_karras_sigmas", false);
+    this.config = readSigmaSchedulerConfig(config, "HeunDiscreteScheduler", {
+      betaDefaults: { betaStart: 0.00085, betaEnd: 0.012 },
+      predictionTypes: PREDICTION_TYPES,
+      karrasSigmas: true,
+    });
     this.clipSample = readBoolean(config, "clip_sample", false);
     this.clipSampleRange = readNumber(config, "clip_sample_range", 1.0);
-    for (const key of ["use_exponential_sigmas", "use_beta_sigmas"]) {
-      if (readBoolean(config, key, false)) throw new Error(`HeunDiscreteScheduler: ${key} is not supported`);
-    }
   }
 
   get initNoiseSigma(): number {
-    return initNoiseSigmaFor(this.sigmas, this.spacing);
+    return initNoiseSigmaFor(this.sigmas, this.config.spacing);
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const { timesteps, sigmas } = inferenceSigmas(this.training, {
-      spacing: this.spacing,
-      numTrainTimesteps: this.numTrainTimesteps,
-      numInferenceSteps,
-      stepsOffset: this.stepsOffset,
-      useKarrasSigmas: this.useKarrasSigmas,
-      roundKarrasTimesteps: false,
-    });
+    const { timesteps, sigmas } = inferenceSigmas(this.config, numInferenceSteps, { roundKarrasTimesteps: false });
     // sigmas: [s0, s1, s1, ..., s_{n-1}, s_{n-1}, 0]
     const repeated = repeatAfterFirst(sigmas.subarray(0, sigmas.length - 1), (n) => new Float32Array(n));
     this.sigmas = new Float32Array([...repeated, 0]);
@@ -101,7 +74,7 @@ export class HeunDiscreteScheduler implements Scheduler {
     const first = this.inFirstOrder;
     const sigma = first ? this.sigmas[i] : this.sigmas[i - 1];
     const sigmaNext = first ? this.sigmas[i + 1] : this.sigmas[i];
-    const predOriginal = predictOriginal(this.predictionType, first ? sigma : sigmaNext, sample, modelOutput);
+    const predOriginal = predictOriginal(this.config.predictionType, first ? sigma : sigmaNext, sample, modelOutput);
     if (this.clipSample) {
       const r = this.clipSampleRange;
       for (let k = 0; k < predOriginal.length; k++) predOriginal[k] = Math.min(Math.max(predOriginal[k], -r), r);

@@ -1,14 +1,7 @@
 /** KDPM2DiscreteScheduler (k-diffusion's sample_dpm_2), after diffusers: two model calls per step. */
-import {
-  TIMESTEP_SPACINGS,
-  asRawConfig,
-  readBetaConfig,
-  readBoolean,
-  readChoice,
-  readInteger,
-  type TimestepSpacing,
-} from "./config.ts";
-import { TrainingSigmas, addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { asRawConfig } from "./config.ts";
+import { addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { readSigmaSchedulerConfig, type SigmaSchedulerConfig } from "./sigma-scheduler-config.ts";
 import { interleaveWithLast, interpolatedTimesteps, logMidpoints } from "./kdpm2-sigmas.ts";
 import { StepIndex } from "./step-index.ts";
 import type { NoiseSource, Scheduler } from "./scheduler.ts";
@@ -20,43 +13,25 @@ export class KDPM2DiscreteScheduler implements Scheduler {
   timesteps: Float64Array = new Float64Array(0);
   sigmas: Float32Array = new Float32Array(0);
   sigmasInterpol: Float32Array = new Float32Array(0);
-  private readonly training: TrainingSigmas;
-  private readonly numTrainTimesteps: number;
-  private readonly predictionType: "epsilon" | "v_prediction";
-  private readonly spacing: TimestepSpacing;
-  private readonly stepsOffset: number;
-  private readonly useKarrasSigmas: boolean;
+  private readonly config: SigmaSchedulerConfig<"epsilon" | "v_prediction">;
   private readonly index = new StepIndex();
   private firstSample: Float32Array | null = null;
 
   constructor(rawConfig: unknown) {
-    const config = asRawConfig(rawConfig);
-    const betaConfig = readBetaConfig(config, { betaStart: 0.00085, betaEnd: 0.012 });
-    this.numTrainTimesteps = betaConfig.numTrainTimesteps;
-    this.training = new TrainingSigmas(betaConfig);
-    // diffusers raises NotImplementedError for "sample".
-    this.predictionType = readChoice(config, "prediction_type", ["epsilon", "v_prediction"], "epsilon");
-    this.spacing = readChoice(config, "timestep_spacing", TIMESTEP_SPACINGS, "linspace");
-    this.stepsOffset = readInteger(config, "steps_offset", 0);
-    this.useKarrasSigmas = readBoolean(config, "use_karras_sigmas", false);
-    for (const key of ["use_exponential_sigmas", "use_beta_sigmas"]) {
-      if (readBoolean(config, key, false)) throw new Error(`KDPM2DiscreteScheduler: ${key} is not supported`);
-    }
+    this.config = readSigmaSchedulerConfig(asRawConfig(rawConfig), "KDPM2DiscreteScheduler", {
+      betaDefaults: { betaStart: 0.00085, betaEnd: 0.012 },
+      // diffusers raises NotImplementedError for "sample".
+      predictionTypes: ["epsilon", "v_prediction"],
+      karrasSigmas: true,
+    });
   }
 
   get initNoiseSigma(): number {
-    return initNoiseSigmaFor(this.sigmas, this.spacing);
+    return initNoiseSigmaFor(this.sigmas, this.config.spacing);
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const { timesteps, sigmas } = inferenceSigmas(this.training, {
-      spacing: this.spacing,
-      numTrainTimesteps: this.numTrainTimesteps,
-      numInferenceSteps,
-      stepsOffset: this.stepsOffset,
-      useKarrasSigmas: this.useKarrasSigmas,
-      roundKarrasTimesteps: true,
-    });
+    const { timesteps, sigmas } = inferenceSigmas(this.config, numInferenceSteps, { roundKarrasTimesteps: true });
     // Midpoints in log sigma between each sigma and the previous one (sigmas.roll(1)).
     const rolled = new Float32Array(sigmas.length);
     rolled[0] = sigmas[sigmas.length - 1];
@@ -64,8 +39,8 @@ export class KDPM2DiscreteScheduler implements Scheduler {
     const sigmasInterpol = logMidpoints(sigmas, rolled);
     this.sigmas = interleaveWithLast(sigmas);
     this.sigmasInterpol = interleaveWithLast(sigmasInterpol);
-    let timestepsInterpol = interpolatedTimesteps(sigmasInterpol, this.training.logSigmas);
-    if (!this.useKarrasSigmas) timestepsInterpol = timestepsInterpol.map(f32);
+    let timestepsInterpol = interpolatedTimesteps(sigmasInterpol, this.config.training.logSigmas);
+    if (!this.config.useKarrasSigmas) timestepsInterpol = timestepsInterpol.map(f32);
     // [t0, ti1, t1, ti2, t2, ..., ti_{n-1}, t_{n-1}]
     const out: number[] = [timesteps[0]];
     for (let k = 1; k < timesteps.length; k++) out.push(timestepsInterpol[k], timesteps[k]);
@@ -93,7 +68,7 @@ export class KDPM2DiscreteScheduler implements Scheduler {
     const sigma = first ? this.sigmas[i] : this.sigmas[i - 1];
     const sigmaInterpol = first ? this.sigmasInterpol[i + 1] : this.sigmasInterpol[i];
     const sigmaNext = first ? this.sigmas[i + 1] : this.sigmas[i];
-    const predOriginal = predictOriginal(this.predictionType, first ? sigma : sigmaInterpol, sample, modelOutput);
+    const predOriginal = predictOriginal(this.config.predictionType, first ? sigma : sigmaInterpol, sample, modelOutput);
     const out = new Float32Array(sample.length);
     if (first) {
       const dt = f32(sigmaInterpol - sigma);

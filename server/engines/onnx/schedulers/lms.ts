@@ -1,16 +1,7 @@
 /** LMSDiscreteScheduler (linear multistep on the sigma ODE, order 4), after diffusers. */
-import {
-  PREDICTION_TYPES,
-  TIMESTEP_SPACINGS,
-  asRawConfig,
-  readBetaConfig,
-  readBoolean,
-  readChoice,
-  readInteger,
-  type PredictionType,
-  type TimestepSpacing,
-} from "./config.ts";
-import { TrainingSigmas, addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { PREDICTION_TYPES, asRawConfig, type PredictionType } from "./config.ts";
+import { addNoiseAtSigma, inferenceSigmas, initNoiseSigmaFor, predictOriginal, scaleBySigma } from "./sigma-schedule.ts";
+import { readSigmaSchedulerConfig, type SigmaSchedulerConfig } from "./sigma-scheduler-config.ts";
 import { StepIndex } from "./step-index.ts";
 import type { NoiseSource, Scheduler } from "./scheduler.ts";
 
@@ -40,42 +31,23 @@ export class LMSDiscreteScheduler implements Scheduler {
   readonly order = 1;
   timesteps: Float64Array = new Float64Array(0);
   sigmas: Float32Array = new Float32Array(0);
-  private readonly training: TrainingSigmas;
-  private readonly numTrainTimesteps: number;
-  private readonly predictionType: PredictionType;
-  private readonly spacing: TimestepSpacing;
-  private readonly stepsOffset: number;
-  private readonly useKarrasSigmas: boolean;
+  private readonly config: SigmaSchedulerConfig<PredictionType>;
   private readonly index = new StepIndex();
   private derivatives: Float32Array[] = [];
 
   constructor(rawConfig: unknown) {
-    const config = asRawConfig(rawConfig);
-    const betaConfig = readBetaConfig(config);
-    this.numTrainTimesteps = betaConfig.numTrainTimesteps;
-    this.training = new TrainingSigmas(betaConfig);
-    this.predictionType = readChoice(config, "prediction_type", PREDICTION_TYPES, "epsilon");
-    this.spacing = readChoice(config, "timestep_spacing", TIMESTEP_SPACINGS, "linspace");
-    this.stepsOffset = readInteger(config, "steps_offset", 0);
-    this.useKarrasSigmas = readBoolean(config, "use_karras_sigmas", false);
-    for (const key of ["use_exponential_sigmas", "use_beta_sigmas"]) {
-      if (readBoolean(config, key, false)) throw new Error(`LMSDiscreteScheduler: ${key} is not supported`);
-    }
+    this.config = readSigmaSchedulerConfig(asRawConfig(rawConfig), "LMSDiscreteScheduler", {
+      predictionTypes: PREDICTION_TYPES,
+      karrasSigmas: true,
+    });
   }
 
   get initNoiseSigma(): number {
-    return initNoiseSigmaFor(this.sigmas, this.spacing);
+    return initNoiseSigmaFor(this.sigmas, this.config.spacing);
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const { timesteps, sigmas } = inferenceSigmas(this.training, {
-      spacing: this.spacing,
-      numTrainTimesteps: this.numTrainTimesteps,
-      numInferenceSteps,
-      stepsOffset: this.stepsOffset,
-      useKarrasSigmas: this.useKarrasSigmas,
-      roundKarrasTimesteps: false,
-    });
+    const { timesteps, sigmas } = inferenceSigmas(this.config, numInferenceSteps, { roundKarrasTimesteps: false });
     this.timesteps = timesteps;
     this.sigmas = sigmas;
     this.index.reset();
@@ -107,7 +79,7 @@ export class LMSDiscreteScheduler implements Scheduler {
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource): Float32Array {
     const i = this.index.current(this.timesteps, timestep);
     const sigma = this.sigmas[i];
-    const predOriginal = predictOriginal(this.predictionType, sigma, sample, modelOutput);
+    const predOriginal = predictOriginal(this.config.predictionType, sigma, sample, modelOutput);
     const derivative = new Float32Array(sample.length);
     for (let k = 0; k < sample.length; k++) derivative[k] = f32(sample[k] - predOriginal[k]) / sigma;
     this.derivatives.push(derivative);

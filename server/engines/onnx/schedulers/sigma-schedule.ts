@@ -3,6 +3,7 @@
  * sigma = sqrt((1 - a) / a), and the inference sigmas diffusers' set_timesteps derives from them.
  */
 import type { BetaConfig, TimestepSpacing } from "./config.ts";
+import type { SigmaSchedulerConfig } from "./sigma-scheduler-config.ts";
 import {
   alphasCumprodFromBetas,
   karrasSigmas,
@@ -42,21 +43,16 @@ export interface InferenceSigmas {
  * timesteps found by _sigma_to_t, rounded where the class rounds), then a trailing zero sigma.
  */
 export function inferenceSigmas(
-  training: TrainingSigmas,
-  options: {
-    spacing: TimestepSpacing;
-    numTrainTimesteps: number;
-    numInferenceSteps: number;
-    stepsOffset: number;
-    useKarrasSigmas: boolean;
-    roundKarrasTimesteps: boolean;
-  },
+  config: SigmaSchedulerConfig,
+  numInferenceSteps: number,
+  options: { roundKarrasTimesteps: boolean },
 ): InferenceSigmas {
-  const n = options.numInferenceSteps;
+  const training = config.training;
+  const n = numInferenceSteps;
   if (!Number.isInteger(n) || n < 1) throw new Error(`num_inference_steps must be a positive integer, got ${n}`);
-  let timesteps = spacedTimestepsF32(options.spacing, options.numTrainTimesteps, n, options.stepsOffset);
+  let timesteps = spacedTimestepsF32(config.spacing, config.numTrainTimesteps, n, config.stepsOffset);
   let sigmas: Float64Array = npInterpOnIndices(timesteps, training.sigmas);
-  if (options.useKarrasSigmas) {
+  if (config.useKarrasSigmas) {
     sigmas = karrasSigmas(sigmas[sigmas.length - 1], sigmas[0], n);
     timesteps = sigmas.map((sigma) => {
       const t = sigmaToT(sigma, training.logSigmas);
