@@ -75,6 +75,14 @@ describe("maskflow run", () => {
     expect([...data.subarray(0, 3)]).toEqual([255, 0, 0]);
     expect([...data.subarray((31 * 64 + 63) * 3, (31 * 64 + 63) * 3 + 3)]).toEqual([0, 0, 255]);
     expect(readWorkflowFromPng(png)).toEqual(workflow);
+
+    // The PNG carries its workflow, so it runs as the workflow itself (its pictures are found next to the JSON's).
+    await writeFile(path.join(out, "picture.png"), await readFile(path.join(dir, "picture.png")));
+    const again = await cli(["run", written[0], "--out", path.join(dir, "again"), "--data", path.join(dir, "data")]);
+    expect(again.code, again.stderr).toBe(0);
+    const rerun = await sharp(await readFile(again.stdout.trim())).raw().toBuffer();
+    expect(Buffer.compare(rerun, data)).toBe(0);
+    await expect(cli(["run", path.join(dir, "picture.png")])).resolves.toMatchObject({ code: 2, stderr: expect.stringMatching(/PNG without a Maskflow workflow/) });
   });
 
   it("applies --set overrides and reports a node's error with a non-zero exit", async () => {
