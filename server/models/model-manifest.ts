@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { writeFileAtomic } from "../storage/atomic-write.ts";
+import { readTextIfPresent } from "../storage/read-text-if-present.ts";
 
 /** Written last by `models pull`: its presence means every listed file was downloaded and verified. */
 export const MANIFEST_NAME = ".maskflow-model.json";
@@ -27,13 +27,8 @@ export async function writeManifest(modelDir: string, manifest: ModelManifest): 
 
 /** The folder's manifest, undefined when there is none; throws when it exists but is not one. */
 export async function readManifest(modelDir: string): Promise<ModelManifest | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path.join(modelDir, MANIFEST_NAME), "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
+  const text = await readTextIfPresent(path.join(modelDir, MANIFEST_NAME));
+  if (text === undefined) return undefined;
   const parsed = ManifestSchema.safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(`${path.join(modelDir, MANIFEST_NAME)} is not a Maskflow model manifest: ${parsed.error.message}`);
   return parsed.data;

@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
 import type { NodeOutputRecord } from "../executor/execution-event.ts";
 import type { JobStatus } from "../executor/executor.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
+import { readTextIfPresent } from "./read-text-if-present.ts";
 
 export interface HistoryEntry {
   readonly id: string;
@@ -33,13 +33,8 @@ export class HistoryStore {
   ) {}
 
   async load(): Promise<this> {
-    let text: string;
-    try {
-      text = await readFile(this.file, "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return this;
-      throw error;
-    }
+    const text = await readTextIfPresent(this.file);
+    if (text === undefined) return this;
     try {
       const parsed = JSON.parse(text) as { entries?: HistoryEntry[] };
       for (const entry of parsed.entries ?? []) this.#entries.set(entry.id, entry);

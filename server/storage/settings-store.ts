@@ -3,9 +3,10 @@
  * `DATA/settings.json`, readable by its owner only, written atomically.
  */
 import { readFileSync, statSync } from "node:fs";
-import { chmod, readFile } from "node:fs/promises";
+import { chmod } from "node:fs/promises";
 import { z } from "zod";
 import { writeFileAtomic } from "./atomic-write.ts";
+import { readTextIfPresent } from "./read-text-if-present.ts";
 
 const settingsSchema = z.strictObject({
   segmindApiKey: z.string().min(1).max(512).optional(),
@@ -27,13 +28,8 @@ export class SettingsStore {
   ) {}
 
   async load(): Promise<this> {
-    let text: string;
-    try {
-      text = await readFile(this.file, "utf8");
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return this;
-      throw error;
-    }
+    const text = await readTextIfPresent(this.file);
+    if (text === undefined) return this;
     const parsed = settingsSchema.safeParse(JSON.parse(text));
     if (!parsed.success) {
       throw new Error(`settings file ${this.file} is not valid: ${parsed.error.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`).join("; ")}`);
