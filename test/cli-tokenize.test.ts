@@ -1,12 +1,12 @@
 import { describe, it, expect, afterEach } from "vitest";
-import { existsSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { Writable } from "node:stream";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { tokenizeCommand } from "../server/cli/tokenize-command.ts";
+import { CLIP_VOCABULARY_DIR } from "../server/engines/onnx/clip-vocabulary.ts";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const vocabDir = path.resolve(repoRoot, "../shared/data/clip-tokenizer");
+const vocabDir = CLIP_VOCABULARY_DIR;
 
 class Collector extends Writable {
   text = "";
@@ -53,23 +53,37 @@ describe("maskflow tokenize", () => {
     expect(stderr).toMatch(/truncated: 5 tokens cut/);
   });
 
-  it("defaults to $MASKFLOW_MODEL_DIR/tokenizer", async () => {
-    process.env.MASKFLOW_MODEL_DIR = path.resolve(vocabDir, "../no-such-model");
-    const { code, stderr } = await run(["a cat"]);
-    expect(code).toBe(2);
-    expect(stderr).toContain(path.join(process.env.MASKFLOW_MODEL_DIR, "tokenizer"));
-    expect(stderr).toMatch(/--tokenizer/);
+  it("works on a fresh install: without a model it uses the CLIP vocabulary shipped with Maskflow", async () => {
+    const empty = await mkdtemp(path.join(tmpdir(), "maskflow-no-model-"));
+    try {
+      process.env.MASKFLOW_MODEL_DIR = path.join(empty, "sd15-inpainting");
+      const { code, stdout, stderr } = await run(["a photo of a cat"]);
+      expect(stderr).toBe("");
+      expect(code).toBe(0);
+      expect((JSON.parse(stdout) as { ids: number[] }).ids.slice(0, 7)).toEqual([49406, 320, 1125, 539, 320, 2368, 49407]);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
   });
 
-  it("falls back to models/sd15-inpainting when MASKFLOW_MODEL_DIR is unset", async () => {
-    delete process.env.MASKFLOW_MODEL_DIR;
-    const defaultDir = path.join("models", "sd15-inpainting", "tokenizer");
-    const { code, stderr } = await run(["a cat"]);
-    if (existsSync(defaultDir)) {
-      expect(code).toBe(0); // a model has been installed in this checkout
-    } else {
-      expect(code).toBe(2);
-      expect(stderr).toContain(defaultDir);
+  it("uses the model's own tokenizer/ when $MASKFLOW_MODEL_DIR has one", async () => {
+    // A vocabulary that differs from CLIP's shows which folder was read: "cat</w>" gets another id.
+    const model = await mkdtemp(path.join(tmpdir(), "maskflow-own-tokenizer-"));
+    try {
+      const vocab = JSON.parse(await readFile(path.join(vocabDir, "vocab.json"), "utf8")) as Record<string, number>;
+      const catId = vocab["cat</w>"]!;
+      const dogId = vocab["dog</w>"]!;
+      vocab["cat</w>"] = dogId;
+      vocab["dog</w>"] = catId;
+      await mkdir(path.join(model, "tokenizer"));
+      await writeFile(path.join(model, "tokenizer", "vocab.json"), JSON.stringify(vocab));
+      await copyFile(path.join(vocabDir, "merges.txt"), path.join(model, "tokenizer", "merges.txt"));
+      process.env.MASKFLOW_MODEL_DIR = model;
+      const { code, stdout } = await run(["cat"]);
+      expect(code).toBe(0);
+      expect((JSON.parse(stdout) as { ids: number[] }).ids[1]).toBe(dogId);
+    } finally {
+      await rm(model, { recursive: true, force: true });
     }
   });
 

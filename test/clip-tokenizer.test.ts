@@ -2,11 +2,10 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { mkdtemp, mkdir, writeFile, copyFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { ClipTokenizer, cleanText, unescapeHtml } from "../server/engines/onnx/clip-tokenizer.ts";
+import { CLIP_VOCABULARY_DIR } from "../server/engines/onnx/clip-vocabulary.ts";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const vocabDir = path.resolve(repoRoot, "../shared/data/clip-tokenizer");
+const vocabDir = CLIP_VOCABULARY_DIR;
 
 const BOS = 49406;
 const EOS = 49407;

@@ -106,6 +106,21 @@ describe("local ONNX engine on the tiny models", () => {
     expect(Buffer.from(a.images[0].data).equals(Buffer.from(euler.images[0].data))).toBe(false);
   });
 
+
+  it("runs a model folder without tokenizer/ on the CLIP vocabulary Maskflow ships, with the same pixels", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-no-tokenizer-"));
+    const local = new OnnxEngine({ threads: 1 });
+    try {
+      await cp(models.fp32, dir, { recursive: true });
+      await rm(path.join(dir, "tokenizer"), { recursive: true });
+      const own = await engine.inpaint(request(), { modelDir: models.fp32 });
+      const shipped = await local.inpaint(request(), { modelDir: dir });
+      expect(Buffer.from(shipped.images[0].data).equals(Buffer.from(own.images[0].data))).toBe(true);
+    } finally {
+      await local.release();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
   it("runs every scheduler of the Segmind API", async () => {
     const seen = new Set<string>();
     for (const scheduler of SCHEDULER_NAMES) {

@@ -5,6 +5,7 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ClipTokenizer } from "../engines/onnx/clip-tokenizer.ts";
+import { tokenizerFolderOf } from "../engines/onnx/clip-vocabulary.ts";
 
 export interface CommandIo {
   stdout: NodeJS.WritableStream;
@@ -14,7 +15,7 @@ export interface CommandIo {
 const USAGE = 'usage: maskflow tokenize [--tokenizer DIR] "TEXT"';
 const DEFAULT_MODEL_DIR = "models/sd15-inpainting";
 
-/** Exit codes: 0 done, 2 bad usage or tokenizer folder missing, 1 tokenizer files unusable. */
+/** Exit codes: 0 done, 2 bad usage or the named tokenizer folder missing, 1 tokenizer files unusable. */
 export async function tokenizeCommand(args: string[], io: CommandIo): Promise<number> {
   let parsed: ReturnType<typeof parseTokenizeArgs>;
   try {
@@ -24,7 +25,10 @@ export async function tokenizeCommand(args: string[], io: CommandIo): Promise<nu
     return 2;
   }
   if (parsed.help) {
-    io.stdout.write(`${USAGE}\n  --tokenizer DIR  folder with vocab.json and merges.txt (default: $MASKFLOW_MODEL_DIR/tokenizer)\n`);
+    io.stdout.write(
+      `${USAGE}\n  --tokenizer DIR  folder with vocab.json and merges.txt (default: the model's tokenizer/ in ` +
+        "$MASKFLOW_MODEL_DIR or models/sd15-inpainting, else CLIP's vocabulary shipped with Maskflow, as the engine does)\n",
+    );
     return 0;
   }
   if (parsed.text === undefined) {
@@ -32,12 +36,11 @@ export async function tokenizeCommand(args: string[], io: CommandIo): Promise<nu
     return 2;
   }
 
-  const dir = parsed.tokenizer ?? path.join(process.env.MASKFLOW_MODEL_DIR || DEFAULT_MODEL_DIR, "tokenizer");
+  // The engine falls back to the shipped vocabulary when a model has no tokenizer/, so this does too;
+  // only a folder the user named must exist.
+  const dir = parsed.tokenizer ?? (await tokenizerFolderOf(process.env.MASKFLOW_MODEL_DIR || DEFAULT_MODEL_DIR));
   if (!(await isDirectory(dir))) {
-    io.stderr.write(
-      `tokenizer folder not found: ${dir}\n` +
-        "pass --tokenizer DIR (a folder with vocab.json and merges.txt) or set MASKFLOW_MODEL_DIR\n",
-    );
+    io.stderr.write(`tokenizer folder not found: ${dir}\n--tokenizer DIR must be a folder with vocab.json and merges.txt\n`);
     return 2;
   }
 

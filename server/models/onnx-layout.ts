@@ -26,15 +26,16 @@ export function isNeededFile(filePath: string): boolean {
   }
 }
 
-/** Files without which the pipeline cannot load; a repository lacking one is not an ONNX SD export. */
+/**
+ * Files without which the pipeline cannot load; a repository lacking one is not an ONNX SD export.
+ * tokenizer/ is not among them: every SD 1.5 model uses CLIP's vocabulary, which Maskflow ships.
+ */
 export const REQUIRED_FILES = [
   "model_index.json",
   "text_encoder/model.onnx",
   "unet/model.onnx",
   "vae_encoder/model.onnx",
   "vae_decoder/model.onnx",
-  "tokenizer/vocab.json",
-  "tokenizer/merges.txt",
   "scheduler/scheduler_config.json",
 ] as const;
 

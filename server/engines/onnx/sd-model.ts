@@ -7,7 +7,8 @@ import { readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { REQUIRED_FILES } from "../../models/onnx-layout.ts";
-import { ClipTokenizer } from "./clip-tokenizer.ts";
+import type { ClipTokenizer } from "./clip-tokenizer.ts";
+import { loadModelTokenizer } from "./clip-vocabulary.ts";
 import { type DeviceName, ModelLoadError, OnnxSession, type ValueSpec } from "./onnx-session.ts";
 
 export interface SdModelInfo {
@@ -83,7 +84,7 @@ export async function loadSdModel(
     sessions.push(vaeEncoder);
     const vaeDecoder = await open("vae_decoder/model.onnx");
     sessions.push(vaeDecoder);
-    const tokenizer = await ClipTokenizer.fromFolder(path.join(root, "tokenizer"));
+    const tokenizer = await loadModelTokenizer(root);
 
     const inputIds = expectOne(textEncoder, "input", ["input_ids"], ["int32", "int64"]);
     const hidden = expectOne(textEncoder, "output", ["last_hidden_state"], ["float32", "float16"]);
