@@ -13,6 +13,7 @@ import type { NodeRegistry } from "../nodes/registry.ts";
 import { createBuiltinRegistry } from "../nodes/index.ts";
 import { Executor } from "./executor/executor.ts";
 import { parseApiKeys } from "./http/api-keys.ts";
+import { consoleLog, type ServerLog } from "./logging/server-log.ts";
 import { createApp } from "./http/app.ts";
 import { segmindRoutes } from "./http/routes/segmind-routes.ts";
 import { WebSocketHub } from "./http/websocket-hub.ts";
@@ -51,6 +52,8 @@ export interface ServerOptions {
   readonly allowedUrlAddresses?: readonly string[];
   /** Unloads the engines' models (POST /api/free); they load again on next use. */
   readonly releaseModels?: () => Promise<void>;
+  /** Where the server's own lines go (default: the console, prefixed "maskflow:"). */
+  readonly log?: ServerLog;
   /** Engine availability shown at start-up and in GET /api/system. */
   readonly engineStatus?: () => Record<string, unknown>;
 }
@@ -69,6 +72,7 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const host = options.host ?? "127.0.0.1";
+  const log = options.log ?? consoleLog;
   const shippedWorkflows = options.shippedWorkflowsDir ?? path.join(PROJECT_ROOT, "workflows");
   const folders = await new DataFolders(options.dataDir ?? path.join(process.cwd(), "data"), {
     extraInputRoots: [shippedWorkflows],
@@ -83,17 +87,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     storage: folders,
     engines: options.engines,
     cacheBytes: options.cacheBytes,
-    logger: { info: (m) => console.log(`maskflow: ${m}`), warn: (m) => console.warn(`maskflow: ${m}`) },
+    logger: log,
   });
   const limits = { maxPending: options.maxPending, maxPendingPerClient: options.maxPendingPerClient };
   const queue: JobQueuePort = options.redisUrl
-    ? await BullMqJobQueue.open({ redisUrl: options.redisUrl, executor, history, ...limits })
-    : new JobQueue({ executor, history, ...limits });
+    ? await BullMqJobQueue.open({ redisUrl: options.redisUrl, executor, history, log, ...limits })
+    : new JobQueue({ executor, history, log, ...limits });
   const library = new WorkflowLibrary(shippedWorkflows, folders.workflows);
   const settings = options.settings ?? (await new SettingsStore(folders.settingsFile).load());
   const apiKeys = options.apiKeys ?? parseApiKeys(process.env.MASKFLOW_API_KEYS);
   const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
   const app = createApp({
+    log,
     registry,
     queue,
     history,
@@ -110,6 +115,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         apiKeys,
         allowPrivateUrls: options.allowPrivateUrls ?? process.env.MASKFLOW_ALLOW_PRIVATE_URLS === "1",
         allowedUrlAddresses: options.allowedUrlAddresses,
+        log,
       }),
     ],
     free: async ({ models, cache }) => {
@@ -119,7 +125,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     system: () => ({ name: "maskflow", version, engines: options.engineStatus?.() ?? {}, queue: queue.status() }),
   });
   const httpServer = createServer(app);
-  const hub = new WebSocketHub(httpServer, queue, apiKeys);
+  const hub = new WebSocketHub(httpServer, queue, apiKeys, log);
   httpServer.listen(options.port ?? 8188, host);
   try {
     await once(httpServer, "listening");

@@ -18,7 +18,8 @@ import { DataFolders } from "../server/storage/data-folders.ts";
 import { HistoryStore } from "../server/storage/history-store.ts";
 import { ensureTinyModels } from "./fixtures/make-tiny-models.ts";
 import { startTestRedis, type TestRedis } from "./helpers/redis-server.ts";
-import { api, startTestServer } from "./helpers/test-server.ts";
+import { RecordingLog } from "./helpers/recording-log.ts";
+import { api, startTestServer, type TestServer } from "./helpers/test-server.ts";
 import { spawnWorker, type WorkerProcess } from "./helpers/worker-process.ts";
 import { connectClient } from "./helpers/ws-client.ts";
 
@@ -28,7 +29,7 @@ const WORKER_TIMING = ["--lock-duration", "4000", "--stalled-interval", "1000"];
 
 let redis: TestRedis;
 let dataDir: string;
-let server: RunningServer;
+let server: TestServer;
 let modelDir: string;
 const workers: WorkerProcess[] = [];
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -140,6 +141,7 @@ describe("BullMQ queue without workers", () => {
     cleanups.push(() => rm(folders.root, { recursive: true, force: true }));
     const queue = await BullMqJobQueue.open({
       redisUrl: redis.url,
+      log: new RecordingLog(), // it stays open through the Redis outage below, whose lines that test asserts
       queueName: "no-workers",
       executor: new Executor({ registry: createBuiltinRegistry(), storage: folders }),
       history: await new HistoryStore(folders.historyFile).load(),
@@ -181,6 +183,7 @@ describe("BullMQ queue limits under a burst", () => {
     cleanups.push(() => rm(folders.root, { recursive: true, force: true }));
     const queue = await BullMqJobQueue.open({
       redisUrl: redis.url,
+      log: new RecordingLog(),
       queueName: "burst",
       executor: new Executor({ registry: createBuiltinRegistry(), storage: folders }),
       history: await new HistoryStore(folders.historyFile).load(),
@@ -326,5 +329,11 @@ describe("BullMQ queue with maskflow workers", () => {
     // And the queue works again afterwards.
     const after = await submit(resizeWorkflow(100));
     expect((await waitAll([after], 15_000))[0].status).toBe("success");
+    // The outage is told once per connection, in one line each, not a stack trace per request.
+    const lines = server.log.text();
+    expect(lines).toMatch(/redis queue: .*ECONN(RESET|REFUSED)/);
+    expect(lines).toMatch(/redis queue: reconnected to Redis/);
+    expect(lines).toMatch(/POST \/api\/prompt: 503 queue_unavailable: could not queue the job/);
+    expect(lines).not.toMatch(/\n\s+at /);
   });
 });

@@ -47,8 +47,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
   await keyed?.close();
-  bigImageServer?.closeAllConnections();
-  await new Promise((resolve) => bigImageServer?.close(resolve));
+  // Each step guards its own part: when setup failed half-way, what was never started must not hang the close.
+  if (bigImageServer) {
+    bigImageServer.closeAllConnections();
+    await new Promise((resolve) => bigImageServer.close(resolve));
+  }
   await engine?.release();
 });
 

@@ -6,10 +6,10 @@ import { SegmindClient } from "../server/engines/segmind/segmind-client.ts";
 import type { RunningServer } from "../server/maskflow-server.ts";
 import { SettingsStore, segmindKeyFrom } from "../server/storage/settings-store.ts";
 import { type FakeSegmind, startFakeSegmind } from "./helpers/fake-segmind.ts";
-import { api, startTestServer } from "./helpers/test-server.ts";
+import { api, startTestServer, type TestServer } from "./helpers/test-server.ts";
 
 let fake: FakeSegmind;
-let server: RunningServer;
+let server: TestServer;
 let settingsFile: string;
 const environmentKey = process.env.SEGMIND_API_KEY;
 
@@ -45,6 +45,7 @@ describe("settings: the Segmind key set from the editor", () => {
     const without = await runSegmindWorkflow();
     expect(without.status).toBe("error");
     expect(without.error?.message).toMatch(/SEGMIND_API_KEY/);
+    expect(server.log.text("warn")).toMatch(/node 5 \(Inpaint\) failed: no Segmind API key/);
 
     const saved = await api(server, "PUT", "/api/settings", { segmindApiKey: fake.apiKey });
     expect(saved.body).toEqual({ segmindApiKey: "settings" });

@@ -15,9 +15,11 @@ import { jobsRoutes } from "./routes/jobs-routes.ts";
 import { nodesRoutes } from "./routes/nodes-routes.ts";
 import { settingsRoutes } from "./routes/settings-routes.ts";
 import { workflowsRoutes } from "./routes/workflows-routes.ts";
+import type { ServerLog } from "../logging/server-log.ts";
 import { sendError } from "./send-error.ts";
 
 export interface AppParts {
+  readonly log: ServerLog;
   readonly registry: NodeRegistry;
   readonly queue: JobQueuePort;
   readonly history: HistoryStore;
@@ -73,6 +75,6 @@ export function createApp(parts: AppParts): Express {
         .send("Maskflow API is running. The editor is not built yet: run `npm run build:client` and reload.\n");
     });
   }
-  app.use(sendError);
+  app.use(sendError(parts.log));
   return app;
 }

@@ -1,13 +1,19 @@
 import type { ErrorRequestHandler } from "express";
+import type { ServerLog } from "../logging/server-log.ts";
+import { describeFailure } from "../logging/server-log.ts";
 import { WorkflowInvalidError } from "../workflow/workflow-problem.ts";
 import { HttpError } from "./http-error.ts";
 
 /** Every failure as `{error: {code, message, details}}`, with the status the cause deserves. */
-export const sendError: ErrorRequestHandler = (error: unknown, _req, res, _next) => {
-  const { status, body, headers } = describe(error);
-  if (status >= 500) console.error("maskflow: request failed:", error);
-  res.status(status).set(headers).json({ error: body });
-};
+export function sendError(log: ServerLog): ErrorRequestHandler {
+  return (error: unknown, req, res, _next) => {
+    const { status, body, headers } = describe(error);
+    // A deliberate 5xx (Redis away, an engine missing) is one line; anything else is a bug and keeps its stack.
+    if (error instanceof HttpError && status >= 500) log.warn(`${req.method} ${req.path}: ${status} ${body.code}: ${body.message}`);
+    else if (status >= 500) log.error(`${req.method} ${req.path} failed: ${describeFailure(error)}`);
+    res.status(status).set(headers).json({ error: body });
+  };
+}
 
 function describe(error: unknown): { status: number; body: { code: string; message: string; details?: unknown }; headers: Record<string, string> } {
   if (error instanceof HttpError) {

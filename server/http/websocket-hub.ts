@@ -3,6 +3,7 @@
  * frames. A job's events go to the client that queued it (to everyone when it gave no clientId);
  * queue status goes to everyone. A client that (re)connects is sent the current status at once.
  */
+import { consoleLog, describeFailure, type ServerLog } from "../logging/server-log.ts";
 import { randomUUID } from "node:crypto";
 import type { Server } from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
@@ -17,7 +18,12 @@ export class WebSocketHub {
   // One chain for all sends keeps frames in event order even while a preview is being JPEG-encoded.
   #sending: Promise<void> = Promise.resolve();
 
-  constructor(httpServer: Server, readonly queue: JobQueuePort, apiKeys: readonly string[] = []) {
+  constructor(
+    httpServer: Server,
+    readonly queue: JobQueuePort,
+    apiKeys: readonly string[] = [],
+    private readonly log: ServerLog = consoleLog,
+  ) {
     this.#server = new WebSocketServer({
       server: httpServer,
       path: "/ws",
@@ -67,7 +73,7 @@ export class WebSocketHub {
       .then((payload) => {
         for (const socket of targets) if (socket.readyState === WebSocket.OPEN) socket.send(payload);
       })
-      .catch((error: unknown) => console.error("maskflow: websocket send failed:", error));
+      .catch((error: unknown) => this.log.error(`websocket send failed: ${describeFailure(error)}`));
   }
 
   async close(): Promise<void> {

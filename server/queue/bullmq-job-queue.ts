@@ -13,6 +13,7 @@
  *   wait, and another worker runs them. A job that failed in a node or in validation is a normal
  *   result (status "error") and is never retried.
  */
+import { consoleLog, type ServerLog } from "../logging/server-log.ts";
 import { randomUUID } from "node:crypto";
 import { type Job, Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
@@ -47,6 +48,7 @@ import {
 } from "./redis-events.ts";
 
 export interface BullMqJobQueueOptions {
+  readonly log?: ServerLog;
   readonly redisUrl: string;
   /** Validates workflows before they are queued (the workers validate again, against their registry). */
   readonly executor: Executor;
@@ -72,6 +74,7 @@ type MaskflowJob = Job<MaskflowJobData, MaskflowJobReturn>;
 
 export class BullMqJobQueue implements JobQueuePort {
   readonly queueName: string;
+  readonly #log: ServerLog;
   readonly #executor: Executor;
   readonly #history: HistoryStore;
   readonly #maxPending: number;
@@ -105,6 +108,7 @@ export class BullMqJobQueue implements JobQueuePort {
   }
 
   private constructor(options: BullMqJobQueueOptions) {
+    this.#log = options.log ?? consoleLog;
     this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
     this.#executor = options.executor;
     this.#history = options.history;
@@ -121,7 +125,7 @@ export class BullMqJobQueue implements JobQueuePort {
   }
 
   async #start(): Promise<void> {
-    const logError = oncePerOutage(this.#connection, (message) => console.warn(`maskflow: redis queue: ${message}`));
+    const logError = oncePerOutage(this.#connection, (message) => this.#log.warn(`redis queue: ${message}`));
     this.#queue.on("error", logError);
     this.#queueEvents.on("error", logError);
     this.#queueEvents.on("completed", ({ jobId }) => void this.#record(jobId));
@@ -134,7 +138,7 @@ export class BullMqJobQueue implements JobQueuePort {
       try {
         decoded = decodeEventMessage(message);
       } catch (error) {
-        console.warn(`maskflow: ignored a malformed event from a worker: ${(error as Error).message}`);
+        this.#log.warn(`ignored a malformed event from a worker: ${(error as Error).message}`);
         return;
       }
       this.#emit(decoded.event, decoded.job);
@@ -364,7 +368,7 @@ export class BullMqJobQueue implements JobQueuePort {
       const finished = await this.#queue.getJobs(["completed", "failed"], 0, SWEEP_PAGE - 1, true);
       for (const job of finished) if (job.id) await this.#record(job.id);
     } catch (error) {
-      console.warn(`maskflow: could not sweep finished jobs: ${(error as Error).message}`);
+      this.#log.warn(`could not sweep finished jobs: ${(error as Error).message}`);
     }
   }
 
@@ -386,13 +390,13 @@ export class BullMqJobQueue implements JobQueuePort {
       try {
         await this.#history.add(entry);
       } catch (error) {
-        console.error(`maskflow: could not write history for job ${jobId}: ${(error as Error).message}`);
+        this.#log.error(`could not write history for job ${jobId}: ${(error as Error).message}`);
         return;
       }
       this.#waiters.settle(entry);
       await job.remove().catch(() => {});
     } catch (error) {
-      console.warn(`maskflow: could not record job ${jobId}: ${(error as Error).message}`);
+      this.#log.warn(`could not record job ${jobId}: ${(error as Error).message}`);
     } finally {
       this.#recording.delete(jobId);
     }

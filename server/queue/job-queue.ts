@@ -2,6 +2,7 @@
  * The embedded queue: FIFO (higher priority first), bounded, one job at a time, each finished job
  * recorded in history. Events of the running job go to every subscriber (the WebSocket hub).
  */
+import { consoleLog, describeFailure, type ServerLog } from "../logging/server-log.ts";
 import { randomUUID } from "node:crypto";
 import type { Executor, JobResult } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
@@ -11,6 +12,7 @@ import type { EnqueueOptions, EnqueueResult, JobQueuePort, QueuedJob, QueueEvent
 import { clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
 
 export interface JobQueueOptions {
+  readonly log?: ServerLog;
   readonly executor: Executor;
   readonly history: HistoryStore;
   /** Pending jobs allowed at once; one more is a 429. */
@@ -20,6 +22,7 @@ export interface JobQueueOptions {
 }
 
 export class JobQueue implements JobQueuePort {
+  readonly #log: ServerLog;
   readonly #executor: Executor;
   readonly #history: HistoryStore;
   readonly #maxPending: number;
@@ -32,6 +35,7 @@ export class JobQueue implements JobQueuePort {
   #idle: Promise<void> = Promise.resolve();
 
   constructor(options: JobQueueOptions) {
+    this.#log = options.log ?? consoleLog;
     this.#executor = options.executor;
     this.#history = options.history;
     this.#waiters = new FinishedJobWaiters(options.history);
@@ -162,7 +166,7 @@ export class JobQueue implements JobQueuePort {
       // The executor turns node failures into results, so only a bug (a listener that threw) lands here:
       // record it like a failed job, so its waiters answer and the queue goes on instead of an unhandled rejection.
       const message = error instanceof Error ? error.message : String(error);
-      console.error(`maskflow: job ${job.id} stopped unexpectedly: ${message}`);
+      this.#log.error(`job ${job.id} stopped unexpectedly: ${describeFailure(error)}`);
       result = { status: "error", outputs: {}, executed: [], cached: [], error: { message } };
     }
     const finished = Date.now();
@@ -185,7 +189,7 @@ export class JobQueue implements JobQueuePort {
       await this.#history.add(entry);
     } catch (error) {
       // The job's outputs are on disk already; a failed history write must not stop the queue.
-      console.error(`maskflow: could not write history for job ${job.id}: ${(error as Error).message}`);
+      this.#log.error(`could not write history for job ${job.id}: ${(error as Error).message}`);
     }
     this.#waiters.settle(entry);
   }

@@ -3,11 +3,16 @@ import os from "node:os";
 import path from "node:path";
 import type { NodeRegistry } from "../../nodes/registry.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../../server/maskflow-server.ts";
+import { RecordingLog } from "./recording-log.ts";
 
-/** A real Maskflow server on 127.0.0.1, a free port and a fresh data folder. */
-export async function startTestServer(options: Partial<ServerOptions> & { registry?: NodeRegistry } = {}): Promise<RunningServer> {
+export type TestServer = RunningServer & { readonly log: RecordingLog };
+
+/** A real Maskflow server on 127.0.0.1, a free port and a fresh data folder; its lines are kept in `log`, not printed. */
+export async function startTestServer(options: Partial<ServerOptions> & { registry?: NodeRegistry } = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), "maskflow-server-")));
-  return startServer({ host: "127.0.0.1", port: 0, ...options, dataDir });
+  const log = new RecordingLog();
+  const server = await startServer({ host: "127.0.0.1", port: 0, log, ...options, dataDir });
+  return Object.assign(server, { log });
 }
 
 /** JSON request against the server; returns status, headers and the parsed body. */

@@ -3,6 +3,7 @@
  * against a Maskflow server by changing only the URL. The request becomes a workflow of ordinary
  * nodes on the same queue and local engine as everything else (it shows in the queue and history).
  */
+import type { ServerLog } from "../../logging/server-log.ts";
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -27,6 +28,7 @@ export interface SegmindRouteOptions {
   readonly allowPrivateUrls: boolean;
   /** Exact addresses image URLs may use even when private ones are refused (tests). */
   readonly allowedUrlAddresses?: readonly string[];
+  readonly log: ServerLog;
 }
 
 const SAVE_NODE = "6";
@@ -59,7 +61,7 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
         if (res.writableFinished) return;
         abandoned = true;
         // Do not spend the engine on an answer nobody reads.
-        if (queued) void abandonJob(options.queue, queued);
+        if (queued) void abandonJob(options.queue, queued, options.log);
       });
       const [image, mask] = await Promise.all(
         (["image", "mask"] as const).map(async (field) => {
@@ -112,11 +114,11 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
 }
 
 /** Cancels the job if it still waits, stops it if it runs; on the Redis queue either may fail (503), which must not crash the server. */
-async function abandonJob(queue: JobQueuePort, jobId: string): Promise<void> {
+async function abandonJob(queue: JobQueuePort, jobId: string, log: ServerLog): Promise<void> {
   const outcomes = await Promise.allSettled([queue.cancel([jobId]), queue.interrupt(jobId)]);
   for (const outcome of outcomes) {
     if (outcome.status === "rejected") {
-      console.warn(`maskflow: could not stop abandoned Segmind job ${jobId}: ${(outcome.reason as Error)?.message ?? outcome.reason}`);
+      log.warn(`could not stop abandoned Segmind job ${jobId}: ${(outcome.reason as Error)?.message ?? outcome.reason}`);
     }
   }
 }
