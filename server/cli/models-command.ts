@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { SingleBar } from "cli-progress";
 import { DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION } from "../models/default-model.ts";
 import { HubClient } from "../models/hub-client.ts";
-import { formatBytes, listModels, verifyModel } from "../models/inspect-models.ts";
+import { describeModelSource, formatBytes, listModels, verifyModel } from "../models/inspect-models.ts";
 import { isSafeModelName, modelNameFromRepo, resolveModelsDir } from "../models/models-folder.ts";
 import { type PullEvent, pullModel } from "../models/pull-model.ts";
 import type { CliIo } from "./main.ts";
@@ -12,6 +12,8 @@ const USAGE = [
   "usage: maskflow models pull [REPO] [--revision REV] [--name NAME] [--models DIR]",
   "       maskflow models list [--models DIR]",
   "       maskflow models verify [NAME|DIR] [--models DIR]",
+  "",
+  "list judges each folder by its files and sizes; verify also opens its sessions and re-hashes a pulled model.",
   "",
   `REPO defaults to ${DEFAULT_MODEL_REPO} (revision ${DEFAULT_MODEL_REVISION}). DIR defaults to $MASKFLOW_MODELS_DIR or ./models.`,
   "HF_ENDPOINT and HF_TOKEN are honoured as in huggingface_hub.",
@@ -102,10 +104,16 @@ async function list(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: stri
   }
   const width = Math.max(...models.map((m) => m.name.length));
   for (const model of models) {
-    const source = model.repo ? `  ${model.repo}@${model.revision}` : "";
-    const why = model.reason ? `  (${model.reason})` : "";
-    io.stdout.write(`${model.name.padEnd(width)}  ${model.status.padEnd(10)}  ${formatBytes(model.bytes).padStart(9)}${source}${why}\n`);
+    const source = describeModelSource(model.kind, model.repo ? { repo: model.repo, revision: model.revision ?? "", commit: model.commit ?? null } : undefined);
+    const judged = model.problems.length
+      ? `${model.problems.length} problem(s)`
+      : model.kind === "pulled"
+        ? "layout ok, sizes match the manifest"
+        : "layout ok";
+    io.stdout.write(`${model.name.padEnd(width)}  ${model.status.padEnd(10)}  ${formatBytes(model.bytes).padStart(9)}  ${source}: ${judged}\n`);
+    for (const problem of model.problems) io.stdout.write(`  - ${problem.path}: ${problem.detail}\n`);
   }
+  io.stdout.write("(list checks the files and their sizes only; `maskflow models verify` re-hashes pulled files and opens the sessions)\n");
   return 0;
 }
 
@@ -126,12 +134,15 @@ async function verify(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: st
   let failed = false;
   for (const modelDir of targets) {
     const result = await verifyModel(modelDir);
+    const source = describeModelSource(result.kind, result.manifest);
     if (result.problems.length) {
       failed = true;
-      io.stderr.write(`${modelDir}: ${result.problems.length} problem(s)\n`);
+      const notOpened = result.sessionsOpened ? "" : "; sessions not opened until the files are fixed";
+      io.stderr.write(`${modelDir}: ${result.problems.length} problem(s) (${source}${notOpened})\n`);
       for (const problem of result.problems) io.stderr.write(`  - ${problem.path}: ${problem.detail}\n`);
     } else {
-      io.stdout.write(`${modelDir}: ok (${result.checkedFiles} files verified)\n`);
+      const checksums = result.manifest ? `checksums ok (${result.checkedFiles} files), ` : "";
+      io.stdout.write(`${modelDir}: ok: ${source}: ${checksums}layout ok, sessions open\n`);
     }
   }
   return failed ? 1 : 0;

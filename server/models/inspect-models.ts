@@ -1,57 +1,111 @@
+/**
+ * Judging model folders for `maskflow models list` and `verify`. Every folder is judged by its layout (the
+ * files the engine opens); `verify` also opens its sessions; a pulled folder (one with a pull manifest) is also
+ * judged by the sizes (list) or re-hashed checksums (verify) of the files the manifest records.
+ */
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { sha256OfFile } from "./file-digest.ts";
-import { type ModelManifest, readManifest } from "./model-manifest.ts";
-import { missingRequiredFiles } from "./onnx-layout.ts";
+import { checkModelLayout, type FolderProblem, partialDownloads } from "./model-layout.ts";
+import { MANIFEST_NAME, type ManifestFile, type ModelManifest, readManifest } from "./model-manifest.ts";
+import { checkModelSessions } from "./model-sessions.ts";
 
-export type FileProblem = { path: string; problem: "missing" | "size" | "checksum"; detail: string };
+/**
+ * pulled: `models pull` finished and wrote its manifest. exported: no manifest and no partial download (an
+ * optimum-cli export, a copied folder). unfinished-pull: no manifest yet, partial downloads present.
+ * bad-manifest: a manifest that cannot be read.
+ */
+export type ModelKind = "pulled" | "exported" | "unfinished-pull" | "bad-manifest";
+
+interface ModelSource {
+  readonly kind: ModelKind;
+  readonly manifest: ModelManifest | undefined;
+  readonly problems: FolderProblem[];
+}
+
+async function readSource(modelDir: string): Promise<ModelSource> {
+  try {
+    const manifest = await readManifest(modelDir);
+    if (manifest) return { kind: "pulled", manifest, problems: [] };
+  } catch (error) {
+    const detail = `not a Maskflow pull manifest (${error instanceof Error ? error.message : String(error)}); re-run \`maskflow models pull\`, or delete it to judge the folder as an export`;
+    return { kind: "bad-manifest", manifest: undefined, problems: [{ path: MANIFEST_NAME, detail }] };
+  }
+  const unfinished = (await partialDownloads(modelDir)).length > 0;
+  return { kind: unfinished ? "unfinished-pull" : "exported", manifest: undefined, problems: [] };
+}
+
+/** "pulled from ORG/REPO@rev (commit …)", "exported folder (no pull manifest)", … */
+export function describeModelSource(kind: ModelKind, manifest: Pick<ModelManifest, "repo" | "revision" | "commit"> | undefined): string {
+  switch (kind) {
+    case "pulled":
+      return `pulled from ${manifest?.repo}@${manifest?.revision}${manifest?.commit ? ` (commit ${manifest.commit.slice(0, 12)})` : ""}`;
+    case "exported":
+      return "exported folder (no pull manifest)";
+    case "unfinished-pull":
+      return "unfinished pull (no pull manifest yet)";
+    case "bad-manifest":
+      return "folder with an unreadable pull manifest";
+  }
+}
 
 export interface ModelVerification {
   readonly modelDir: string;
+  readonly kind: ModelKind;
   readonly manifest: ModelManifest | undefined;
+  /** Files re-hashed against the manifest (0 without one). */
   readonly checkedFiles: number;
-  /** Empty when every file the manifest lists is present with its recorded size and sha256. */
-  readonly problems: readonly FileProblem[];
+  /** Whether the sessions were opened: not while files they need are missing or malformed. */
+  readonly sessionsOpened: boolean;
+  /** One per problem, layout first, then checksums, then the first thing the session loader stopped at. */
+  readonly problems: readonly FolderProblem[];
 }
 
-/** Re-hashes every file of a pulled model against its manifest and reports each one that is missing or differs. */
+/** The thorough check: layout, checksums of a pulled model (re-hashed), and the engine's own session loader. */
 export async function verifyModel(modelDir: string): Promise<ModelVerification> {
-  const manifest = await readManifest(modelDir);
-  if (!manifest) {
-    return { modelDir, manifest, checkedFiles: 0, problems: [{ path: ".maskflow-model.json", problem: "missing", detail: "no manifest: the pull did not finish (re-run `maskflow models pull`)" }] };
+  const source = await readSource(modelDir);
+  const layout = await checkModelLayout(modelDir);
+  const problems = [...source.problems, ...layout];
+  const reported = new Set(problems.map((problem) => problem.path));
+  for (const file of source.manifest?.files ?? []) {
+    if (reported.has(file.path)) continue;
+    const problem = await checksumProblem(modelDir, file);
+    if (problem) problems.push(problem);
   }
-  const problems: FileProblem[] = [];
-  for (const file of manifest.files) {
-    const filePath = path.join(modelDir, file.path);
-    let size: number;
-    try {
-      size = (await stat(filePath)).size;
-    } catch {
-      problems.push({ path: file.path, problem: "missing", detail: "file is missing" });
-      continue;
-    }
-    if (size !== file.size) {
-      problems.push({ path: file.path, problem: "size", detail: `size ${size}, expected ${file.size}` });
-      continue;
-    }
-    const sha256 = await sha256OfFile(filePath);
-    if (sha256 !== file.sha256) problems.push({ path: file.path, problem: "checksum", detail: `sha256 ${sha256}, expected ${file.sha256}` });
-  }
-  return { modelDir, manifest, checkedFiles: manifest.files.length, problems };
+  // A partial download does not stop the finished files from loading; a missing or malformed one does.
+  const sessionsOpened = layout.every((problem) => problem.path.endsWith(".part"));
+  if (sessionsOpened) problems.push(...(await checkModelSessions(modelDir)));
+  return { modelDir, kind: source.kind, manifest: source.manifest, checkedFiles: source.manifest?.files.length ?? 0, sessionsOpened, problems };
+}
+
+async function checksumProblem(modelDir: string, file: ManifestFile): Promise<FolderProblem | undefined> {
+  const wrongSize = await sizeProblem(modelDir, file);
+  if (wrongSize) return wrongSize;
+  const sha256 = await sha256OfFile(path.join(modelDir, file.path));
+  return sha256 === file.sha256 ? undefined : { path: file.path, detail: `sha256 ${sha256}, expected ${file.sha256} (the file changed since it was pulled)` };
+}
+
+async function sizeProblem(modelDir: string, file: ManifestFile): Promise<FolderProblem | undefined> {
+  const size = await stat(path.join(modelDir, file.path)).then((info) => info.size, () => undefined);
+  if (size === undefined) return { path: file.path, detail: `missing; the pull manifest records ${file.size} bytes` };
+  if (size !== file.size) return { path: file.path, detail: `${size} bytes; the pull manifest records ${file.size}` };
+  return undefined;
 }
 
 export interface ModelListing {
   readonly name: string;
   readonly modelDir: string;
-  /** complete: a manifest exists and lists every file the pipeline needs (sizes are checked, not hashes). */
+  readonly kind: ModelKind;
+  /** complete: the layout is whole and, for a pulled model, every file has the size the manifest records. Nothing is hashed or opened. */
   readonly status: "complete" | "incomplete";
   readonly bytes: number;
   readonly repo?: string;
   readonly revision?: string;
-  readonly reason?: string;
+  readonly commit?: string | null;
+  readonly problems: readonly FolderProblem[];
 }
 
-/** Each model folder under `modelsDir` with its status and size on disk. Cheap: sizes only, no hashing. */
+/** Each model folder under `modelsDir`, judged cheaply: layout and sizes, no hashing, no sessions. */
 export async function listModels(modelsDir: string): Promise<ModelListing[]> {
   let entries;
   try {
@@ -63,30 +117,27 @@ export async function listModels(modelsDir: string): Promise<ModelListing[]> {
   const listings: ModelListing[] = [];
   for (const entry of entries.filter((e) => e.isDirectory() && !e.name.startsWith(".")).sort((a, b) => a.name.localeCompare(b.name))) {
     const modelDir = path.join(modelsDir, entry.name);
-    const bytes = await folderSize(modelDir);
-    let manifest: ModelManifest | undefined;
-    let reason: string | undefined;
-    try {
-      manifest = await readManifest(modelDir);
-    } catch (error) {
-      reason = error instanceof Error ? error.message : String(error);
+    const source = await readSource(modelDir);
+    const problems = [...source.problems, ...(await checkModelLayout(modelDir))];
+    const reported = new Set(problems.map((problem) => problem.path));
+    for (const file of source.manifest?.files ?? []) {
+      if (reported.has(file.path)) continue;
+      const problem = await sizeProblem(modelDir, file);
+      if (problem) problems.push(problem);
     }
-    if (manifest) reason = await quickCheck(modelDir, manifest);
-    else reason ??= "no manifest (download not finished, or not pulled by maskflow)";
-    listings.push({ name: entry.name, modelDir, status: reason ? "incomplete" : "complete", bytes, repo: manifest?.repo, revision: manifest?.revision, reason });
+    listings.push({
+      name: entry.name,
+      modelDir,
+      kind: source.kind,
+      status: problems.length ? "incomplete" : "complete",
+      bytes: await folderSize(modelDir),
+      repo: source.manifest?.repo,
+      revision: source.manifest?.revision,
+      commit: source.manifest?.commit,
+      problems,
+    });
   }
   return listings;
-}
-
-async function quickCheck(modelDir: string, manifest: ModelManifest): Promise<string | undefined> {
-  const missingRequired = missingRequiredFiles(manifest.files.map((file) => file.path));
-  if (missingRequired.length) return `manifest lacks ${missingRequired.join(", ")}`;
-  for (const file of manifest.files) {
-    const size = await stat(path.join(modelDir, file.path)).then((s) => s.size, () => -1);
-    if (size < 0) return `${file.path} is missing`;
-    if (size !== file.size) return `${file.path} has size ${size}, expected ${file.size}`;
-  }
-  return undefined;
 }
 
 /** Bytes of every file under `dir`, partial downloads included (they use disk too). */

@@ -1,6 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
+import { readdir, readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { ensureTinyModels } from "../fixtures/make-tiny-models.ts";
 
 /** A file of the fake repository; `lfs` files are listed with an LFS sha256 oid and served through a redirect. */
 export interface FakeRepoFile {
@@ -51,8 +54,11 @@ export interface FakeHub {
 }
 
 export const FAKE_REPO = "fake-org/tiny-inpaint-onnx";
+/** The UNet's external data: big enough that a download can be dropped and resumed mid-file. */
 export const BIG_FILE = "unet/model.onnx_data";
 export const BIG_FILE_SIZE = 3 * 1024 * 1024 + 12345;
+/** Files of the fake repository that `models pull` must not fetch (docs, safety checker, PyTorch weights). */
+export const SKIPPED_BY_PULL = [".gitattributes", "README.md", "safety_checker/model.onnx", "unet/diffusion_pytorch_model.safetensors"] as const;
 
 function gitBlobSha1(content: Buffer): string {
   return createHash("sha1").update(`blob ${content.length}\0`).update(content).digest("hex");
@@ -62,25 +68,30 @@ function sha256(content: Buffer): string {
   return createHash("sha256").update(content).digest("hex");
 }
 
-/** The fake repository: the ONNX layout plus files `models pull` must skip (safety checker, PyTorch weights). */
-export function makeFakeRepoFiles(): FakeRepoFile[] {
-  const json = (value: unknown) => Buffer.from(JSON.stringify(value));
-  return [
+/**
+ * The fake repository: the tiny fp32 model (a real optimum-layout export, so a pulled copy opens in the engine)
+ * plus files `models pull` must skip. The UNet's external data is padded with random bytes to BIG_FILE_SIZE:
+ * the graph reads only its first bytes (offsets and lengths are recorded), and the resume tests need a file
+ * that arrives in many chunks.
+ */
+export async function makeFakeRepoFiles(): Promise<FakeRepoFile[]> {
+  const { fp32 } = await ensureTinyModels();
+  const entries = await readdir(fp32, { withFileTypes: true, recursive: true });
+  const files: FakeRepoFile[] = [];
+  for (const entry of entries.filter((e) => e.isFile() && !e.name.startsWith("."))) {
+    const filePath = path.relative(fp32, path.join(entry.parentPath, entry.name)).split(path.sep).join("/");
+    let content = await readFile(path.join(fp32, filePath));
+    if (filePath === BIG_FILE) content = Buffer.concat([content, randomBytes(BIG_FILE_SIZE - content.length)]);
+    files.push({ path: filePath, content, lfs: /\.(onnx|onnx_data|pb)$/.test(filePath) });
+  }
+  if (!files.some((file) => file.path === BIG_FILE)) throw new Error(`the tiny model at ${fp32} has no ${BIG_FILE}`);
+  const decoys: FakeRepoFile[] = [
     { path: ".gitattributes", content: Buffer.from("*.onnx filter=lfs\n"), lfs: false },
     { path: "README.md", content: Buffer.from("# tiny\n"), lfs: false },
-    { path: "model_index.json", content: json({ _class_name: "OnnxStableDiffusionInpaintPipeline" }), lfs: false },
-    { path: "scheduler/scheduler_config.json", content: json({ _class_name: "PNDMScheduler", num_train_timesteps: 1000 }), lfs: false },
-    { path: "tokenizer/vocab.json", content: json({ "a</w>": 320 }), lfs: false },
-    { path: "tokenizer/merges.txt", content: Buffer.from("#version: 0.2\na b\n"), lfs: false },
-    { path: "text_encoder/model.onnx", content: randomBytes(40_000), lfs: true },
-    { path: "unet/model.onnx", content: randomBytes(20_000), lfs: true },
-    { path: BIG_FILE, content: randomBytes(BIG_FILE_SIZE), lfs: true },
-    { path: "unet/config.json", content: json({ in_channels: 9 }), lfs: false },
-    { path: "vae_encoder/model.onnx", content: randomBytes(30_000), lfs: true },
-    { path: "vae_decoder/model.onnx", content: randomBytes(30_000), lfs: true },
     { path: "safety_checker/model.onnx", content: randomBytes(50_000), lfs: true },
     { path: "unet/diffusion_pytorch_model.safetensors", content: randomBytes(50_000), lfs: true },
   ];
+  return [...decoys, ...files].sort((a, b) => a.path.localeCompare(b.path));
 }
 
 /**
@@ -88,7 +99,7 @@ export function makeFakeRepoFiles(): FakeRepoFile[] {
  * /{repo}/resolve/{rev}/{path} (LFS files via a 302 to a CDN path, as the real hub does), with Range support.
  */
 export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?: FakeHubBehaviour } = {}): Promise<FakeHub> {
-  const files = options.files ?? makeFakeRepoFiles();
+  const files = options.files ?? (await makeFakeRepoFiles());
   const byPath = new Map(files.map((file) => [file.path, file]));
   const bySha = new Map(files.filter((f) => f.lfs).map((file) => [sha256(file.content), file]));
   const behaviour: FakeHubBehaviour = options.behaviour ?? {};
