@@ -4,6 +4,7 @@ import { createEngines } from "../engines/create-engines.ts";
 import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import { parseApiKeys } from "../http/api-keys.ts";
 import { startServer } from "../maskflow-server.ts";
+import { describeListenError } from "./listen-error.ts";
 import type { CliIo } from "./main.ts";
 
 export async function serveCommand(args: string[], io: CliIo): Promise<number> {
@@ -49,19 +50,28 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   }
   const settings = await new SettingsStore(path.join(path.resolve(values.data), "settings.json")).load();
   const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
-  const server = await startServer({
-    host: values.host,
-    port,
-    dataDir: values.data,
-    settings,
-    maxPending,
-    maxPendingPerClient,
-    redisUrl: values.redis || undefined,
-    engines: engines.nodeEngines,
-    apiKeys,
-    engineStatus: () => engines.status(),
-    releaseModels: () => engines.local.release(),
-  });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer({
+      host: values.host,
+      port,
+      dataDir: values.data,
+      settings,
+      maxPending,
+      maxPendingPerClient,
+      redisUrl: values.redis || undefined,
+      engines: engines.nodeEngines,
+      apiKeys,
+      engineStatus: () => engines.status(),
+      releaseModels: () => engines.local.release(),
+    });
+  } catch (error) {
+    await engines.dispose();
+    const line = describeListenError(error, values.host, port);
+    if (!line) throw error;
+    io.stderr.write(`maskflow serve: ${line}\n`);
+    return 1;
+  }
   io.stdout.write(`Maskflow is running at ${server.url}/\n`);
   io.stdout.write(`  data folder: ${server.folders.root}\n`);
   if (values.redis) io.stdout.write(`  queue: Redis at ${values.redis}; jobs run on \`maskflow worker --redis …\` processes\n`);

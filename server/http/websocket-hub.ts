@@ -34,6 +34,9 @@ export class WebSocketHub {
         else done(true);
       },
     });
+    // ws repeats the HTTP server's errors here; a failed listen (a busy port) is already the listener's to
+    // report, and an 'error' event nobody handles would end the process with a stack trace instead.
+    this.#server.on("error", () => {});
     this.#server.on("connection", (socket, request) => {
       const url = new URL(request.url ?? "/ws", "http://localhost");
       const clientId = url.searchParams.get("clientId") || randomUUID();
