@@ -1,8 +1,11 @@
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { HubClient } from "../server/models/hub-client.ts";
+import { HubUnreachableError, unreachableError } from "../server/models/hub-errors.ts";
 import { MANIFEST_NAME, readManifest } from "../server/models/model-manifest.ts";
 import { BIG_FILE, BIG_FILE_SIZE, type FakeHub, type FakeHubBehaviour, SKIPPED_BY_PULL, startFakeHub } from "./helpers/fake-hub.ts";
 import { runModelsCommand as models } from "./helpers/run-models-command.ts";
@@ -190,5 +193,64 @@ describe("maskflow models pull", () => {
     expect(result.code).toBe(0);
     expect(existsSync(path.join(modelsDir, "my-model", MANIFEST_NAME))).toBe(true);
     expect((await models(["pull", hub.repo, "--name", "../escape"], { env: env(hub) })).code).toBe(2);
+  });
+});
+
+describe("maskflow models pull without a reachable hub", () => {
+  /** A loopback port nothing listens on: bound by us, then closed. */
+  async function closedPort(): Promise<number> {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+    return port;
+  }
+
+  // `.invalid` is reserved (RFC 6761): no resolver delegates it, so the lookup fails at once with NXDOMAIN.
+  it("gives up at the first DNS failure, naming the hub and HF_ENDPOINT", async () => {
+    const modelsDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-models-"));
+    folders.push(modelsDir);
+    const result = await models(["pull", "org/repo", "--models", modelsDir], { env: { HF_ENDPOINT: "http://hub.invalid" }, maxAttempts: 5 });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      "maskflow models pull: cannot reach the model hub at http://hub.invalid (DNS lookup failed for hub.invalid): check the network, and HF_ENDPOINT (set to http://hub.invalid)\n",
+    );
+    // One attempt: the CLI prints a line for every retry, and there is none.
+    expect(result.stderr).not.toContain("retry");
+    expect(result.stderr).not.toContain("fetch failed");
+    expect(existsSync(path.join(modelsDir, "repo"))).toBe(false);
+  });
+
+  it("gives up at the first refused connection", async () => {
+    const port = await closedPort();
+    const retries: string[] = [];
+    const client = new HubClient({ endpoint: `http://127.0.0.1:${port}`, maxAttempts: 5, retryDelayMs: 1, onRetry: ({ reason }) => retries.push(reason) });
+    const error = await client.resolveRevision("org/repo", "main").then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(HubUnreachableError);
+    expect((error as Error).message).toBe(
+      `cannot reach the model hub at http://127.0.0.1:${port} (connection refused by 127.0.0.1:${port}): check the network, and HF_ENDPOINT (set to http://127.0.0.1:${port})`,
+    );
+    expect(retries).toEqual([]);
+
+    const modelsDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-models-"));
+    folders.push(modelsDir);
+    const result = await models(["pull", "org/repo", "--models", modelsDir], { env: { HF_ENDPOINT: `http://127.0.0.1:${port}` }, maxAttempts: 5 });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`(connection refused by 127.0.0.1:${port})`);
+    expect(result.stderr).not.toContain("retry");
+  });
+
+  it("without HF_ENDPOINT, suggests setting it to a mirror", () => {
+    const message = unreachableError("https://huggingface.co", false, { code: "ENOTFOUND", detail: "DNS lookup failed for huggingface.co" }).message;
+    expect(message).toBe("cannot reach the model hub at https://huggingface.co (DNS lookup failed for huggingface.co): check the network, or set HF_ENDPOINT to a mirror");
+  });
+
+  it("still retries a hub that answers 500, then reports the attempts (not an unreachable hub)", async () => {
+    const { hub, modelsDir } = await setup({ failures: 10 });
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub), maxAttempts: 3 });
+    expect(result.code).toBe(1);
+    expect(result.stderr.match(/; retry \d in/g)).toHaveLength(2);
+    expect(result.stderr).not.toContain("cannot reach");
+    expect(hub.requests).toHaveLength(3);
   });
 });

@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { FileDigest } from "./file-digest.ts";
 import { type HubClient, type HubFile, describeNetworkError, sleep } from "./hub-client.ts";
-import { FileVerificationError, HubError } from "./hub-errors.ts";
+import { FileVerificationError, HubError, HubUnreachableError } from "./hub-errors.ts";
 
 export interface DownloadFileOptions {
   readonly repo: string;
@@ -32,7 +32,7 @@ export async function downloadFile(client: HubClient, file: HubFile, destination
       await rename(part, destination);
       return sha256;
     } catch (error) {
-      if (error instanceof HubError || error instanceof FileVerificationError || options.signal?.aborted) throw error;
+      if (error instanceof HubError || error instanceof HubUnreachableError || error instanceof FileVerificationError || options.signal?.aborted) throw error;
       const reason = error instanceof TransientDownloadError ? error.message : describeNetworkError(error);
       if (attempt >= client.maxAttempts) {
         throw new Error(`${file.path}: ${reason} (after ${attempt} attempts); the partial download is kept, re-run to resume`);

@@ -1,4 +1,4 @@
-import { HubError, hubErrorFor } from "./hub-errors.ts";
+import { connectionFailure, HubError, hubErrorFor, unreachableError } from "./hub-errors.ts";
 
 /** One file of a repository at a revision, as the hub's tree API describes it. */
 export interface HubFile {
@@ -33,9 +33,13 @@ export class HubClient {
   readonly #maxAttempts: number;
   readonly #retryDelayMs: number;
   readonly #onRetry: HubClientOptions["onRetry"];
+  readonly #customEndpoint: boolean;
+  /** Set once any server answered: from then on a DNS or routing failure is a blip worth retrying. */
+  #reached = false;
 
   constructor(options: HubClientOptions = {}) {
     this.endpoint = (options.endpoint || DEFAULT_ENDPOINT).replace(/\/+$/, "");
+    this.#customEndpoint = Boolean(options.endpoint);
     this.#token = options.token || undefined;
     this.#maxAttempts = Math.max(1, options.maxAttempts ?? 5);
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
@@ -106,6 +110,7 @@ export class HubClient {
       let reason: string;
       try {
         const response = await fetch(url, { headers, redirect: "follow", signal: options.signal });
+        this.#reached = true;
         if (response.ok || options.acceptStatus?.includes(response.status)) return response;
         await response.body?.cancel();
         if (response.status !== 429 && response.status < 500) throw hubErrorFor(response.status, what, response.headers.get("x-error-code"));
@@ -113,6 +118,8 @@ export class HubClient {
         if (attempt >= this.#maxAttempts) throw new HubError(response.status, `${what}: HTTP ${response.status} from ${this.endpoint} after ${attempt} attempts`);
       } catch (error) {
         if (error instanceof HubError || options.signal?.aborted) throw error;
+        const failure = connectionFailure(error);
+        if (failure && (failure.definitive || !this.#reached)) throw unreachableError(this.endpoint, this.#customEndpoint, failure);
         reason = describeNetworkError(error);
         if (attempt >= this.#maxAttempts) throw new Error(`${what}: ${reason} (after ${attempt} attempts)`);
       }
