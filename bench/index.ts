@@ -4,6 +4,7 @@
  */
 import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
+import { benchFill } from "./fill-bench.ts";
 import { benchPipeline } from "./pipeline-bench.ts";
 import { benchQueue } from "./queue-bench.ts";
 
@@ -12,6 +13,7 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["pipeline", () => benchPipeline()],
   ["crop-stitch", () => benchCropStitch()],
   ["queue", () => benchQueue()],
+  ["fill", () => benchFill()],
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
