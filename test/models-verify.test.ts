@@ -83,7 +83,7 @@ describe("maskflow models verify and list on exported folders (no pull manifest)
     expect(lines[0]).toBe(`${modelDir}: 5 problem(s) (${EXPORTED}; sessions not opened until the files are fixed)`);
     expect(lines.slice(1)).toEqual([
       "  - model_index.json: expected the pipeline description (a JSON object), got an array",
-      "  - tokenizer/merges.txt: missing; expected CLIP's BPE merges (a text file)",
+      "  - tokenizer/merges.txt: missing; expected CLIP's BPE merges (a text file) beside vocab.json",
       expect.stringMatching(new RegExp(`^  - unet/model\\.onnx_data: truncated: 1000 bytes, but unet/model\\.onnx reads \\d+ tensor\\(s\\) \\(${externalBytes} bytes\\) from it$`)),
       "  - vae_encoder/model.onnx: missing; expected the vae_encoder ONNX model",
       "  - vae_decoder/model.onnx: not an ONNX model (unsupported wire type 4 at byte 1); expected the vae_decoder ONNX model",
@@ -92,6 +92,15 @@ describe("maskflow models verify and list on exported folders (no pull manifest)
     const listed = await models(["list", "--models", modelsDir], { env: {} });
     expect(listed.stdout).toMatch(/^copy {2}incomplete +[\d.]+ [KM]?B {2}exported folder \(no pull manifest\): 5 problem\(s\)\n/);
     expect(listed.stdout).toContain(lines.slice(1).join("\n") + "\n");
+  });
+
+  it("passes a folder without tokenizer/: the engine uses the CLIP vocabulary Maskflow ships", async () => {
+    const { modelDir } = await copyOf(tiny.fp32);
+    await rm(path.join(modelDir, "tokenizer"), { recursive: true });
+    const result = await models(["verify", modelDir], { env: {} });
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/: ok: exported folder \(no pull manifest\): layout ok, sessions open/);
   });
 
   it("finds external data the graph references under another name (diffusers' weights.pb)", async () => {
@@ -121,7 +130,7 @@ describe("maskflow models verify and list on exported folders (no pull manifest)
     expect(result.stderr).toContain("(unfinished pull (no pull manifest yet); sessions not opened until the files are fixed)");
     expect(result.stderr).toContain("  - model_index.json: missing; expected the pipeline description (a JSON object)\n");
     expect(result.stderr).toContain("  - unet/model.onnx.part: partial download left by an interrupted `maskflow models pull`; re-run it to finish\n");
-    expect((await models(["list", "--models", modelsDir], { env: {} })).stdout).toMatch(/^half {2}incomplete {8}7 B {2}unfinished pull \(no pull manifest yet\): 9 problem\(s\)\n/);
+    expect((await models(["list", "--models", modelsDir], { env: {} })).stdout).toMatch(/^half {2}incomplete {8}7 B {2}unfinished pull \(no pull manifest yet\): 7 problem\(s\)\n/);
   });
 
   it("reports a manifest it cannot read, and still judges the folder", async () => {
@@ -168,7 +177,7 @@ describe("maskflow models verify and list on pulled folders", () => {
     expect(bad.code).toBe(1);
     const lines = bad.stderr.trimEnd().split("\n");
     expect(lines[0]).toMatch(/: 2 problem\(s\) \(pulled from fake-org\/tiny-inpaint-onnx@main \(commit [0-9a-f]{12}\); sessions not opened until the files are fixed\)$/);
-    expect(lines[1]).toBe("  - tokenizer/merges.txt: missing; expected CLIP's BPE merges (a text file)");
+    expect(lines[1]).toBe("  - tokenizer/merges.txt: missing; expected CLIP's BPE merges (a text file) beside vocab.json");
     expect(lines[2]).toMatch(/^ {2}- unet\/model\.onnx_data: sha256 [0-9a-f]{64}, expected [0-9a-f]{64} \(the file changed since it was pulled\)$/);
     expect(lines).toHaveLength(3);
 

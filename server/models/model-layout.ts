@@ -20,8 +20,8 @@ export const ONNX_COMPONENTS = ["text_encoder", "unet", "vae_encoder", "vae_deco
 const JSON_FILES: Readonly<Record<string, string>> = {
   "model_index.json": "the pipeline description (a JSON object)",
   "scheduler/scheduler_config.json": "the scheduler's settings (a JSON object)",
-  "tokenizer/vocab.json": "CLIP's vocabulary (a JSON object of token → id)",
 };
+const VOCAB_FILE = "tokenizer/vocab.json";
 const MERGES_FILE = "tokenizer/merges.txt";
 /** Left beside the final file by an interrupted `models pull` (see download-file.ts). */
 const PARTIAL_SUFFIX = ".part";
@@ -38,13 +38,27 @@ export async function checkModelLayout(modelDir: string): Promise<FolderProblem[
     const problem = await checkJsonObject(modelDir, file, what);
     if (problem) problems.push(problem);
   }
-  const merges = await sizeOf(path.join(modelDir, MERGES_FILE));
-  if (merges === undefined) problems.push({ path: MERGES_FILE, detail: "missing; expected CLIP's BPE merges (a text file)" });
-  else if (merges === 0) problems.push({ path: MERGES_FILE, detail: "empty; expected CLIP's BPE merges (a text file)" });
+  problems.push(...(await checkTokenizer(modelDir)));
   for (const component of ONNX_COMPONENTS) problems.push(...(await checkOnnxComponent(modelDir, component)));
   for (const partial of await partialDownloads(modelDir)) {
     problems.push({ path: partial, detail: "partial download left by an interrupted `maskflow models pull`; re-run it to finish" });
   }
+  return problems;
+}
+
+/**
+ * tokenizer/ may be absent: the engine then uses the CLIP vocabulary Maskflow ships (every SD 1.5 model has it).
+ * When the folder has one, it is read instead, so it must be whole.
+ */
+async function checkTokenizer(modelDir: string): Promise<FolderProblem[]> {
+  const vocab = await sizeOf(path.join(modelDir, VOCAB_FILE));
+  const merges = await sizeOf(path.join(modelDir, MERGES_FILE));
+  if (vocab === undefined && merges === undefined) return [];
+  const problems: FolderProblem[] = [];
+  const vocabProblem = await checkJsonObject(modelDir, VOCAB_FILE, "CLIP's vocabulary (a JSON object of token → id), beside merges.txt");
+  if (vocabProblem) problems.push(vocabProblem);
+  if (merges === undefined) problems.push({ path: MERGES_FILE, detail: "missing; expected CLIP's BPE merges (a text file) beside vocab.json" });
+  else if (merges === 0) problems.push({ path: MERGES_FILE, detail: "empty; expected CLIP's BPE merges (a text file)" });
   return problems;
 }
 
