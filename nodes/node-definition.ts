@@ -50,6 +50,26 @@ export interface NodeStorage {
   writeImage(bytes: Uint8Array, options: { prefix: string; extension: string; type: "output" | "temp" }): Promise<ImageRef>;
 }
 
+/** Where the pictures a workflow names are looked for, for checks made before anything runs. */
+export interface InputFileLookup {
+  /** Absolute path of a file the user named (the first folder that has it); throws on names that leave the folders. */
+  inputPath(filename: string): string;
+  /** The folders searched, in order, to say where a missing file was looked for. */
+  readonly inputFolders: readonly string[];
+}
+
+/** One thing a node's check found wrong with one of its inputs. */
+export interface InputProblem<Name extends string = string> {
+  readonly input: Name;
+  readonly message: string;
+}
+
+/** What a check may look at besides the inputs; never an engine or a model (checks run before anything loads). */
+export interface CheckContext {
+  /** Present where files can be looked for (the CLI with its data folder); absent for a document on its own. */
+  readonly files?: InputFileLookup;
+}
+
 export interface NodeLogger {
   info(message: string): void;
   warn(message: string): void;
@@ -90,6 +110,12 @@ export type InputsOf<I extends InputSpecs> = {
   readonly [K in keyof I]: I[K] extends { optional: true } ? ValueOf<I[K]> | undefined : ValueOf<I[K]>;
 };
 
+/**
+ * What a check sees: the literal inputs with defaults applied and seeds as bigint. Linked inputs are
+ * absent, since their values exist only once the nodes before have run.
+ */
+export type LiteralInputsOf<I extends InputSpecs> = { readonly [K in keyof I]?: ValueOf<I[K]> };
+
 export type OutputsOf<O extends OutputSpecs> = { readonly [K in keyof O]: SocketValues[O[K]["type"]] };
 
 export interface NodeDefinition<I extends InputSpecs = InputSpecs, O extends OutputSpecs = OutputSpecs> {
@@ -106,6 +132,12 @@ export interface NodeDefinition<I extends InputSpecs = InputSpecs, O extends Out
    * a file's modification time, or a fresh random seed when the user asked for -1.
    */
   fingerprint?(inputs: InputsOf<I>, ctx: Pick<NodeContext, "storage">): string | Promise<string>;
+  /**
+   * Checks that need no model and no upstream result (a file exists, a size the model takes, steps ×
+   * strength leaves a step), so `validate` and a queued job find them before anything runs. Only
+   * called on inputs that already passed the schema's checks (type, range, options).
+   */
+  check?(inputs: LiteralInputsOf<I>, ctx: CheckContext): readonly InputProblem<keyof I & string>[];
   run(inputs: InputsOf<I>, ctx: NodeContext): Promise<OutputsOf<O>>;
 }
 
@@ -119,6 +151,7 @@ export interface AnyNodeDefinition {
   readonly outputs: OutputSpecs;
   readonly isOutput?: boolean;
   fingerprint?(inputs: Readonly<Record<string, unknown>>, ctx: Pick<NodeContext, "storage">): string | Promise<string>;
+  check?(inputs: Readonly<Record<string, unknown>>, ctx: CheckContext): readonly InputProblem[];
   run(inputs: Readonly<Record<string, unknown>>, ctx: NodeContext): Promise<Readonly<Record<string, unknown>>>;
 }
 
@@ -126,7 +159,7 @@ export interface AnyNodeDefinition {
 export function defineNode<const I extends InputSpecs, const O extends OutputSpecs>(
   definition: NodeDefinition<I, O>,
 ): AnyNodeDefinition {
-  // The executor validates every input against the schema before run(), which makes this erasure sound.
+  // The executor validates every input against the schema before run() and check(), which makes this erasure sound.
   return definition as unknown as AnyNodeDefinition;
 }
 

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -93,9 +94,15 @@ describe("maskflow run", () => {
     expect(resized.code).toBe(0);
     expect((await sharp(resized.stdout.trim()).metadata()).width).toBe(8);
 
-    const failing = await cli(["run", file, ...common, "--set", "1.image=missing.png"]);
+    // A missing picture is found before anything runs: exit 2, with the node, the input and where it was looked for.
+    const missing = await cli(["run", file, ...common, "--set", "1.image=missing.png"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/node 1, input "image": names "missing\.png", which is not a file in any of /);
+    // A file that is there but is no picture fails when the node runs: exit 1, with the node's id and type.
+    await writeFile(path.join(dir, "notes.png"), "not a picture");
+    const failing = await cli(["run", file, ...common, "--set", "1.image=notes.png"]);
     expect(failing.code).toBe(1);
-    expect(failing.stderr).toMatch(/node 1 \(LoadImage\).*missing\.png/);
+    expect(failing.stderr).toMatch(/node 1 \(LoadImage\).*notes\.png/);
 
     const invalid = await cli(["run", file, ...common, "--set", "3.kernel=blurry"]);
     expect(invalid.code).toBe(2);
@@ -116,6 +123,73 @@ describe("maskflow run", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/node 2, input "image": links to node "9"/);
     expect(result.stderr).toMatch(/node 2, input "x"/);
+  });
+
+  it("a fresh --out: the first saved file is …_00001.png, previews neither take numbers nor stay, nothing goes to the data folder", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-cli-"));
+    const { file, workflow } = await writeFixture(dir);
+    // A PreviewImage that runs before SaveImage: it writes first, into the temp folder.
+    workflow.nodes.splice(1, 0, { id: "5", type: "PreviewImage", inputs: { images: ["1", "image"] } } as never);
+    await writeFile(file, JSON.stringify(workflow));
+    const out = path.join(dir, "out");
+    const data = path.join(dir, "data");
+    const result = await cli(["run", file, "--out", out, "--data", data]);
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    const saved = await readdir(out);
+    expect(saved).toEqual([expect.stringMatching(/^cli_\d{14}_00001\.png$/)]);
+    expect(result.stdout).toBe(path.join(out, saved[0]) + "\n");
+    expect(existsSync(data)).toBe(false);
+
+    // The next run into the same folder adds its file; the first stays.
+    const again = await cli(["run", file, "--out", out, "--data", data]);
+    expect(again.code, again.stderr).toBe(0);
+    const both = await readdir(out);
+    expect(both).toHaveLength(2);
+    expect(both).toContain(saved[0]);
+  });
+
+  it("a run that fails leaves no --out folder it made; a folder that was there stays", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-cli-"));
+    const { file, workflow } = await writeFixture(dir);
+    await writeFile(path.join(dir, "notes.png"), "not a picture");
+    // The preview is written (into the run's temp folder inside --out) before node 6 fails.
+    workflow.nodes.splice(1, 0, { id: "5", type: "PreviewImage", inputs: { images: ["1", "image"] } } as never);
+    workflow.nodes.push({ id: "6", type: "LoadImage", inputs: { image: "notes.png" } } as never);
+    workflow.nodes.find((n) => n.id === "4")!.inputs.images = ["6", "image"] as never;
+    await writeFile(file, JSON.stringify(workflow));
+    const data = path.join(dir, "data");
+
+    const out = path.join(dir, "out");
+    const failed = await cli(["run", file, "--out", out, "--data", data]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/failed at node 6 \(LoadImage\)/);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(data)).toBe(false);
+
+    const kept = path.join(dir, "kept");
+    await mkdir(kept);
+    expect((await cli(["run", file, "--out", kept, "--data", data])).code).toBe(1);
+    expect(await readdir(kept)).toEqual([]);
+  });
+
+  it("an unquoted --set value with spaces: the words the shell split off and the quoting that works, exit 2", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-cli-"));
+    const { file } = await writeFixture(dir);
+    const line = `maskflow run: --set 3.positive=a is followed by "red", "chair", which the shell split off because the value was not quoted; quote it as one word: --set '3.positive=a red chair'\n`;
+    for (const args of [
+      ["run", file, "--set", "3.positive=a", "red", "chair"],
+      ["run", "--set", "3.positive=a", "red", "chair", file],
+    ]) {
+      const result = await cli(args);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(line);
+    }
+    const quote = await cli(["run", file, "--set", "3.positive=it's", "red"]);
+    expect(quote.stderr).toContain(`--set '3.positive=it'\\''s red'`);
+    const two = await cli(["run", file, "other.json"]);
+    expect(two.code).toBe(2);
+    expect(two.stderr).toMatch(/^maskflow run: one workflow file at a time; got 2: .*workflow\.json, other\.json\nusage: maskflow run/);
   });
 
   it("the installed bin runs as a real process", async () => {

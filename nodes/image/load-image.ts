@@ -1,7 +1,7 @@
 import { defineNode } from "../node-definition.ts";
 import type { Mask } from "../socket-types.ts";
 import { readPictureInput } from "./decode-picture.ts";
-import { inputFileFingerprint } from "./input-file.ts";
+import { inputFileFingerprint, inputFileProblems } from "./input-file.ts";
 
 /**
  * Loads a picture from the input folder as an RGB image and the mask its alpha implies.
@@ -23,6 +23,9 @@ export const LoadImageNode = defineNode({
   },
   fingerprint({ image }, ctx) {
     return inputFileFingerprint(ctx.storage, image);
+  },
+  check({ image }, ctx) {
+    return inputFileProblems(ctx, "image", image);
   },
   async run({ image: filename }, ctx) {
     const { image, alpha } = await readPictureInput(ctx.storage, "LoadImage", "image", filename);

@@ -1,7 +1,8 @@
 import type { LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
+import { SEGMIND_IMAGE_SIZES } from "../../server/engines/segmind/segmind-request.ts";
 import { teleaInpaint } from "../fill/telea-inpaint.ts";
 import { toSharp } from "../image/sharp-conversions.ts";
-import { defineNode, type InputSpecs, type InputsOf, type NodeContext } from "../node-definition.ts";
+import { defineNode, type InputProblem, type InputSpecs, type InputsOf, type NodeContext } from "../node-definition.ts";
 import type { Mask, RgbImage } from "../socket-types.ts";
 import { pasteBack } from "./paste-back.ts";
 import { inpaintOnSegmind } from "./segmind-backend.ts";
@@ -38,6 +39,20 @@ export const InpaintNode = defineNode({
     "mask are the original ones, blended across mask_blur pixels inside it.",
   inputs: INPAINT_INPUTS,
   outputs: { images: { type: "IMAGE" } },
+  check({ backend, width, height }) {
+    const problems: InputProblem<"width" | "height">[] = [];
+    for (const [input, size] of [["width", width], ["height", height]] as const) {
+      if (size === undefined) continue;
+      if (backend === "segmind" && !(SEGMIND_IMAGE_SIZES as readonly number[]).includes(size)) {
+        problems.push({ input, message: `is ${size}; backend "segmind" takes ${SEGMIND_IMAGE_SIZES.join(" or ")}` });
+      } else if (size % 8 !== 0) {
+        // The VAE works on 8×8 pixel blocks: the latent is a whole number of them.
+        const below = Math.max(64, size - (size % 8));
+        problems.push({ input, message: `is ${size}; it must be a multiple of 8, e.g. ${below} or ${below + 8}` });
+      }
+    }
+    return problems;
+  },
   async run(inputs, ctx) {
     const { mask, scheduler } = inputs;
     // "fill": the hole is filled from its surroundings first, so a strength below 1 keeps no trace of what was there.

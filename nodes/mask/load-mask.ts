@@ -1,6 +1,6 @@
 import { readPictureInput } from "../image/decode-picture.ts";
 import { requireOption } from "../image/input-checks.ts";
-import { inputFileFingerprint } from "../image/input-file.ts";
+import { inputFileFingerprint, inputFileProblems } from "../image/input-file.ts";
 import { channelFromSharp, toSharp } from "../image/sharp-conversions.ts";
 import { defineNode } from "../node-definition.ts";
 import type { Mask } from "../socket-types.ts";
@@ -28,6 +28,9 @@ export const LoadMaskNode = defineNode({
   },
   fingerprint({ image }, ctx) {
     return inputFileFingerprint(ctx.storage, image);
+  },
+  check({ image }, ctx) {
+    return inputFileProblems(ctx, "image", image);
   },
   async run({ image: filename, channel }, ctx) {
     const chosen: Channel = requireOption("LoadMask", "channel", channel, CHANNELS);

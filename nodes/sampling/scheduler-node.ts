@@ -18,6 +18,11 @@ export const SchedulerNode = defineNode({
     seed: { type: "SEED", widget: "seed", default: 0 },
   },
   outputs: { scheduler: { type: "SCHEDULER" } },
+  check({ steps, strength }) {
+    // The strength is the share of the steps that run (img2img): it must leave at least one, as the engine requires.
+    if (steps === undefined || strength === undefined || Math.trunc(steps * strength) >= 1) return [];
+    return [{ input: "strength", message: `${strength} × ${steps} steps leaves no step to run; raise strength or steps so that strength × steps ≥ 1` }];
+  },
   fingerprint({ seed }) {
     return seed === -1n ? randomUUID() : "";
   },

@@ -18,7 +18,7 @@ const commands: Record<string, { run: () => Promise<Command>; summary: string }>
       "                 [--max-queue-per-client N] [--redis URL] [--allow-remote-without-key]   start the editor, API and WebSocket",
   },
   run: { run: async () => runCommand, summary: "run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--out DIR]   run a workflow headless" },
-  validate: { run: async () => validateCommand, summary: "validate WORKFLOW.json   check a workflow and list every problem" },
+  validate: { run: async () => validateCommand, summary: "validate WORKFLOW.json [--data DIR] [--json]   check a workflow and list every problem" },
   models: {
     run: async () => (await import("./models-command.ts")).modelsCommand,
     summary: "models pull [REPO] [--revision REV] | list | verify [NAME]   download and check ONNX weights",

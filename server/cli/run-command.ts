@@ -1,3 +1,6 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, statSync } from "node:fs";
+import { readdir, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { SingleBar } from "cli-progress";
@@ -6,21 +9,22 @@ import { createEngines } from "../engines/create-engines.ts";
 import type { ExecutionEvent } from "../executor/execution-event.ts";
 import { Executor } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
-import { PROJECT_ROOT } from "../maskflow-server.ts";
-import { DataFolders } from "../storage/data-folders.ts";
 import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
-import type { WorkflowDocument } from "../workflow/workflow-document.ts";
-import { WorkflowInvalidError, formatProblem } from "../workflow/workflow-problem.ts";
+import { validateWorkflow } from "../workflow/validate-workflow.ts";
+import { formatProblem } from "../workflow/workflow-problem.ts";
+import { cliDataFolders } from "./cli-data-folders.ts";
 import type { CliIo } from "./main.ts";
 import { readWorkflowFile } from "./read-workflow-file.ts";
 import { applyOverrides } from "./set-overrides.ts";
+import { describeSplitSetting, sortPositionals } from "./stray-set-words.ts";
 
 const USAGE = "usage: maskflow run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--out DIR] [--data DIR] [--model DIR] [--device cpu|cuda] [--json]";
 
 export async function runCommand(args: string[], io: CliIo): Promise<number> {
-  const { positionals, values } = parseArgs({
+  const { values, tokens } = parseArgs({
     args,
     allowPositionals: true,
+    tokens: true,
     options: {
       set: { type: "string", multiple: true, default: [] },
       out: { type: "string" },
@@ -30,37 +34,52 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
       json: { type: "boolean" },
     },
   });
-  if (positionals.length !== 1) {
+  const { files: workflowFiles, split } = sortPositionals(tokens);
+  if (split.length) {
+    for (const setting of split) io.stderr.write(`maskflow run: ${describeSplitSetting(setting)}\n`);
+    return 2;
+  }
+  if (workflowFiles.length !== 1) {
+    if (workflowFiles.length > 1) {
+      io.stderr.write(`maskflow run: one workflow file at a time; got ${workflowFiles.length}: ${workflowFiles.join(", ")}\n`);
+    }
     io.stderr.write(USAGE + "\n");
     return 2;
   }
-  const file = path.resolve(positionals[0]);
-  const workflow = applyOverrides(await readWorkflowFile(file), values.set ?? []);
-  const folders = await new DataFolders(values.data ?? path.join(process.cwd(), "data"), {
-    output: values.out,
-    // Images a workflow names are looked up next to it, and among the shipped examples.
-    extraInputRoots: [path.dirname(file), path.join(PROJECT_ROOT, "workflows")],
-  }).create();
-  const settings = await new SettingsStore(folders.settingsFile).load();
-  const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
-  const executor = new Executor({ registry: createBuiltinRegistry(), storage: folders, engines: engines.nodeEngines });
-
-  let valid: WorkflowDocument;
-  try {
-    valid = executor.validate(workflow);
-  } catch (error) {
-    if (!(error instanceof WorkflowInvalidError)) throw error;
-    io.stderr.write(`${positionals[0]}: ${error.problems.length} problem(s)\n`);
-    for (const problem of error.problems) io.stderr.write(`  - ${formatProblem(problem)}\n`);
+  const [name] = workflowFiles;
+  const out = values.out === undefined ? undefined : path.resolve(values.out);
+  if (out && existsSync(out) && !statSync(out).isDirectory()) {
+    io.stderr.write(`maskflow run: --out ${values.out} is a file; --out names a folder (created if missing)\n`);
     return 2;
   }
+  const workflow = applyOverrides(await readWorkflowFile(name), values.set ?? []);
+  const dataRoot = values.data ?? path.join(process.cwd(), "data");
+  // Previews (Inpaint's, PreviewImage's) have no viewer once the run ends: they go to a folder of this run's
+  // own, removed at the end. With --out it lies inside --out, so a run with --out writes nothing anywhere else.
+  const runTemp = path.join(out ?? path.join(dataRoot, "temp"), `.maskflow-run-${randomBytes(4).toString("hex")}`);
+  const outExisted = out !== undefined && existsSync(out);
+  // Nothing is created up front: output/ and the temp folder appear with their first file.
+  const folders = cliDataFolders({ workflowFile: name, data: dataRoot, out, temp: runTemp });
+  const registry = createBuiltinRegistry();
 
+  // Every check that needs no model, the input files included, before any engine is set up.
+  const validation = validateWorkflow(workflow, registry, { requireOutputNode: true, files: folders });
+  if (!validation.ok) {
+    io.stderr.write(`${name}: ${validation.problems.length} problem(s)\n`);
+    for (const problem of validation.problems) io.stderr.write(`  - ${formatProblem(problem)}\n`);
+    return 2;
+  }
+  const valid = validation.workflow;
+
+  const settings = await new SettingsStore(folders.settingsFile).load();
+  const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
+  const executor = new Executor({ registry, storage: folders, engines: engines.nodeEngines });
   const abort = new AbortController();
   const onSigint = () => abort.abort(new JobInterruptedError());
   process.once("SIGINT", onSigint);
   const progress = createProgressView(io, new Map(valid.nodes.map((node) => [node.id, node.type])));
   try {
-    const result = await executor.run(workflow, { jobId: `cli-${Date.now()}`, signal: abort.signal, onEvent: progress.onEvent });
+    const result = await executor.run(valid, { jobId: `cli-${Date.now()}`, signal: abort.signal, onEvent: progress.onEvent });
     progress.stop();
     // What the run saved (SaveImage); the pictures nodes only show (previews in temp/) are not results.
     const files = Object.entries(result.outputs).flatMap(([node, record]) =>
@@ -91,6 +110,17 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
     progress.stop();
     process.off("SIGINT", onSigint);
     await engines.dispose();
+    await rm(runTemp, { recursive: true, force: true });
+    if (out && !outExisted) await removeIfEmpty(out);
+  }
+}
+
+/** A run that saved nothing leaves no --out folder it made; one that held files before is left alone. */
+async function removeIfEmpty(folder: string): Promise<void> {
+  try {
+    if ((await readdir(folder)).length === 0) await rmdir(folder);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
 }
 

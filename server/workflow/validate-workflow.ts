@@ -1,12 +1,13 @@
 /**
  * Checks a workflow against the node registry and reports every problem at once: the shape of the
  * document, unknown node types and inputs, missing inputs, dangling links, socket type mismatches,
- * values out of range or not among the options, and cycles.
+ * values out of range or not among the options, and cycles; then each node's own checks (a missing
+ * file, a size the model cannot take), which need no model.
  */
-import type { InputSpec } from "../../nodes/node-definition.ts";
+import type { AnyNodeDefinition, CheckContext, InputSpec } from "../../nodes/node-definition.ts";
 import type { NodeRegistry } from "../../nodes/registry.ts";
 import { LITERAL_SOCKET_TYPES, type SocketType } from "../../nodes/socket-types.ts";
-import { isLink, type WorkflowDocument, type WorkflowLiteral, workflowSchema } from "./workflow-document.ts";
+import { isLink, type WorkflowDocument, type WorkflowLiteral, type WorkflowNode, workflowSchema } from "./workflow-document.ts";
 import type { WorkflowProblem } from "./workflow-problem.ts";
 
 export type WorkflowValidation =
@@ -23,7 +24,11 @@ export function socketAccepts(to: SocketType, from: SocketType): boolean {
 export function validateWorkflow(
   raw: unknown,
   registry: NodeRegistry,
-  options: { requireOutputNode?: boolean } = {},
+  options: {
+    requireOutputNode?: boolean;
+    /** Where pictures are looked for; without it, the nodes' checks of files are skipped (a document on its own). */
+    files?: CheckContext["files"];
+  } = {},
 ): WorkflowValidation {
   const parsed = workflowSchema.safeParse(raw);
   if (!parsed.success) {
@@ -41,6 +46,7 @@ export function validateWorkflow(
 
   for (const node of workflow.nodes) {
     const definition = registry.get(node.type);
+    let literalsOk = true;
     if (!definition) {
       problems.push({
         code: "unknown_node_type",
@@ -104,8 +110,13 @@ export function validateWorkflow(
         continue;
       }
       const literalProblem = checkLiteral(spec, value);
-      if (literalProblem) problems.push({ ...at, ...literalProblem });
+      if (literalProblem) {
+        problems.push({ ...at, ...literalProblem });
+        literalsOk = false;
+      }
     }
+    // The node's own checks assume literals of the right types and ranges: only when the schema found them so.
+    if (definition.check && literalsOk) problems.push(...nodeCheckProblems(node, definition, { files: options.files }));
   }
 
   for (const cycle of findCycles(workflow)) {
@@ -191,6 +202,22 @@ export function parseSeedLiteral(value: WorkflowLiteral | bigint): bigint | unde
     return seed <= MAX_SEED ? seed : undefined;
   }
   return undefined;
+}
+
+function nodeCheckProblems(node: WorkflowNode, definition: AnyNodeDefinition, ctx: CheckContext): WorkflowProblem[] {
+  const literals: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(definition.inputs)) {
+    const value = node.inputs[name];
+    if (isLink(value)) continue;
+    const literal = value ?? spec.default;
+    literals[name] = spec.type === "SEED" && literal !== undefined ? parseSeedLiteral(literal) : literal;
+  }
+  return (definition.check?.(literals, ctx) ?? []).map((problem) => ({
+    code: "input_check" as const,
+    nodeId: node.id,
+    input: problem.input,
+    message: problem.message,
+  }));
 }
 
 /** Every cycle once, as the node ids along it (depth-first search with colours). */

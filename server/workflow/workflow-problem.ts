@@ -13,6 +13,8 @@ export interface WorkflowProblem {
     | "out_of_range"
     | "not_in_options"
     | "cycle"
+    /** Found by the node's own check of its inputs: a missing file, a size the model cannot take, … */
+    | "input_check"
     | "no_output_node";
   readonly nodeId?: string;
   readonly input?: string;
