@@ -45,7 +45,7 @@ describe("Inpaint node, backend segmind", () => {
     expect(result.error).toBeUndefined();
     expect(result.status).toBe("success");
     expect(result.outputs["6"].images).toHaveLength(2);
-    expect(result.outputs["5"].values).toMatchObject({ seed: "17123564234", remaining_credits: expect.any(Number) });
+    expect(result.outputs["5"].values).toMatchObject({ seed: 17123564234, remaining_credits: expect.any(Number) });
     const sent = fake.requests.slice(before).map((r) => r.body!);
     expect(sent).toHaveLength(2);
     expect(sent[0]).toMatchObject({ prompt: "a potted plant", negative_prompt: "blurry", scheduler: "Euler a", num_inference_steps: 20, img_width: 512 });

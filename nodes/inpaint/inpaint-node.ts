@@ -4,6 +4,7 @@ import { teleaInpaint } from "../fill/telea-inpaint.ts";
 import { toSharp } from "../image/sharp-conversions.ts";
 import { defineNode, type InputProblem, type InputSpecs, type InputsOf, type NodeContext } from "../node-definition.ts";
 import type { Mask, RgbImage } from "../socket-types.ts";
+import { seedForJson } from "../sampling/seed-for-json.ts";
 import { pasteBack } from "./paste-back.ts";
 import { inpaintOnSegmind } from "./segmind-backend.ts";
 
@@ -70,7 +71,7 @@ export const InpaintNode = defineNode({
       previews.push(await ctx.storage.writeImage(await toSharp(image).png({ compressionLevel: 1 }).toBuffer(), { prefix: "inpaint", extension: "png", type: "temp" }));
     }
     ctx.show(previews);
-    ctx.report({ seed: scheduler.seed.toString() });
+    ctx.report({ seed: seedForJson(scheduler.seed) });
     return { images };
   },
 });

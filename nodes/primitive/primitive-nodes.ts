@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { randomSeed } from "../../server/engines/onnx/torch-generator.ts";
 import { defineNode } from "../node-definition.ts";
+import { seedForJson } from "../sampling/seed-for-json.ts";
 
 export const IntNode = defineNode({
   type: "Int",
@@ -60,7 +61,7 @@ export const SeedNode = defineNode({
   },
   async run({ seed }, ctx) {
     const resolved = seed === -1n ? randomSeed() : seed;
-    ctx.report({ seed: resolved.toString() });
+    ctx.report({ seed: seedForJson(resolved) });
     return { seed: resolved };
   },
 });

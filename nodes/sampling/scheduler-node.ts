@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { SCHEDULER_NAMES } from "../../server/engines/onnx/schedulers/index.ts";
 import { randomSeed } from "../../server/engines/onnx/torch-generator.ts";
 import { defineNode } from "../node-definition.ts";
+import { seedForJson } from "./seed-for-json.ts";
 
 /** The sampling settings of the Segmind API in one node: scheduler, steps, guidance, strength and seed. */
 export const SchedulerNode = defineNode({
@@ -28,7 +29,7 @@ export const SchedulerNode = defineNode({
   },
   async run({ scheduler, steps, guidance, strength, seed }, ctx) {
     const resolved = seed === -1n ? randomSeed() : seed;
-    ctx.report({ seed: resolved.toString() });
+    ctx.report({ seed: seedForJson(resolved) });
     return { scheduler: { name: scheduler, steps, guidance, strength, seed: resolved } };
   },
 });
