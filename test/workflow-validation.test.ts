@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { defineNode } from "../nodes/node-definition.ts";
+import { NodeRegistry } from "../nodes/registry.ts";
 import { validateWorkflow } from "../server/workflow/validate-workflow.ts";
 import { createCountingRegistry, workflow } from "./helpers/counting-nodes.ts";
 
@@ -111,5 +113,61 @@ describe("workflow validation", () => {
 
   it("requires an output node to run", () => {
     expect(problems(workflow([{ id: "1", type: "NumberSource" }]))).toEqual([expect.objectContaining({ code: "no_output_node" })]);
+  });
+
+  describe("a node's own check", () => {
+    const seen: Array<Readonly<Record<string, unknown>>> = [];
+    const Checked = defineNode({
+      type: "Checked",
+      category: "test",
+      description: "an output node that checks its inputs",
+      isOutput: true,
+      inputs: {
+        size: { type: "INT", widget: "number", default: 512, min: 64, max: 2048 },
+        seed: { type: "SEED", widget: "seed", default: 0 },
+        file: { type: "STRING", widget: "text", default: "" },
+      },
+      outputs: {},
+      check(inputs, ctx) {
+        seen.push(inputs);
+        const found: { input: "size" | "file"; message: string }[] = [];
+        if (inputs.size !== undefined && inputs.size % 8 !== 0) found.push({ input: "size", message: `is ${inputs.size}; a multiple of 8` });
+        if (inputs.file && ctx.files) found.push({ input: "file", message: `looked in ${ctx.files.inputFolders.join(", ")}` });
+        return found;
+      },
+      async run() {
+        return {};
+      },
+    });
+    const checkedRegistry = new NodeRegistry().register(Checked, ...registry.types().map((type) => registry.get(type)!));
+    const files = { inputPath: (name: string) => `/nowhere/${name}`, inputFolders: ["/nowhere"] };
+
+    it("sees literals with defaults applied and seeds as bigint, never linked inputs; its problems carry node and input", () => {
+      seen.length = 0;
+      const doc = workflow([
+        { id: "1", type: "NumberSource", inputs: { value: 3 } },
+        { id: "2", type: "Checked", inputs: { size: 513, seed: "18446744073709551615" } },
+        { id: "3", type: "Checked", inputs: { size: ["1", "value"], file: "a.png" } },
+      ]);
+      const result = validateWorkflow(doc, checkedRegistry, { requireOutputNode: true, files });
+      expect(seen).toEqual([
+        { size: 513, seed: 18446744073709551615n, file: "" },
+        { seed: 0n, file: "a.png" },
+      ]);
+      expect(result.ok ? [] : result.problems).toEqual([
+        { code: "input_check", nodeId: "2", input: "size", message: "is 513; a multiple of 8" },
+        { code: "input_check", nodeId: "3", input: "file", message: "looked in /nowhere" },
+      ]);
+    });
+
+    it("is not asked when a literal already failed the schema, and checks files only when told where to look", () => {
+      seen.length = 0;
+      const outOfRange = workflow([{ id: "1", type: "Checked", inputs: { size: 9999, file: "a.png" } }]);
+      const result = validateWorkflow(outOfRange, checkedRegistry, { files });
+      expect(result.ok ? [] : result.problems.map((p) => p.code)).toEqual(["out_of_range"]);
+      expect(seen).toEqual([]);
+      const noFiles = validateWorkflow(workflow([{ id: "1", type: "Checked", inputs: { file: "a.png" } }]), checkedRegistry);
+      expect(noFiles.ok).toBe(true);
+    });
   });
 });
