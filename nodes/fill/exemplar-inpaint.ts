@@ -27,6 +27,7 @@
  */
 import type { Mask, RgbImage } from "../socket-types.ts";
 import { teleaInpaint } from "./telea-inpaint.ts";
+import { maskBounds } from "../mask/mask-bounds.ts";
 
 export const MAX_PATCH_RADIUS = 32;
 /** How far beyond the hole's bounding box source patches may lie. */
@@ -53,7 +54,7 @@ export function exemplarInpaint(image: RgbImage, mask: Mask, patchRadius: number
   if (!Number.isInteger(patchRadius) || patchRadius < 1 || patchRadius > MAX_PATCH_RADIUS) {
     throw new Error(`the patch radius must be a whole number from 1 to ${MAX_PATCH_RADIUS}, got ${patchRadius}`);
   }
-  const bounds = holeBounds(mask);
+  const bounds = maskBounds(mask);
   if (!bounds) return { width, height, data: image.data.slice() };
   if (bounds.count === width * height) throw new Error("the mask covers the whole image: there is no known pixel to fill from");
 
@@ -90,26 +91,6 @@ export function exemplarInpaint(image: RgbImage, mask: Mask, patchRadius: number
     }
   }
   return complete ? { width, height, data: out } : teleaInpaint({ width, height, data: out }, { width, height, data: remaining }, 5);
-}
-
-/** The bounding box (right, bottom exclusive) of the pixels above 0, and how many there are; undefined when none. */
-function holeBounds(mask: Mask): { left: number; top: number; right: number; bottom: number; count: number } | undefined {
-  let left = mask.width;
-  let top = mask.height;
-  let right = 0;
-  let bottom = 0;
-  let count = 0;
-  for (let y = 0; y < mask.height; y++) {
-    for (let x = 0; x < mask.width; x++) {
-      if (mask.data[y * mask.width + x] === 0) continue;
-      count++;
-      if (x < left) left = x;
-      if (x >= right) right = x + 1;
-      if (y < top) top = y;
-      if (y >= bottom) bottom = y + 1;
-    }
-  }
-  return count === 0 ? undefined : { left, top, right, bottom, count };
 }
 
 /** The part of the picture around the hole, its fill state, and the greedy patch-by-patch fill. */

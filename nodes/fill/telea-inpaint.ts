@@ -25,6 +25,7 @@
  */
 import type { Mask, RgbImage } from "../socket-types.ts";
 import { dilateMask } from "../mask/square-morphology.ts";
+import { maskBounds } from "../mask/mask-bounds.ts";
 
 /** Pixel states of a march. */
 const KNOWN = 0;
@@ -52,7 +53,7 @@ export function teleaInpaint(image: RgbImage, mask: Mask, radius: number): RgbIm
     throw new Error(`radius must be a whole number from 1 to ${MAX_TELEA_RADIUS}, got ${radius}`);
   }
   const out = image.data.slice();
-  const hole = holeBounds(mask);
+  const hole = maskBounds(mask);
   if (!hole) return { width, height, data: out };
   if (hole.count === width * height) throw new Error("the mask covers the whole image: there is no known pixel to fill from");
 
@@ -85,26 +86,6 @@ export function teleaInpaint(image: RgbImage, mask: Mask, radius: number): RgbIm
     }
   }
   return { width, height, data: out };
-}
-
-/** The bounding box (right, bottom exclusive) of the pixels above 0, and how many there are; undefined when none. */
-function holeBounds(mask: Mask): { left: number; top: number; right: number; bottom: number; count: number } | undefined {
-  let left = mask.width;
-  let top = mask.height;
-  let right = 0;
-  let bottom = 0;
-  let count = 0;
-  for (let y = 0; y < mask.height; y++) {
-    for (let x = 0; x < mask.width; x++) {
-      if (mask.data[y * mask.width + x] === 0) continue;
-      count++;
-      if (x < left) left = x;
-      if (x >= right) right = x + 1;
-      if (y < top) top = y;
-      if (y >= bottom) bottom = y + 1;
-    }
-  }
-  return count === 0 ? undefined : { left, top, right, bottom, count };
 }
 
 /**
