@@ -77,9 +77,6 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const folders = await new DataFolders(options.dataDir ?? path.join(process.cwd(), "data"), {
     extraInputRoots: [shippedWorkflows],
   }).create();
-  // Previews are for the session that made them; a fresh start sweeps them (ComfyUI does the same). With a Redis
-  // queue, workers write into the same folder and may be mid-job, so it is left alone there.
-  if (!options.redisUrl) await folders.clearTemp();
   const history = await new HistoryStore(folders.historyFile).load();
   const registry = options.registry ?? createBuiltinRegistry();
   const executor = new Executor({
@@ -135,6 +132,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     await hub.close();
     throw error;
   }
+  // Previews are for the session that made them; a fresh start sweeps them (ComfyUI does the same), once the port is
+  // ours: a second server that fails on a busy port must not empty the running one's folder. With a Redis queue,
+  // workers write into the same folder and may be mid-job, so it is left alone there.
+  if (!options.redisUrl) await folders.clearTemp();
   const port = (httpServer.address() as AddressInfo).port;
   const shownHost = host.includes(":") ? `[${host}]` : host;
 
