@@ -63,17 +63,15 @@ describe("teleaInpaint", () => {
     expect(filled.data).toEqual(data);
   });
 
-  it("restores a smooth picture under a 10% hole closely, leaves every other byte alone, and is quick", () => {
+  // Its speed is measured by `npm run bench fill`, not here.
+  it("restores a smooth picture under a 10% hole closely and leaves every other byte alone", () => {
     const image = smoothImage();
     // A disc of radius 91 covers ≈ 9.9% of the picture.
     const mask = discMask(91);
 
-    const started = performance.now();
     const filled = teleaInpaint(image, mask, 5);
-    const elapsed = performance.now() - started;
 
     const { mean, max } = fillErrors(image, filled, mask);
-    console.log(`Telea 512×512, 9.9% hole, radius 5: ${elapsed.toFixed(0)} ms, mean |error| ${mean.toFixed(2)}, max ${max}`);
     // Measured: mean 3.5, max 17 (in the middle, where fronts from opposite sides meet after extrapolating
     // the sine's slope without its curvature). A flat fill (OpenCV's formula, or no gradient term) scores
     // mean 11.6, max 78 on this picture, and differencing filled pixels for gradients blew up to 217:
