@@ -51,7 +51,16 @@ class MaskEditor {
   };
   // A space released in another window never sends its keyup here.
   readonly #onBlur = () => (this.#spaceDown = false);
-  readonly #onResize = () => this.#resize();
+  readonly #onResize = () => {
+    this.#resize();
+    // A window made narrower (its toolbar may wrap) would cut the picture off: fit again unless the user zoomed or panned.
+    if (this.#fitted) {
+      this.#fit();
+      this.#sync();
+    }
+  };
+  /** Whether the view is still the fitted one. */
+  #fitted = true;
 
   constructor(
     readonly options: MaskEditorOptions,
@@ -73,26 +82,34 @@ class MaskEditor {
     this.#root.innerHTML = `
       <div class="mf-mask-toolbar">
         <strong class="mf-mask-title"></strong>
-        <button data-action="brush" title="Brush (B)">Brush</button>
-        <button data-action="eraser" title="Eraser (E)">Eraser</button>
-        <label>Size <input data-control="size" type="range" min="${MIN_SIZE}" max="${this.#maxSize}" step="1"><span data-show="size"></span></label>
-        <label>Hardness <input data-control="hardness" type="range" min="0" max="1" step="0.05"><span data-show="hardness"></span></label>
-        <label>Opacity <input data-control="opacity" type="range" min="0.1" max="1" step="0.05"></label>
-        <span class="mf-sep"></span>
-        <button data-action="undo" title="Undo (Ctrl+Z)">Undo</button>
-        <button data-action="redo" title="Redo (Ctrl+Shift+Z)">Redo</button>
-        <button data-action="clear" title="Clear the mask">Clear</button>
-        <button data-action="fill" title="Mask everything">Fill</button>
-        <button data-action="invert" title="Invert the mask">Invert</button>
-        <button data-action="fit" title="Fit the image to the window">Fit</button>
-        <span class="mf-sep"></span>
-        <span class="mf-mask-info" data-show="info"></span>
-        <button data-action="cancel" title="Cancel (Esc)">Cancel</button>
-        <button data-action="save" class="mf-primary" title="Save and connect (Enter)">Save mask</button>
+        <span class="mf-mask-group">
+          <button data-action="brush" title="Brush (B)">Brush</button>
+          <button data-action="eraser" title="Eraser (E)">Eraser</button>
+        </span>
+        <span class="mf-mask-group">
+          <label>Size <input data-control="size" type="range" min="${MIN_SIZE}" max="${this.#maxSize}" step="1"><span data-show="size"></span></label>
+          <label>Hardness <input data-control="hardness" type="range" min="0" max="1" step="0.05"><span data-show="hardness"></span></label>
+          <label>Opacity <input data-control="opacity" type="range" min="0.1" max="1" step="0.05"><span data-show="opacity"></span></label>
+        </span>
+        <span class="mf-mask-group">
+          <button data-action="undo" title="Undo (Ctrl+Z)">Undo</button>
+          <button data-action="redo" title="Redo (Ctrl+Shift+Z)">Redo</button>
+          <button data-action="clear" title="Clear the mask">Clear</button>
+          <button data-action="fill" title="Mask everything">Fill</button>
+          <button data-action="invert" title="Invert the mask">Invert</button>
+          <button data-action="fit" title="Fit the image to the window">Fit</button>
+        </span>
+        <span class="mf-mask-group mf-mask-end">
+          <button data-action="cancel" title="Cancel (Esc)">Cancel</button>
+          <button data-action="save" class="mf-primary" title="Save and connect (Enter)">Save mask</button>
+        </span>
       </div>
       <canvas class="mf-mask-view"></canvas>
-      <div class="mf-mask-help">B brush · E eraser · [ ] size · X swap · wheel zoom · space/right-drag pan · Ctrl+Z undo · Ctrl+Shift+Z redo · Enter save · Esc cancel</div>`;
-    this.#root.querySelector(".mf-mask-title")!.textContent = options.title;
+      <div class="mf-mask-help"><span>B brush · E eraser · [ ] size · X swap · wheel zoom · space/right-drag pan · Ctrl+Z undo · Ctrl+Shift+Z redo · Enter save · Esc cancel</span><span class="mf-mask-info" data-show="info"></span></div>`;
+    const title = this.#root.querySelector<HTMLElement>(".mf-mask-title")!;
+    title.textContent = options.title;
+    // A long file name is cut to keep the toolbar on one row; the whole name is in the tooltip.
+    title.title = options.title;
     for (const element of this.#root.querySelectorAll<HTMLElement>("[data-control],[data-action]")) {
       this.#controls[element.dataset.control ?? element.dataset.action!] = element;
     }
@@ -140,6 +157,7 @@ class MaskEditor {
     (this.#controls.opacity as HTMLInputElement).value = String(this.#opacity);
     this.#root.querySelector('[data-show="size"]')!.textContent = `${Math.round(this.#brush.size)} px`;
     this.#root.querySelector('[data-show="hardness"]')!.textContent = `${Math.round(this.#brush.hardness * 100)}%`;
+    this.#root.querySelector('[data-show="opacity"]')!.textContent = `${Math.round(this.#opacity * 100)}%`;
     this.#controls.brush.classList.toggle("mf-active", this.#brush.tool === "brush");
     this.#controls.eraser.classList.toggle("mf-active", this.#brush.tool === "eraser");
     (this.#controls.undo as HTMLButtonElement).disabled = !this.#layer.canUndo;
@@ -203,6 +221,8 @@ class MaskEditor {
     if (ctrl && key === "z" && event.shiftKey) this.#act("redo");
     else if (ctrl && key === "z") this.#act("undo");
     else if (ctrl && key === "y") this.#act("redo");
+    // Select-all would highlight the toolbar and turn the next drag on the picture into a drag of that selection.
+    else if (ctrl && key === "a") handled = true;
     else if (ctrl) handled = false;
     else if (key === "b") this.#act("brush");
     else if (key === "e") this.#act("eraser");
@@ -243,6 +263,7 @@ class MaskEditor {
     this.#pointer = [event.clientX, event.clientY];
     if (this.#panning) {
       this.#offset = [this.#panning.ox + event.clientX - this.#panning.x, this.#panning.oy + event.clientY - this.#panning.y];
+      this.#fitted = false;
     } else if (this.#painting) {
       // Coalesced events keep fast strokes smooth where the browser batches pointer moves.
       const points = event.getCoalescedEvents?.() ?? [event];
@@ -278,6 +299,7 @@ class MaskEditor {
     // Zoom about the cursor: the image point under it stays put.
     this.#offset = [cx - ((cx - this.#offset[0]) * scale) / this.#scale, cy - ((cy - this.#offset[1]) * scale) / this.#scale];
     this.#scale = scale;
+    this.#fitted = false;
     this.#sync();
   }
 
@@ -293,6 +315,7 @@ class MaskEditor {
     const scale = Math.min((width - 40) / this.#layer.width, (height - 40) / this.#layer.height, 4);
     this.#scale = Math.max(0.05, scale);
     this.#offset = [(width - this.#layer.width * this.#scale) / 2, (height - this.#layer.height * this.#scale) / 2];
+    this.#fitted = true;
   }
 
   #render(): void {
