@@ -27,6 +27,16 @@ export interface HistoryEntry {
   readonly error?: { node?: string; message: string };
 }
 
+/** GET /api/system: what the server runs on. Engines are reported by `maskflow serve`; an embedded server may report none. */
+export interface SystemInfo {
+  readonly name: string;
+  readonly version: string;
+  readonly engines: {
+    readonly local?: { readonly summary?: string; readonly installed?: boolean; readonly defaultModelDir?: string };
+    readonly segmind?: { readonly summary?: string; readonly keySet?: boolean };
+  };
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -91,6 +101,7 @@ export const api = {
   saveSettings: (changes: { segmindApiKey: string | null }) =>
     request<{ segmindApiKey: "settings" | "environment" | "none" }>("PUT", "/api/settings", changes),
   inputFiles: () => request<string[]>("GET", "/api/files?type=input"),
+  system: () => request<SystemInfo>("GET", "/api/system"),
   history: (max = 30) => request<HistoryEntry[]>("GET", `/api/history?max_items=${max}`),
 
   async upload(file: Blob, name: string, options: { overwrite?: boolean } = {}): Promise<ImageRef & { name: string }> {

@@ -3,14 +3,15 @@
  * workflow documents, queueing runs and showing what the server reports on the nodes.
  */
 import { LGraph, LGraphCanvas, LGraphGroup, LiteGraph, type LGraphNode } from "@comfyorg/litegraph";
-import { api, ApiError, type NodeSchema, type WorkflowDocument, type WorkflowProblem } from "../api/maskflow-api.ts";
+import { api, ApiError, type NodeSchema, type SystemInfo, type WorkflowDocument, type WorkflowProblem } from "../api/maskflow-api.ts";
 import { type PreviewFrame, type ServerEvent, ServerSocket } from "../api/server-socket.ts";
-import { resetRunState, setErrors, showImages, showPreview, viewOf } from "../graph/node-state.ts";
+import { drawablePicture, resetRunState, setErrors, setWarnings, showImages, showPreview, viewOf } from "../graph/node-state.ts";
 import { applySeedControls, isImageLoader, type NodeActions, refreshNodeAfterLoad, registerSchemaNodes, widgetValue } from "../graph/node-types.ts";
 import { documentToLiteGraph, type LiteGraphData, liteGraphToDocument, schemaMap } from "../graph/workflow-convert.ts";
 import { openImageViewer } from "../ui/image-viewer.ts";
 import { notify, showConnection } from "../ui/notices.ts";
 import { QueuePanel } from "../ui/queue-panel.ts";
+import { engineShortfalls, NO_LOCAL_MODEL_TOOLBAR } from "./engine-check.ts";
 import { ImageChoices } from "./image-choices.ts";
 import { openMaskPainterFor } from "./mask-wiring.ts";
 
@@ -34,6 +35,14 @@ export class EditorApp {
   /** Set by a reconnect: the status the server sends first says whether the run we were showing is still going. */
   #awaitingStatusAfterReconnect = false;
   #persistFailed = false;
+  /** What GET /api/system said last: which engines the server has. */
+  #system: SystemInfo | undefined;
+  /** Set while a document is being loaded, when the graph is half built. */
+  #loading = false;
+  /** The view #fitView chose, while the user has not moved it: a resize (the queue panel) fits again. */
+  #fittedView: string | undefined;
+  /** Runs of this page seen starting: when, and how many pictures they saved so far. */
+  #runs = new Map<string, { startedAt: number; saved: number }>();
   /** Resolves when start-up finished; tests wait on it. */
   ready: Promise<void>;
 
@@ -74,12 +83,18 @@ export class EditorApp {
     this.canvasElement.addEventListener("pointerdown", () => this.canvasElement.focus());
     this.#fitCanvas();
     // The queue panel and the window both change the canvas' box: follow the box, not the window.
-    new ResizeObserver(() => this.#fitCanvas()).observe(this.canvasElement.parentElement!);
+    new ResizeObserver(() => {
+      this.#fitCanvas();
+      if (this.#fittedView !== undefined && this.#fittedView === this.#viewKey()) this.#fitView();
+    }).observe(this.canvasElement.parentElement!);
 
     this.schemas = await this.#nodeSchemasWhenServerIsUp();
     await this.images.refresh(api.inputFiles);
     this.byType = schemaMap(this.schemas);
     registerSchemaNodes(this.schemas, this.#nodeActions());
+    await this.refreshSystem();
+    this.graph.onNodeAdded = () => this.checkEngines();
+    this.graph.onNodeRemoved = () => this.checkEngines();
 
     await this.#openFirstGraph();
     this.#socket = new ServerSocket(this.clientId, {
@@ -87,8 +102,11 @@ export class EditorApp {
       preview: (frame) => this.#onPreview(frame),
       connection: (state) => {
         showConnection(state);
-        if (state.connected) void this.queuePanel.refresh();
-        else this.#awaitingStatusAfterReconnect = true;
+        if (state.connected) {
+          void this.queuePanel.refresh();
+          // A server restarted meanwhile may have got (or lost) its model.
+          void this.refreshSystem().then(() => this.checkEngines());
+        } else this.#awaitingStatusAfterReconnect = true;
       },
     });
     this.#socket.connect();
@@ -107,6 +125,7 @@ export class EditorApp {
       openMaskEditor: (node) => void openMaskPainterFor(this, node),
       openImage: (url) => openImageViewer(url),
       imageChoices: () => this.images.list(),
+      widgetChanged: () => this.checkEngines(),
     };
   }
 
@@ -161,25 +180,38 @@ export class EditorApp {
       throw new Error('not a Maskflow workflow (expected {"format": "maskflow-workflow", "nodes": […]})');
     }
     const data = documentToLiteGraph(document, this.byType);
-    this.graph.clear();
-    this.graph.configure(data as unknown as Parameters<LGraph["configure"]>[0]);
-    const ds = data.extra?.ds as { scale: number; offset: [number, number] } | undefined;
-    if (ds) {
-      this.canvas.ds.scale = ds.scale;
-      this.canvas.ds.offset = [ds.offset[0], ds.offset[1]];
-    } else {
-      this.#fitView();
+    this.#loading = true;
+    try {
+      this.graph.clear();
+      this.graph.configure(data as unknown as Parameters<LGraph["configure"]>[0]);
+    } finally {
+      this.#loading = false;
     }
     for (const node of this.graph._nodes) {
       refreshNodeAfterLoad(node);
       if (isImageLoader(node)) this.images.remember(String(widgetValue(node, "image") ?? ""));
       if (!this.byType.has(node.type)) setErrors(node, [`unknown node type "${node.type}": the server has no such node`]);
     }
+    // After the refresh: nodes showing a picture have grown to hold it, and the fit must include that.
+    const ds = data.extra?.ds as { scale: number; offset: [number, number] } | undefined;
+    if (ds) {
+      this.canvas.ds.scale = ds.scale;
+      this.canvas.ds.offset = [ds.offset[0], ds.offset[1]];
+      this.#fittedView = undefined;
+    } else {
+      this.#fitView();
+    }
     if (name !== undefined || !options.keepName) this.setWorkflowName(name ?? document.name ?? "");
+    this.checkEngines();
     this.canvas.setDirty(true, true);
     this.persist();
   }
 
+  #viewKey(): string {
+    return JSON.stringify([this.canvas.ds.scale, ...this.canvas.ds.offset]);
+  }
+
+  /** Fits the whole graph into the canvas, which is the window less the toolbar and the queue panel when open. */
   #fitView(): void {
     const nodes = this.graph._nodes;
     if (!nodes.length) return;
@@ -191,6 +223,8 @@ export class EditorApp {
     const scale = Math.min(1.2, Math.max(0.3, Math.min(width / (maxX - minX + 120), height / (maxY - minY + 120))));
     this.canvas.ds.scale = scale;
     this.canvas.ds.offset = [(width / scale - (maxX - minX)) / 2 - minX, (height / scale - (maxY - minY)) / 2 - minY];
+    this.canvas.setDirty(true, true);
+    this.#fittedView = this.#viewKey();
   }
 
   setWorkflowName(name: string): void {
@@ -219,6 +253,7 @@ export class EditorApp {
 
   newGraph(): void {
     this.graph.clear();
+    this.#fittedView = undefined;
     this.setWorkflowName("");
     this.persist();
   }
@@ -243,11 +278,57 @@ export class EditorApp {
 
   // --- running -----------------------------------------------------------------------------
 
+  /** Asks the server which engines it has; keeps the last answer when it cannot be reached. */
+  async refreshSystem(): Promise<SystemInfo | undefined> {
+    try {
+      this.#system = await api.system();
+    } catch {
+      // Away, or an older server: the connection banner speaks for the first, and nothing is claimed for the second.
+    }
+    return this.#system;
+  }
+
+  /**
+   * Marks the nodes that will fail for want of an engine the server lacks, and says so in the toolbar,
+   * so the user learns it before pressing Queue rather than from a failed run.
+   */
+  checkEngines(): void {
+    if (this.#loading || !this.schemas.length) return;
+    const shortfalls = engineShortfalls(this.toDocument(), this.#system);
+    const byNode = new Map(shortfalls.map((shortfall) => [shortfall.nodeId, shortfall.message]));
+    for (const node of this.graph._nodes) {
+      const message = byNode.get(String(node.id));
+      setWarnings(node, message ? [message] : []);
+    }
+    const banner = document.querySelector<HTMLElement>("#engine-warning");
+    if (banner) {
+      banner.hidden = shortfalls.length === 0;
+      banner.textContent = NO_LOCAL_MODEL_TOOLBAR;
+      banner.title = this.#system?.engines.local?.summary ?? NO_LOCAL_MODEL_TOOLBAR;
+    }
+  }
+
   /** Queues the graph (or a given document); validation problems mark their nodes before anything runs. */
   async queue(workflow?: WorkflowDocument): Promise<void> {
     if (!workflow) applySeedControls(this.nodes());
     const document = workflow ?? this.toDocument();
     this.clearMarks();
+    // Asked again now: a model pulled since the page opened counts.
+    const shortfalls = engineShortfalls(document, await this.refreshSystem());
+    if (!workflow) this.checkEngines();
+    if (shortfalls.length) {
+      const names = shortfalls.map(({ nodeId }) => {
+        const type = document.nodes.find((node) => node.id === nodeId)?.type ?? "node";
+        return `${this.nodeByDocumentId(nodeId)?.title ?? type} (node ${nodeId})`;
+      });
+      notify(
+        `Not queued: the server has no local model, so ${names.join(", ")} would fail. ` +
+          "Run `maskflow models pull` on the server, or switch backend to segmind.",
+        "error",
+        8000,
+      );
+      return;
+    }
     try {
       const { position } = await api.queuePrompt(document, this.clientId);
       notify(position > 0 ? `Queued (position ${position + 1})` : "Queued", "info", 1500);
@@ -294,6 +375,7 @@ export class EditorApp {
         return;
       case "execution_start":
         for (const node of this.graph._nodes) resetRunState(node);
+        this.#runs.set(event.data.jobId, { startedAt: performance.now(), saved: 0 });
         return;
       case "execution_cached":
         return;
@@ -318,9 +400,12 @@ export class EditorApp {
       case "executed": {
         const node = this.nodeByDocumentId(event.data.node);
         if (node && event.data.output.images?.length) showImages(node, event.data.output.images);
+        const run = this.#runs.get(event.data.jobId);
+        if (run) run.saved += (event.data.output.images ?? []).filter((image) => image.type === "output").length;
         return;
       }
       case "execution_error": {
+        this.#runs.delete(event.data.jobId);
         this.#finishRunningNode();
         if (event.data.problems?.length) this.markProblems(event.data.problems);
         const node = event.data.node ? this.nodeByDocumentId(event.data.node) : undefined;
@@ -330,14 +415,18 @@ export class EditorApp {
         return;
       }
       case "execution_interrupted":
+        this.#runs.delete(event.data.jobId);
         this.#finishRunningNode();
         notify("Run interrupted", "info");
         void this.queuePanel.refresh();
         return;
-      case "execution_success":
+      case "execution_success": {
         this.#finishRunningNode();
+        notify(doneMessage(this.#runs.get(event.data.jobId)), "success");
+        this.#runs.delete(event.data.jobId);
         void this.queuePanel.refresh();
         return;
+      }
     }
   }
 
@@ -382,15 +471,20 @@ export class EditorApp {
   }
 
   /** What a node shows (pictures, progress, errors): for tests and debugging. */
-  nodeView(id: string): { images: string[]; errors: string[]; progress?: { value: number; max: number }; loaded: number } | undefined {
+  nodeView(
+    id: string,
+  ): { images: string[]; errors: string[]; warnings: string[]; progress?: { value: number; max: number }; loaded: number; pictureRects: Array<[number, number, number, number]> } | undefined {
     const node = this.nodeByDocumentId(id);
     if (!node) return undefined;
     const view = viewOf(node);
     return {
       images: view.images.map((picture) => picture.url),
       errors: [...view.errors],
+      warnings: [...view.warnings],
       progress: view.progress,
-      loaded: view.images.filter((picture) => picture.image.complete && picture.image.naturalWidth > 0).length,
+      loaded: view.images.filter((picture) => drawablePicture(picture) !== undefined).length,
+      // Where the pictures were drawn last, in node coordinates.
+      pictureRects: view.imageRects.map(({ rect }) => rect),
     };
   }
 
@@ -401,4 +495,12 @@ export class EditorApp {
     const ratio = this.canvasElement.width / box.width || 1;
     return [box.left + x / ratio, box.top + y / ratio];
   }
+}
+
+/** "Done in 3.2 s — 1 image saved"; a run that started before this page connected has no start time here. */
+function doneMessage(run: { startedAt: number; saved: number } | undefined): string {
+  if (!run) return "Done";
+  const seconds = ((performance.now() - run.startedAt) / 1000).toFixed(1);
+  const saved = run.saved === 0 ? "no image saved" : run.saved === 1 ? "1 image saved" : `${run.saved} images saved`;
+  return `Done in ${seconds} s — ${saved}`;
 }

@@ -6,15 +6,28 @@
 import type { LGraphNode } from "@comfyorg/litegraph";
 import type { ImageRef } from "../api/maskflow-api.ts";
 import { viewUrl } from "../api/maskflow-api.ts";
+import { maskPreview } from "./mask-preview.ts";
 import { wrapText } from "./wrap-text.ts";
 
+/** A picture on a node, with its full-size URL for the viewer. */
+export interface NodePicture {
+  url: string;
+  image: HTMLImageElement;
+  /** A mask is drawn as the grey channel the server reads, once its file decoded; pictures are drawn as they are. */
+  mask?: { preview?: HTMLCanvasElement; caption?: string };
+}
+
 export interface NodeView {
-  /** Pictures to show (outputs, or the loaded input); with their full-size URLs for the viewer. */
-  images: Array<{ url: string; image: HTMLImageElement }>;
+  /** Pictures to show (outputs, or the loaded input). */
+  images: NodePicture[];
   progress?: { value: number; max: number; label?: string };
   preview?: HTMLImageElement;
   running: boolean;
   errors: string[];
+  /** Known before running: this node will fail as the graph stands (e.g. the server has no local model). */
+  warnings: string[];
+  /** Counts requests for the node's own picture, so a slow decode of an older choice does not replace a newer one. */
+  pictureRequests: number;
   /** Where the pictures were drawn last, in node coordinates, so a click can open the right one. */
   imageRects: Array<{ rect: [number, number, number, number]; url: string }>;
   /** Counts resetRunState calls, so a preview decoded after its run ended can tell. */
@@ -29,7 +42,7 @@ const views = new WeakMap<LGraphNode, NodeView>();
 export function viewOf(node: LGraphNode): NodeView {
   let view = views.get(node);
   if (!view) {
-    view = { images: [], running: false, errors: [], imageRects: [], runs: 0, previewsReceived: 0, previewShown: 0 };
+    view = { images: [], running: false, errors: [], warnings: [], pictureRequests: 0, imageRects: [], runs: 0, previewsReceived: 0, previewShown: 0 };
     views.set(node, view);
   }
   return view;
@@ -83,6 +96,19 @@ export function setErrors(node: LGraphNode, errors: string[]): void {
   node.setDirtyCanvas(true, true);
 }
 
+export function setWarnings(node: LGraphNode, warnings: string[]): void {
+  const view = viewOf(node);
+  if (view.warnings.join("\n") === warnings.join("\n")) return;
+  view.warnings = warnings;
+  node.setDirtyCanvas(true, true);
+}
+
+/** What is drawn for a picture, once it can be: the decoded picture, or for a mask its grey channel. */
+export function drawablePicture(picture: NodePicture): CanvasImageSource | undefined {
+  if (!picture.image.complete || picture.image.naturalWidth === 0) return undefined;
+  return picture.mask ? picture.mask.preview : picture.image;
+}
+
 export function resetRunState(node: LGraphNode): void {
   const view = viewOf(node);
   view.runs++;
@@ -128,8 +154,8 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
   view.imageRects = [];
   const top = widgetsBottom(node);
   const area: [number, number, number, number] = [6, top, width - 12, height - top - 6];
-  const pictures = view.preview ? [{ url: "", image: view.preview }] : view.images;
-  const ready = pictures.filter((picture) => picture.image.complete && picture.image.naturalWidth > 0);
+  const pictures: NodePicture[] = view.preview ? [{ url: "", image: view.preview }] : view.images;
+  const ready = pictures.filter((picture) => drawablePicture(picture) !== undefined);
   if (ready.length && area[3] > 24) {
     const columns = Math.ceil(Math.sqrt(ready.length));
     const rows = Math.ceil(ready.length / columns);
@@ -138,14 +164,20 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
     ready.forEach((picture, i) => {
       const cell: [number, number, number, number] = [area[0] + (i % columns) * cellW, area[1] + Math.floor(i / columns) * cellH, cellW - 2, cellH - 2];
       const rect = fit(picture.image.naturalWidth, picture.image.naturalHeight, cell);
-      ctx.drawImage(picture.image, rect[0], rect[1], rect[2], rect[3]);
+      ctx.drawImage(drawablePicture(picture)!, rect[0], rect[1], rect[2], rect[3]);
+      if (picture.mask) {
+        // A black mask on a dark node would have no edge: outline the picture's extent.
+        ctx.strokeStyle = "rgba(255,255,255,0.35)";
+        ctx.lineWidth = 1;
+        ctx.strokeRect(rect[0] - 0.5, rect[1] - 0.5, rect[2] + 1, rect[3] + 1);
+      }
       if (picture.url) view.imageRects.push({ rect, url: picture.url });
     });
     if (ready.length === 1 && !view.preview) {
       ctx.fillStyle = "rgba(255,255,255,0.55)";
       ctx.font = "11px sans-serif";
       ctx.textAlign = "center";
-      ctx.fillText(`${ready[0].image.naturalWidth} × ${ready[0].image.naturalHeight}`, width / 2, height - 8);
+      ctx.fillText(ready[0].mask?.caption ?? `${ready[0].image.naturalWidth} × ${ready[0].image.naturalHeight}`, width / 2, height - 8);
     }
   }
 
@@ -168,20 +200,31 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
     const count = `${view.progress.value} / ${view.progress.max}`;
     ctx.fillText(view.progress.label ? `${view.progress.label} ${count}` : count, width - 8, -LiteGraphTitleHeight / 2 + 2);
   }
-  if (view.errors.length) {
-    ctx.font = "12px sans-serif";
-    ctx.textAlign = "left";
-    const lines = view.errors.flatMap((message) => wrapText(ctx, message, Math.max(width, 220) - 12, MAX_ERROR_LINES)).slice(0, MAX_ERROR_LINES);
-    const boxHeight = lines.length * 15 + 8;
-    ctx.fillStyle = "rgba(120,0,0,0.92)";
-    ctx.fillRect(0, height + 6, Math.max(width, 220), boxHeight);
-    ctx.fillStyle = "#fff";
-    lines.forEach((line, i) => ctx.fillText(line, 6, height + 20 + i * 15));
-  }
+  // Clear of the red frame LiteGraph draws round a node with errors.
+  let labelTop = height + 16;
+  if (view.errors.length) labelTop = drawLabel(ctx, view.errors, "rgba(120,0,0,0.92)", "#fff", width, labelTop) + 4;
+  if (view.warnings.length) drawLabel(ctx, view.warnings, "rgba(122,84,0,0.94)", "#fff", width, labelTop);
+}
+
+/**
+ * Messages in a box under the node, wrapped to the node's width (a long path is broken too) so the
+ * box is behind every line; returns the bottom of the box.
+ */
+function drawLabel(ctx: CanvasRenderingContext2D, messages: readonly string[], background: string, colour: string, width: number, top: number): number {
+  ctx.font = "12px sans-serif";
+  ctx.textAlign = "left";
+  const padding = 6;
+  const lines = messages.flatMap((message) => wrapText(ctx, message, width - 2 * padding, MAX_LABEL_LINES)).slice(0, MAX_LABEL_LINES);
+  const boxHeight = lines.length * 15 + 8;
+  ctx.fillStyle = background;
+  ctx.fillRect(0, top, width, boxHeight);
+  ctx.fillStyle = colour;
+  lines.forEach((line, i) => ctx.fillText(line, padding, top + 14 + i * 15));
+  return top + boxHeight;
 }
 
 const LiteGraphTitleHeight = 30;
-const MAX_ERROR_LINES = 12;
+const MAX_LABEL_LINES = 12;
 
 /** The full-size URL of the picture under a point in node coordinates, if any. */
 export function imageAt(node: LGraphNode, x: number, y: number): string | undefined {
@@ -190,6 +233,7 @@ export function imageAt(node: LGraphNode, x: number, y: number): string | undefi
 
 export function showInputImage(node: LGraphNode, filename: string): void {
   const view = viewOf(node);
+  view.pictureRequests++;
   if (!filename) {
     view.images = [];
   } else {
@@ -197,5 +241,30 @@ export function showInputImage(node: LGraphNode, filename: string): void {
     view.images = [{ url, image: loadImage(url, node) }];
     ensureRoomForImages(node);
   }
+  node.setDirtyCanvas(true, true);
+}
+
+/** A LoadMask shows the mask it will give (white = repaint), refreshed whenever its file or channel changes. */
+export function showMaskImage(node: LGraphNode, filename: string, channel: string): void {
+  const view = viewOf(node);
+  const request = ++view.pictureRequests;
+  if (!filename) {
+    view.images = [];
+    node.setDirtyCanvas(true, true);
+    return;
+  }
+  const url = `${viewUrl({ filename, type: "input" })}&t=${Date.now()}`;
+  const image = new Image();
+  const picture: NodePicture = { url, image, mask: {} };
+  image.onload = () => {
+    if (view.pictureRequests !== request) return;
+    const { canvas, coverage } = maskPreview(image, channel);
+    picture.mask = { preview: canvas, caption: `${image.naturalWidth} × ${image.naturalHeight} · ${(coverage * 100).toFixed(1)}% masked` };
+    node.setDirtyCanvas(true, true);
+  };
+  image.onerror = () => node.setDirtyCanvas(true, true);
+  image.src = url;
+  view.images = [picture];
+  ensureRoomForImages(node);
   node.setDirtyCanvas(true, true);
 }

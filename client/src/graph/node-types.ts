@@ -7,7 +7,7 @@
 import { LGraphCanvas, LGraphNode, LiteGraph, type IWidget } from "@comfyorg/litegraph";
 import type { InputSpec } from "../../../nodes/node-definition.ts";
 import type { NodeSchema } from "../api/maskflow-api.ts";
-import { drawNodeView, imageAt, showInputImage } from "./node-state.ts";
+import { drawNodeView, imageAt, showInputImage, showMaskImage } from "./node-state.ts";
 import { canConnect, hasWidget, SOCKET_COLOURS } from "./socket-types.ts";
 import { addMultilineWidget } from "./multiline-widget.ts";
 
@@ -18,6 +18,8 @@ export interface NodeActions {
   openImage(url: string): void;
   /** File names a LoadImage combo offers: uploads this browser knows of plus what graphs use. */
   imageChoices(): string[];
+  /** A widget's value changed through the canvas (what the server will be asked to do may have changed). */
+  widgetChanged(node: LGraphNode, name: string): void;
 }
 
 export const SEED_CONTROLS = ["fixed", "randomize", "increment", "decrement"] as const;
@@ -103,6 +105,10 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
     override onDrawForeground(ctx: CanvasRenderingContext2D): void {
       drawNodeView(this, ctx);
     }
+
+    override onWidgetChanged(name: string): void {
+      actions.widgetChanged(this, name);
+    }
   }
 
   function addValueWidget(node: LGraphNode, name: string, spec: InputSpec, extras: Array<() => void>): void {
@@ -110,7 +116,9 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
     const kind = spec.widget;
     let widget: IWidget | undefined;
     if (kind === "combo") {
-      widget = node.addWidget("combo", name, String(value ?? spec.options?.[0] ?? ""), keepValue, { values: [...(spec.options ?? [])] }) as IWidget;
+      // A LoadMask's channel decides which mask its picture holds: its thumbnail follows.
+      const onChange = schema.type === "LoadMask" ? () => showNodePicture(node) : keepValue;
+      widget = node.addWidget("combo", name, String(value ?? spec.options?.[0] ?? ""), onChange, { values: [...(spec.options ?? [])] }) as IWidget;
     } else if (kind === "toggle") {
       widget = node.addWidget("toggle", name, Boolean(value), keepValue, { on: "true", off: "false" }) as IWidget;
     } else if (kind === "multiline") {
@@ -118,7 +126,7 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
     } else if (kind === "text") {
       widget = node.addWidget("text", name, String(value ?? ""), keepValue, {}) as IWidget;
     } else if (kind && IMAGE_WIDGETS.has(kind)) {
-      const combo = node.addWidget("combo", name, String(value ?? ""), (file: string) => showInputImage(node, file), {
+      const combo = node.addWidget("combo", name, String(value ?? ""), () => showNodePicture(node), {
         values: (() => {
           const current = String(combo.value ?? "");
           const choices = actions.imageChoices();
@@ -163,15 +171,25 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
   return SchemaNode;
 }
 
+/**
+ * An image loader shows the picture its file widget names; a LoadMask shows the mask it reads from
+ * that picture (its channel), so the user sees what will be repainted.
+ */
+export function showNodePicture(node: LGraphNode): void {
+  const schema = schemaOf(node);
+  const fileInput = schema && Object.entries(schema.inputs).find(([, spec]) => IMAGE_WIDGETS.has(spec.widget ?? ""))?.[0];
+  if (!fileInput) return;
+  const file = String(widgetValue(node, fileInput) ?? "");
+  if (schema.type === "LoadMask") showMaskImage(node, file, String(widgetValue(node, "channel") ?? ""));
+  else showInputImage(node, file);
+}
+
 /** After a graph loads, image loaders show their picture and seed controls show their saved mode. */
 export function refreshNodeAfterLoad(node: LGraphNode): void {
   const schema = schemaOf(node);
   if (!schema) return;
+  if (isImageLoader(node)) showNodePicture(node);
   for (const [name, spec] of Object.entries(schema.inputs)) {
-    if (spec.widget === "image" && schema.type !== "LoadMask") {
-      const widget = node.widgets?.find((w) => w.name === name);
-      showInputImage(node, String(widget?.value ?? ""));
-    }
     if (spec.widget === "seed") {
       const control = node.widgets?.find((w) => w.name === `${name} on queue`);
       if (control) control.value = String(node.properties[seedControlProperty(name)] ?? "fixed");

@@ -1,0 +1,33 @@
+/**
+ * Which nodes of a workflow will fail for want of an engine the server told us it lacks, known
+ * before anything is queued: today, a node on backend "local" with no model folder of its own while
+ * the server has no local model (GET /api/system, engines.local.installed).
+ */
+import type { SystemInfo, WorkflowDocument } from "../api/maskflow-api.ts";
+
+export interface EngineShortfall {
+  readonly nodeId: string;
+  /** What the user sees on the node. */
+  readonly message: string;
+}
+
+/** The one line the toolbar shows while the graph has such a node. */
+export const NO_LOCAL_MODEL_TOOLBAR = "No local model: Inpaint (local) will fail — `maskflow models pull`";
+
+/**
+ * Nodes that need the server's own local model when it has none. A node naming its own model folder
+ * is left alone (the server may well have that folder), and so is a server that reports no engines.
+ */
+export function engineShortfalls(workflow: WorkflowDocument, system: SystemInfo | undefined): EngineShortfall[] {
+  const local = system?.engines?.local;
+  if (!local || local.installed !== false) return [];
+  const where = local.defaultModelDir ? ` at ${local.defaultModelDir}` : "";
+  return workflow.nodes
+    .filter((node) => node.inputs?.backend === "local" && (node.inputs.model ?? "") === "")
+    .map((node) => ({
+      nodeId: node.id,
+      message:
+        `No local model on the server${where}: this node will fail. ` +
+        "Run `maskflow models pull` (or set MASKFLOW_MODEL_DIR), or switch backend to segmind.",
+    }));
+}
