@@ -51,23 +51,27 @@ export async function pointInWidget(page: Page, nodeId: string, widgetName: stri
 
 interface PaintLog {
   progress: Array<[number, number]>;
+  /** Every text drawn, newest last (the oldest dropped past a few thousand). */
+  texts: string[];
   previews: string[];
   previewDraws: number;
 }
 
 /**
- * Records from now on every "step / total" text and every preview frame (a blob: image, which only
+ * Records from now on every text (and every "step / total" among them) and every preview frame (a blob: image, which only
  * the step previews are) drawn on any 2D canvas of the page.
  */
 export async function installPaintProbe(page: Page): Promise<void> {
   await page.evaluate(() => {
-    const log: PaintLog = { progress: [], previews: [], previewDraws: 0 };
+    const log: PaintLog = { progress: [], texts: [], previews: [], previewDraws: 0 };
     (window as unknown as { __paintLog: PaintLog }).__paintLog = log;
     const proto = CanvasRenderingContext2D.prototype;
     const fillText = proto.fillText;
     proto.fillText = function (this: CanvasRenderingContext2D, text: string, ...rest: [number, number, number?]) {
       const match = /^(\d+) \/ (\d+)$/.exec(String(text));
       if (match) log.progress.push([Number(match[1]), Number(match[2])]);
+      log.texts.push(String(text));
+      if (log.texts.length > 5000) log.texts.splice(0, 1000);
       return fillText.call(this, text, ...rest);
     } as typeof proto.fillText;
     const drawImage = proto.drawImage;
@@ -85,6 +89,11 @@ export async function installPaintProbe(page: Page): Promise<void> {
 /** The [step, total] pairs painted since the probe was installed. */
 export async function paintedProgress(page: Page): Promise<Array<[number, number]>> {
   return page.evaluate(() => (window as unknown as { __paintLog: PaintLog }).__paintLog.progress);
+}
+
+/** The texts painted on any canvas since the probe was installed. */
+export async function paintedTexts(page: Page): Promise<string[]> {
+  return page.evaluate(() => (window as unknown as { __paintLog: PaintLog }).__paintLog.texts);
 }
 
 /** How many distinct preview frames were painted since the probe was installed. */
