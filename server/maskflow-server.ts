@@ -12,7 +12,8 @@ import type { NodeEngines } from "../nodes/node-definition.ts";
 import type { NodeRegistry } from "../nodes/registry.ts";
 import { createBuiltinRegistry } from "../nodes/index.ts";
 import { Executor } from "./executor/executor.ts";
-import { parseApiKeys } from "./http/api-keys.ts";
+import { ApiKeys, parseApiKeys } from "./http/api-keys.ts";
+import { normalizeAllowedHost, OriginPolicy, parseAllowedHosts } from "./http/origin-guard.ts";
 import { consoleLog, type ServerLog } from "./logging/server-log.ts";
 import { createApp } from "./http/app.ts";
 import { segmindRoutes } from "./http/routes/segmind-routes.ts";
@@ -46,6 +47,11 @@ export interface ServerOptions {
   readonly clientDir?: string;
   /** Keys every API route, the WebSocket and the Segmind-compatible endpoint require (MASKFLOW_API_KEYS). */
   readonly apiKeys?: readonly string[];
+  /**
+   * Host names beyond the loopback ones the server answers to (--allow-host, MASKFLOW_ALLOWED_HOSTS): the names
+   * clients reach it by through a reverse proxy or on a network. Any other Host header is a 403 (DNS rebinding).
+   */
+  readonly allowedHosts?: readonly string[];
   /** Let image URLs of the Segmind-compatible endpoint reach private addresses (MASKFLOW_ALLOW_PRIVATE_URLS=1). */
   readonly allowPrivateUrls?: boolean;
   /** Exact addresses image URLs may use even when private ones are refused (for tests on loopback). */
@@ -92,7 +98,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     : new JobQueue({ executor, history, log, ...limits });
   const library = new WorkflowLibrary(shippedWorkflows, folders.workflows);
   const settings = options.settings ?? (await new SettingsStore(folders.settingsFile).load());
-  const apiKeys = options.apiKeys ?? parseApiKeys(process.env.MASKFLOW_API_KEYS);
+  const keys = new ApiKeys(options.apiKeys ?? parseApiKeys(process.env.MASKFLOW_API_KEYS));
+  const allowedHosts = (options.allowedHosts ?? parseAllowedHosts(process.env.MASKFLOW_ALLOWED_HOSTS)).map((name) => {
+    const normalized = normalizeAllowedHost(name);
+    if (!normalized) throw new Error(`allowed host "${name}" is not a host name: give a name or address without scheme, port or path`);
+    return normalized;
+  });
+  const origins = new OriginPolicy(allowedHosts, host);
   const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
   const app = createApp({
     log,
@@ -102,14 +114,16 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     folders,
     library,
     settings,
-    apiKeys,
+    keys,
+    origins,
+    privateFolders: [folders.root, folders.output, folders.temp, PROJECT_ROOT],
     maxUploadBytes: options.maxUploadBytes ?? 50 * 1024 * 1024,
     clientDir: options.clientDir ?? path.join(PROJECT_ROOT, "client", "dist"),
     extraRoutes: [
       segmindRoutes({
         queue,
         folders,
-        apiKeys,
+        keys,
         allowPrivateUrls: options.allowPrivateUrls ?? process.env.MASKFLOW_ALLOW_PRIVATE_URLS === "1",
         allowedUrlAddresses: options.allowedUrlAddresses,
         log,
@@ -122,7 +136,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     system: () => ({ name: "maskflow", version, engines: options.engineStatus?.() ?? {}, queue: queue.status() }),
   });
   const httpServer = createServer(app);
-  const hub = new WebSocketHub(httpServer, queue, apiKeys, log);
+  const hub = new WebSocketHub(httpServer, queue, { keys, origins }, log);
   httpServer.listen(options.port ?? 8188, host);
   try {
     await once(httpServer, "listening");

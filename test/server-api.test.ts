@@ -226,7 +226,7 @@ describe("input files", () => {
 });
 
 describe("API keys (MASKFLOW_API_KEYS)", () => {
-  it("guards every API route and the WebSocket; the key may come as x-api-key or as the editor's cookie", async () => {
+  it("guards every API route and the WebSocket; the key may come as x-api-key or as the session cookie POST /api/session sets", async () => {
     const server = await startTestServer({ registry: createCountingRegistry().registry, apiKeys: ["secret-1"] });
     servers.push(server);
     const noKey = await api(server, "GET", "/api/nodes");
@@ -235,7 +235,10 @@ describe("API keys (MASKFLOW_API_KEYS)", () => {
     const wrong = await fetch(`${server.url}/api/queue`, { headers: { "x-api-key": "nope" } });
     expect(wrong.status).toBe(401);
     expect((await fetch(`${server.url}/api/nodes`, { headers: { "x-api-key": "secret-1" } })).status).toBe(200);
-    expect((await fetch(`${server.url}/api/nodes`, { headers: { cookie: "other=1; maskflow_api_key=secret-1" } })).status).toBe(200);
+    const signIn = await fetch(`${server.url}/api/session`, { method: "POST", headers: { "x-api-key": "secret-1" } });
+    expect(signIn.status).toBe(200);
+    const session = signIn.headers.getSetCookie().find((c) => c.startsWith("maskflow_session="))!.split(";")[0];
+    expect((await fetch(`${server.url}/api/nodes`, { headers: { cookie: `other=1; ${session}` } })).status).toBe(200);
     // The editor's page itself loads without a key (it asks for one).
     expect((await fetch(`${server.url}/`)).status).toBe(200);
 
@@ -247,7 +250,7 @@ describe("API keys (MASKFLOW_API_KEYS)", () => {
     });
     expect(refused).toBe(401);
     const accepted = await new Promise<number>((resolve) => {
-      const socket = new WebSocket(`${server.url.replace("http", "ws")}/ws?clientId=x`, { headers: { cookie: "maskflow_api_key=secret-1" } });
+      const socket = new WebSocket(`${server.url.replace("http", "ws")}/ws?clientId=x`, { headers: { cookie: session } });
       socket.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
       socket.on("open", () => {
         socket.close();

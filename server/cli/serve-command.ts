@@ -3,6 +3,7 @@ import path from "node:path";
 import { createEngines } from "../engines/create-engines.ts";
 import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import { parseApiKeys } from "../http/api-keys.ts";
+import { normalizeAllowedHost, parseAllowedHosts } from "../http/origin-guard.ts";
 import { startServer } from "../maskflow-server.ts";
 import { describeListenError } from "./listen-error.ts";
 import type { CliIo } from "./main.ts";
@@ -20,8 +21,17 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       "allow-remote-without-key": { type: "boolean", default: false },
       "max-queue-per-client": { type: "string" },
       redis: { type: "string", default: process.env.MASKFLOW_REDIS_URL },
+      "allow-host": { type: "string", multiple: true },
     },
   });
+  // Names beyond the loopback ones that Host headers may carry: a reverse proxy's public name, a LAN name.
+  const allowedHosts = [...parseAllowedHosts(process.env.MASKFLOW_ALLOWED_HOSTS), ...(values["allow-host"] ?? [])];
+  for (const name of allowedHosts) {
+    if (!normalizeAllowedHost(name)) {
+      io.stderr.write(`maskflow serve: --allow-host "${name}" is not a host name: give a name or address such as maskflow.example.org or 192.168.1.20, without scheme, port or path\n`);
+      return 2;
+    }
+  }
   const apiKeys = parseApiKeys(process.env.MASKFLOW_API_KEYS);
   if (!isLoopbackHost(values.host) && !apiKeys.length && !values["allow-remote-without-key"]) {
     io.stderr.write(
@@ -62,6 +72,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       redisUrl: values.redis || undefined,
       engines: engines.nodeEngines,
       apiKeys,
+      allowedHosts,
       engineStatus: () => engines.status(),
       releaseModels: () => engines.local.release(),
     });
@@ -74,6 +85,10 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   }
   io.stdout.write(`Maskflow is running at ${server.url}/\n`);
   io.stdout.write(`  data folder: ${server.folders.root}\n`);
+  if (!isLoopbackHost(values.host)) {
+    const names = ["localhost", "127.0.0.1", ...(values.host === "0.0.0.0" || values.host === "::" ? [] : [values.host]), ...allowedHosts];
+    io.stdout.write(`  answers to the host names: ${names.join(", ")} (add others with --allow-host NAME)\n`);
+  }
   if (values.redis) io.stdout.write(`  queue: Redis at ${values.redis}; jobs run on \`maskflow worker --redis …\` processes\n`);
   for (const [name, state] of Object.entries(engines.status())) {
     io.stdout.write(`  engine ${name}: ${typeof state === "object" && state && "summary" in state ? String(state.summary) : JSON.stringify(state)}\n`);

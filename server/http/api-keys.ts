@@ -1,38 +1,94 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import type { RequestHandler } from "express";
 import { HttpError } from "./http-error.ts";
+import { SessionStore } from "./session-store.ts";
 
-/** The cookie the editor keeps the key in, so pictures (<img src>) and the WebSocket carry it too. */
-export const API_KEY_COOKIE = "maskflow_api_key";
+/** The HttpOnly cookie the server sets after POST /api/session: an opaque token, never the key. */
+export const SESSION_COOKIE = "maskflow_session";
+
+/**
+ * The cookie older editors wrote from script with the key itself in it. Still accepted so an editor built before
+ * POST /api/session keeps working; the first request that carries it is answered with a session cookie and an
+ * order to delete it. Remove once no editor writes it.
+ */
+export const LEGACY_KEY_COOKIE = "maskflow_api_key";
 
 /** Keys from MASKFLOW_API_KEYS: comma or whitespace separated; none means no key is asked for. */
 export function parseApiKeys(value: string | undefined): string[] {
   return (value ?? "").split(/[\s,]+/).filter(Boolean);
 }
 
+/** Who a request is, as far as keys go: which key (a digest prefix, never the key), and how it was shown. */
+export interface KeyHolder {
+  readonly keyId: string;
+  readonly via: "header" | "session" | "legacy-cookie";
+}
+
+export type KeyCheck = { readonly ok: true; readonly holder?: KeyHolder } | { readonly ok: false; readonly problem: HttpError };
+
 /**
- * Checks a request's key (the `x-api-key` header, else the editor's cookie) against the keys, in constant
- * time. Undefined when no key is needed or the key is good; otherwise why not.
+ * The server's keys and the editor sessions opened with them. A request shows a key in the `x-api-key` header
+ * (programs), else the session cookie (the editor, <img src>, the WebSocket). Keys are compared in constant time.
  */
-export function apiKeyProblem(keys: readonly string[], request: IncomingMessage): HttpError | undefined {
-  if (!keys.length) return undefined;
-  const header = request.headers["x-api-key"];
-  const given = (Array.isArray(header) ? header[0] : header) ?? cookieValue(request.headers.cookie, API_KEY_COOKIE);
-  if (!given) return new HttpError(401, "missing_api_key", "this server needs an API key: send it in the x-api-key header");
-  const candidate = digest(given);
-  if (!keys.map(digest).some((key) => timingSafeEqual(key, candidate))) {
-    return new HttpError(401, "invalid_api_key", "the x-api-key header does not hold a valid key for this server");
+export class ApiKeys {
+  readonly #digests: readonly Buffer[];
+  readonly sessions = new SessionStore();
+
+  constructor(keys: readonly string[]) {
+    this.#digests = keys.map(digest);
   }
-  return undefined;
+
+  get required(): boolean {
+    return this.#digests.length > 0;
+  }
+
+  /** The id of the key `given` is, or undefined when it is none of them. */
+  keyIdOf(given: string): string | undefined {
+    const candidate = digest(given);
+    let found: string | undefined;
+    // Every key is compared, so the time taken does not say which one matched.
+    for (const key of this.#digests) if (timingSafeEqual(key, candidate)) found = key.toString("hex").slice(0, 12);
+    return found;
+  }
+
+  check(request: IncomingMessage): KeyCheck {
+    if (!this.required) return { ok: true };
+    const header = request.headers["x-api-key"];
+    const shown = Array.isArray(header) ? header[0] : header;
+    if (shown !== undefined) {
+      const keyId = this.keyIdOf(shown);
+      if (keyId) return { ok: true, holder: { keyId, via: "header" } };
+      return { ok: false, problem: new HttpError(401, "invalid_api_key", "the x-api-key header does not hold a valid key for this server") };
+    }
+    const token = cookieValue(request.headers.cookie, SESSION_COOKIE);
+    const sessionKey = token ? this.sessions.keyIdOf(token) : undefined;
+    if (sessionKey) return { ok: true, holder: { keyId: sessionKey, via: "session" } };
+    const legacy = cookieValue(request.headers.cookie, LEGACY_KEY_COOKIE);
+    const legacyKey = legacy ? this.keyIdOf(legacy) : undefined;
+    if (legacyKey) return { ok: true, holder: { keyId: legacyKey, via: "legacy-cookie" } };
+    if (token || legacy) {
+      return {
+        ok: false,
+        problem: new HttpError(401, "invalid_api_key", "the session has ended or its key is no longer valid: sign in again with POST /api/session"),
+      };
+    }
+    return {
+      ok: false,
+      problem: new HttpError(401, "missing_api_key", "this server needs an API key: send it in the x-api-key header (the editor signs in with POST /api/session)"),
+    };
+  }
 }
 
-/** 401 unless the request carries one of the keys. */
-export function requireApiKey(keys: readonly string[]): RequestHandler {
-  return (req, _res, next) => next(apiKeyProblem(keys, req));
+/** The session cookie: unreadable by scripts, never sent with a request another site starts, Secure under https. */
+export function sessionCookie(token: string, secure: boolean, maxAgeSeconds: number): string {
+  return `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure ? "; Secure" : ""}`;
 }
 
-function cookieValue(header: string | undefined, name: string): string | undefined {
+export function expiredCookie(name: string, httpOnly: boolean): string {
+  return `${name}=; Path=/;${httpOnly ? " HttpOnly;" : ""} SameSite=Strict; Max-Age=0`;
+}
+
+export function cookieValue(header: string | undefined, name: string): string | undefined {
   for (const part of (header ?? "").split(";")) {
     const [key, ...rest] = part.trim().split("=");
     if (key === name) {

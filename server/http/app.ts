@@ -7,15 +7,19 @@ import type { HistoryStore } from "../storage/history-store.ts";
 import type { SettingsStore } from "../storage/settings-store.ts";
 import type { WorkflowLibrary } from "../storage/workflow-library.ts";
 import { z } from "zod";
-import { requireApiKey } from "./api-keys.ts";
+import type { ApiKeys } from "./api-keys.ts";
 import { HttpError } from "./http-error.ts";
+import { callerOf, requireKey } from "./key-gate.ts";
+import type { OriginPolicy } from "./origin-guard.ts";
 import { parseBody } from "./request-body.ts";
 import { filesRoutes } from "./routes/files-routes.ts";
 import { jobsRoutes } from "./routes/jobs-routes.ts";
 import { nodesRoutes } from "./routes/nodes-routes.ts";
+import { sessionRoutes } from "./routes/session-routes.ts";
 import { settingsRoutes } from "./routes/settings-routes.ts";
 import { workflowsRoutes } from "./routes/workflows-routes.ts";
 import type { ServerLog } from "../logging/server-log.ts";
+import { securityHeaders } from "./security-headers.ts";
 import { sendError } from "./send-error.ts";
 
 export interface AppParts {
@@ -33,9 +37,13 @@ export interface AppParts {
   readonly maxUploadBytes: number;
   /** The built editor (vite's dist folder), served at /. */
   readonly clientDir?: string;
-  /** MASKFLOW_API_KEYS: when set, every API route needs one of them. */
-  readonly apiKeys?: readonly string[];
-  /** Extra routers mounted at the root (the Segmind-compatible endpoint). */
+  /** MASKFLOW_API_KEYS and the editor sessions opened with them: when there are keys, every API route needs one. */
+  readonly keys: ApiKeys;
+  /** Which Host and Origin headers a request may carry (loopback names and --allow-host ones). */
+  readonly origins: OriginPolicy;
+  /** Folders whose paths no error answer may show (the data folder, the project). */
+  readonly privateFolders?: readonly string[];
+  /** Extra routers mounted at the root (the Segmind-compatible endpoint); each checks the key before its body. */
   readonly extraRoutes?: readonly express.Router[];
 }
 
@@ -44,9 +52,14 @@ const freeBody = z.strictObject({ models: z.boolean().optional(), cache: z.boole
 export function createApp(parts: AppParts): Express {
   const app = express();
   app.disable("x-powered-by");
+  // First of all, for every answer: the security headers, then who may ask at all (Host, Origin).
+  app.use(securityHeaders());
+  app.use(parts.origins.middleware());
   // Before the JSON parser: the Segmind endpoint reads its body as text to keep 64-bit seeds exact.
   for (const router of parts.extraRoutes ?? []) app.use(router);
-  app.use(express.json({ limit: "25mb" }));
+  app.use("/api", sessionRoutes(parts.keys));
+  // The key before the body: nothing is parsed or inflated for a request that has none.
+  app.use("/api", requireKey(parts.keys), express.json({ limit: "25mb" }));
 
   const api = express.Router();
   api.get("/system", (_req, res) => void res.json(parts.system()));
@@ -59,12 +72,12 @@ export function createApp(parts: AppParts): Express {
   api.use(nodesRoutes(parts.registry));
   api.use(settingsRoutes(parts.settings));
   api.use(workflowsRoutes(parts.library, parts.registry));
-  api.use(jobsRoutes(parts.queue, parts.history));
+  api.use(jobsRoutes(parts.queue, parts.history, callerOf));
   api.use(filesRoutes(parts.folders, { maxUploadBytes: parts.maxUploadBytes }));
   api.use((req) => {
-    throw new HttpError(404, "not_found", `no API route ${req.method} ${req.originalUrl}`);
+    throw new HttpError(404, "not_found", `no API route ${req.method} ${req.originalUrl.slice(0, 200)}`);
   });
-  app.use("/api", requireApiKey(parts.apiKeys ?? []), api);
+  app.use("/api", api);
 
   if (parts.clientDir && existsSync(parts.clientDir)) {
     app.use(express.static(parts.clientDir, { index: "index.html" }));
@@ -75,6 +88,10 @@ export function createApp(parts: AppParts): Express {
         .send("Maskflow API is running. The editor is not built yet: run `npm run build:client` and reload.\n");
     });
   }
-  app.use(sendError(parts.log));
+  // Outside /api too, an unknown path is a JSON error like every other.
+  app.use((req) => {
+    throw new HttpError(404, "not_found", `no route ${req.method} ${req.path.slice(0, 200)}`);
+  });
+  app.use(sendError(parts.log, parts.privateFolders));
   return app;
 }

@@ -8,7 +8,8 @@ import { randomUUID } from "node:crypto";
 import type { Server } from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
 import type { JobQueuePort, JobRef, QueueEvent } from "../queue/job-queue-port.ts";
-import { apiKeyProblem } from "./api-keys.ts";
+import type { ApiKeys } from "./api-keys.ts";
+import type { OriginPolicy } from "./origin-guard.ts";
 import { encodePreviewFrame } from "./preview-frame.ts";
 
 export class WebSocketHub {
@@ -21,17 +22,21 @@ export class WebSocketHub {
   constructor(
     httpServer: Server,
     readonly queue: JobQueuePort,
-    apiKeys: readonly string[] = [],
+    access: { readonly keys: ApiKeys; readonly origins: OriginPolicy },
     private readonly log: ServerLog = consoleLog,
   ) {
     this.#server = new WebSocketServer({
       server: httpServer,
       path: "/ws",
       maxPayload: 64 * 1024,
+      // Browsers send Origin on every upgrade and WebSockets have no same-origin rule of their own: without
+      // this, any page the user visits could watch the jobs and previews.
       verifyClient: ({ req }, done) => {
-        const problem = apiKeyProblem(apiKeys, req);
-        if (problem) done(false, problem.status, problem.message);
-        else done(true);
+        const refused = access.origins.problem(req.headers);
+        if (refused) return done(false, refused.status, refused.code);
+        const check = access.keys.check(req);
+        if (!check.ok) return done(false, check.problem.status, check.problem.code);
+        done(true);
       },
     });
     // ws repeats the HTTP server's errors here; a failed listen (a busy port) is already the listener's to

@@ -185,18 +185,19 @@ export class BullMqJobQueue implements JobQueuePort {
     const pending = PENDING_STATES.reduce((sum, state) => sum + (counts[state] ?? 0), 0);
     if (pending >= this.#maxPending) throw queueFullError(this.#maxPending, retryAfterSeconds(this.#recentDurationsMs));
     const clientId = options.clientId;
-    if (clientId !== undefined && Number.isFinite(this.#maxPendingPerClient)) {
+    const limitKey = options.limitKey ?? clientId;
+    if (limitKey !== undefined && Number.isFinite(this.#maxPendingPerClient)) {
       // The queue holds at most maxPending waiting jobs, so this scan is bounded by it.
       const waiting = await this.#queue.getJobs(PENDING_STATES, 0, this.#maxPending);
-      const own = waiting.filter((job) => job.data?.clientId === clientId).length;
+      const own = waiting.filter((job) => (job.data?.limitKey ?? job.data?.clientId) === limitKey).length;
       if (own >= this.#maxPendingPerClient) {
-        throw clientQueueFullError(clientId, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
+        throw clientQueueFullError(limitKey, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
       }
     }
     const priority = options.priority ?? 0;
     const bullPriority = toBullPriority(priority);
     const id = options.id ?? randomUUID();
-    const data: MaskflowJobData = { workflow: valid, clientId, priority, createdAt: new Date().toISOString() };
+    const data: MaskflowJobData = { workflow: valid, clientId, limitKey, priority, createdAt: new Date().toISOString() };
     await this.#queue.add("workflow", data, {
       jobId: id,
       priority: bullPriority,

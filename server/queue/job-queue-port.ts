@@ -13,6 +13,8 @@ export interface QueuedJob {
   readonly id: string;
   readonly workflow: WorkflowDocument;
   readonly clientId?: string;
+  /** Who the job counts against for maxPendingPerClient (see EnqueueOptions.limitKey). */
+  readonly limitKey?: string;
   readonly priority: number;
   readonly createdAt: string;
 }
@@ -51,6 +53,11 @@ export type QueueListener = (event: QueueEvent, job?: JobRef) => void;
 
 export interface EnqueueOptions {
   readonly clientId?: string;
+  /**
+   * Who the job counts against for maxPendingPerClient: the clientId when absent. A job queued without a
+   * clientId gets its caller's API key or address here, so leaving clientId out does not escape the limit.
+   */
+  readonly limitKey?: string;
   /** Higher runs first; equal priorities run first in, first out. */
   readonly priority?: number;
   readonly id?: string;

@@ -49,14 +49,15 @@ export class JobQueue implements JobQueuePort {
     if (this.#pending.length >= this.#maxPending) {
       throw queueFullError(this.#maxPending, retryAfterSeconds(this.#recentDurationsMs));
     }
-    const clientId = options.clientId;
-    if (clientId !== undefined && this.#pending.filter((job) => job.clientId === clientId).length >= this.#maxPendingPerClient) {
-      throw clientQueueFullError(clientId, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
+    const limitKey = options.limitKey ?? options.clientId;
+    if (limitKey !== undefined && this.#pending.filter((job) => job.limitKey === limitKey).length >= this.#maxPendingPerClient) {
+      throw clientQueueFullError(limitKey, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
     }
     const job: QueuedJob = {
       id: options.id ?? randomUUID(),
       workflow: valid,
       clientId: options.clientId,
+      limitKey,
       priority: options.priority ?? 0,
       createdAt: new Date().toISOString(),
     };

@@ -25,6 +25,8 @@ export const INTERRUPT_TTL_SECONDS = 3600;
 export interface MaskflowJobData {
   readonly workflow: WorkflowDocument;
   readonly clientId?: string;
+  /** Who the job counts against for the per-client limit (EnqueueOptions.limitKey). */
+  readonly limitKey?: string;
   /** Ours: higher first, −100…100 from the API. */
   readonly priority: number;
   readonly createdAt: string;

@@ -1,16 +1,23 @@
 import { Router } from "express";
-import { access, readdir, stat } from "node:fs/promises";
+import { open, readdir } from "node:fs/promises";
 import path from "node:path";
 import multer from "multer";
 import sharp from "sharp";
 import type { DataFolders } from "../../storage/data-folders.ts";
-import { writeFileAtomic } from "../../storage/atomic-write.ts";
+import { ALLOWED_PICTURES, describeNonPicture, PICTURE_EXTENSIONS, type PictureType, SNIFF_BYTES, sniffPicture } from "../../storage/picture-type.ts";
+import { checkNameLength, MAX_NAME_CHARS, MAX_SUBFOLDER_CHARS, uploadName, uploadSubfolder } from "../../storage/upload-names.ts";
+import { storeUpload } from "../../storage/upload-store.ts";
 import { HttpError } from "../http-error.ts";
+import { NO_CONTENT_CSP } from "../security-headers.ts";
 
 const VIEW_TYPES = ["input", "output", "temp"] as const;
 
 export function filesRoutes(folders: DataFolders, options: { maxUploadBytes: number }): Router {
-  const upload = multer({ storage: multer.memoryStorage(), limits: { fileSize: options.maxUploadBytes, files: 1 } });
+  // One file and a few short fields: anything more is not an upload from the editor or a ComfyUI client.
+  const upload = multer({
+    storage: multer.memoryStorage(),
+    limits: { fileSize: options.maxUploadBytes, files: 1, fields: 8, fieldSize: 4096, parts: 9 },
+  });
   const receive = upload.single("image");
 
   return Router()
@@ -40,54 +47,77 @@ export function filesRoutes(folders: DataFolders, options: { maxUploadBytes: num
       const type = typeof req.query.type === "string" ? req.query.type : "output";
       const subfolder = typeof req.query.subfolder === "string" ? req.query.subfolder : "";
       if (!(VIEW_TYPES as readonly string[]).includes(type)) {
-        throw new HttpError(400, "invalid_query", `type must be one of ${VIEW_TYPES.join(", ")}, got "${type}"`, { field: "type" });
+        throw new HttpError(400, "invalid_query", `type must be one of ${VIEW_TYPES.join(", ")}, got "${type.slice(0, 40)}"`, { field: "type" });
       }
+      // A name may carry its folder (examples/room.png), hence more room than an upload's own name.
+      checkNameLength(filename, "filename", MAX_NAME_CHARS + MAX_SUBFOLDER_CHARS + 1);
+      checkNameLength(subfolder, "subfolder", MAX_SUBFOLDER_CHARS);
       // Refuses names that leave the folder; inputs are then looked up as LoadImage looks them up,
       // so the shipped example pictures show too.
       const own = folders.resolve(type as (typeof VIEW_TYPES)[number], filename, subfolder);
       const file = type === "input" ? folders.inputPath(subfolder ? `${subfolder}/${filename}` : filename) : own;
-      try {
-        if (!(await stat(file)).isFile()) throw new Error("not a file");
-      } catch {
-        throw new HttpError(404, "file_not_found", `no ${type} file named "${filename}"`, { field: "filename" });
+      const picture = await pictureTypeOf(file);
+      if (picture === "missing") {
+        throw new HttpError(404, "file_not_found", `no ${type} file named "${filename.slice(0, 200)}"`, { field: "filename" });
       }
-      res.sendFile(file, { dotfiles: "deny", headers: { "Cache-Control": "no-cache" } });
+      if (picture === "not-a-picture") {
+        throw new HttpError(415, "not_a_picture", `"${filename.slice(0, 200)}" is not a ${ALLOWED_PICTURES} picture; only pictures are served`, {
+          field: "filename",
+        });
+      }
+      // The type is what the bytes are, never the name's guess; nothing served here may run as a page.
+      res.sendFile(file, {
+        dotfiles: "deny",
+        headers: { "Content-Type": picture, "Cache-Control": "no-cache", "Content-Security-Policy": NO_CONTENT_CSP },
+      });
     });
 
   async function saveUpload(file: Express.Multer.File | undefined, fields: Record<string, string | undefined>) {
     if (!file) {
       throw new HttpError(400, "invalid_upload", 'no file received: send the image in the multipart field "image"', { field: "image" });
     }
-    let format: string | undefined;
+    const type = fields.type ?? "input";
+    if (type !== "input" && type !== "temp") {
+      throw new HttpError(400, "invalid_upload", `type must be "input" or "temp", got "${type.slice(0, 40)}"`, { field: "type" });
+    }
+    const picture = sniffPicture(file.buffer);
+    if (!picture) {
+      throw new HttpError(400, "invalid_image", `the upload is ${describeNonPicture(file.buffer)}, not a picture: send ${ALLOWED_PICTURES}`, {
+        field: "image",
+        allowed: Object.keys(PICTURE_EXTENSIONS),
+      });
+    }
+    const name = uploadName(file.originalname, picture);
+    const subfolder = uploadSubfolder(fields.subfolder, type === "input" ? await shippedFolders(folders.extraInputRoots) : []);
     try {
       const metadata = await sharp(file.buffer).metadata();
-      format = metadata.format;
       if (!metadata.width || !metadata.height) throw new Error("no dimensions");
     } catch {
-      throw new HttpError(400, "invalid_image", `"${file.originalname}" is not an image that can be decoded (PNG, JPEG, WebP, …)`, {
+      throw new HttpError(400, "invalid_image", `the upload starts like a ${picture} but cannot be decoded: send a whole ${ALLOWED_PICTURES} file`, {
         field: "image",
       });
     }
-    const type = fields.type ?? "input";
-    if (type !== "input" && type !== "temp") {
-      throw new HttpError(400, "invalid_upload", `type must be "input" or "temp", got "${type}"`, { field: "type" });
-    }
-    const subfolder = fields.subfolder ?? "";
     const overwrite = fields.overwrite === "true" || fields.overwrite === "1";
-    const base = path.basename(file.originalname || `upload.${format ?? "png"}`).replace(/[^A-Za-z0-9._ -]+/g, "_") || "upload.png";
-    let name = base;
-    if (!overwrite) {
-      // Never replace an existing input silently: "name (1).png", "name (2).png", …
-      const ext = path.extname(base);
-      const stem = base.slice(0, base.length - ext.length);
-      for (let i = 1; i < 10_000 && (await exists(folders.resolve(type, name, subfolder))); i++) name = `${stem} (${i})${ext}`;
-    }
-    await writeFileAtomic(folders.resolve(type, name, subfolder), file.buffer);
-    return { name, subfolder, type };
+    const stored = await storeUpload(folders.folder(type), subfolder, name, file.buffer, overwrite);
+    return { name: stored, subfolder, type };
   }
 }
 
-const IMAGE_EXTENSIONS = /\.(png|jpe?g|webp|gif|tiff?|avif)$/i;
+/** Folders of the read-only input roots (the shipped examples/): an upload there would shadow them for everyone. */
+async function shippedFolders(roots: readonly string[]): Promise<string[]> {
+  const names: string[] = [];
+  for (const root of roots) {
+    try {
+      for (const entry of await readdir(root, { withFileTypes: true })) if (entry.isDirectory()) names.push(entry.name);
+    } catch {
+      // A root that is not there shadows nothing.
+    }
+  }
+  return names;
+}
+
+// The types /api/view serves (it checks the bytes too).
+const IMAGE_EXTENSIONS = /\.(png|jpe?g|webp|gif)$/i;
 
 /** Image files under the folders (two levels deep), as names relative to their folder; the first folder wins a clash. */
 async function listImages(roots: readonly string[]): Promise<string[]> {
@@ -111,11 +141,22 @@ async function listImages(roots: readonly string[]): Promise<string[]> {
   return [...names].sort();
 }
 
-async function exists(file: string): Promise<boolean> {
+/** What a file to be served is: a picture type, or why it is not served. */
+async function pictureTypeOf(file: string): Promise<PictureType | "missing" | "not-a-picture"> {
+  let handle: import("node:fs/promises").FileHandle;
   try {
-    await access(file);
-    return true;
+    handle = await open(file, "r");
   } catch {
-    return false;
+    return "missing";
+  }
+  try {
+    if (!(await handle.stat()).isFile()) return "missing";
+    const head = Buffer.alloc(SNIFF_BYTES);
+    const { bytesRead } = await handle.read(head, 0, SNIFF_BYTES, 0);
+    return sniffPicture(head.subarray(0, bytesRead)) ?? "not-a-picture";
+  } catch {
+    return "missing";
+  } finally {
+    await handle.close();
   }
 }

@@ -1,4 +1,4 @@
-import { Router } from "express";
+import { type Response, Router } from "express";
 import { z } from "zod";
 import type { JobQueuePort, QueuedJob } from "../../queue/job-queue-port.ts";
 import type { HistoryStore } from "../../storage/history-store.ts";
@@ -27,11 +27,14 @@ function describeJob(job: QueuedJob) {
   return { id: job.id, clientId: job.clientId ?? null, priority: job.priority, createdAt: job.createdAt, workflow: job.workflow };
 }
 
-export function jobsRoutes(queue: JobQueuePort, history: HistoryStore): Router {
+/** `callerOf`: who a request is (its API key, else its address), for the per-client limit of a job without a clientId. */
+export function jobsRoutes(queue: JobQueuePort, history: HistoryStore, callerOf: (res: Response) => string): Router {
   return Router()
     .post("/prompt", async (req, res) => {
       const body = parseBody(promptBody, req.body);
-      const { id, position } = await queue.enqueue(body.workflow, { clientId: body.clientId, priority: body.priority });
+      // Leaving clientId out must not leave the per-client limit behind too.
+      const limitKey = body.clientId ?? callerOf(res);
+      const { id, position } = await queue.enqueue(body.workflow, { clientId: body.clientId, priority: body.priority, limitKey });
       res.json({ id, position });
     })
     .get("/queue", async (_req, res) => {

@@ -16,14 +16,15 @@ import type { JobQueuePort } from "../../queue/job-queue-port.ts";
 import { writeFileAtomic } from "../../storage/atomic-write.ts";
 import type { DataFolders } from "../../storage/data-folders.ts";
 import type { HistoryEntry } from "../../storage/history-store.ts";
-import { requireApiKey } from "../api-keys.ts";
+import type { ApiKeys } from "../api-keys.ts";
 import { HttpError } from "../http-error.ts";
+import { callerOf, requireKey } from "../key-gate.ts";
 
 export interface SegmindRouteOptions {
   readonly queue: JobQueuePort;
   readonly folders: DataFolders;
-  /** MASKFLOW_API_KEYS: when set, a valid x-api-key is required. */
-  readonly apiKeys: readonly string[];
+  /** MASKFLOW_API_KEYS: when set, a valid x-api-key (or editor session) is required, before the body is read. */
+  readonly keys: ApiKeys;
   /** MASKFLOW_ALLOW_PRIVATE_URLS: let image URLs point at private addresses. */
   readonly allowPrivateUrls: boolean;
   /** Exact addresses image URLs may use even when private ones are refused (tests). */
@@ -37,7 +38,7 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
   const router = Router();
   router.post(
     "/v1/sd1.5-inpainting",
-    requireApiKey(options.apiKeys),
+    requireKey(options.keys),
     // Raw text, not express.json: seeds up to 2^64 − 1 must not pass through a JS number.
     express.text({ type: () => true, limit: "60mb" }),
     async (req, res) => {
@@ -80,7 +81,13 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
         }),
       );
       if (abandoned) return;
-      const { id: jobId } = await options.queue.enqueue(segmindWorkflow(request, image, mask), { clientId: "segmind-api", id });
+      // Its own client id, which no one else knows, so no WebSocket can watch another caller's job; the
+      // per-client limit counts the caller (its key or address).
+      const { id: jobId } = await options.queue.enqueue(segmindWorkflow(request, image, mask), {
+        clientId: `segmind-${randomUUID()}`,
+        limitKey: callerOf(res),
+        id,
+      });
       queued = jobId;
       let entry: HistoryEntry;
       try {
