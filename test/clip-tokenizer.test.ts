@@ -2,7 +2,9 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { mkdtemp, mkdir, writeFile, copyFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ClipTokenizer, cleanText, unescapeHtml } from "../server/engines/onnx/clip-tokenizer.ts";
+import { readFileSync } from "node:fs";
+import { MAX_BPE_SYMBOLS, mergeByRank } from "../server/engines/onnx/bpe-merge.ts";
+import { ClipTokenizer, cleanText, unescapeHtml, WORD_CHUNK_BYTES } from "../server/engines/onnx/clip-tokenizer.ts";
 import { CLIP_VOCABULARY_DIR } from "../server/engines/onnx/clip-vocabulary.ts";
 
 const vocabDir = CLIP_VOCABULARY_DIR;
@@ -96,6 +98,121 @@ describe("ClipTokenizer with the real CLIP vocabulary", () => {
     expect(truncated).toBe(false);
     expect(ids[75]).toBe(2368);
     expect(ids[76]).toBe(EOS);
+  });
+});
+
+/** simple_tokenizer.py's bpe loop as written there: one rescan of the whole word per merge applied. */
+function referenceBpe(symbols: readonly string[], ranks: ReadonlyMap<string, number>): string[] {
+  let word = symbols.slice();
+  while (word.length > 1) {
+    let best: string | undefined;
+    let bestRank = Infinity;
+    for (let i = 0; i < word.length - 1; i++) {
+      const rank = ranks.get(`${word[i]} ${word[i + 1]}`);
+      if (rank !== undefined && rank < bestRank) [best, bestRank] = [`${word[i]} ${word[i + 1]}`, rank];
+    }
+    if (best === undefined) break;
+    const [first, second] = best.split(" ");
+    const merged: string[] = [];
+    for (let i = 0; i < word.length; ) {
+      if (i < word.length - 1 && word[i] === first && word[i + 1] === second) {
+        merged.push(first + second);
+        i += 2;
+      } else {
+        merged.push(word[i]);
+        i += 1;
+      }
+    }
+    word = merged;
+  }
+  return word;
+}
+
+/** A deterministic generator, so that a failure can be replayed. */
+function randomLetters(seed: number) {
+  let state = seed >>> 0;
+  return (length: number, alphabet = "abcdefghijklmnopqrstuvwxyz"): string => {
+    let text = "";
+    for (let i = 0; i < length; i++) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      text += alphabet[state % alphabet.length];
+    }
+    return text;
+  };
+}
+
+describe("BPE on long words and long texts", () => {
+  let tokenizer: ClipTokenizer;
+  let ranks: Map<string, number>;
+  beforeAll(async () => {
+    tokenizer = await ClipTokenizer.fromFolder(vocabDir);
+    const lines = readFileSync(path.join(vocabDir, "merges.txt"), "utf8").split("\n").slice(1).filter(Boolean);
+    ranks = new Map(lines.map((line, rank) => [line, rank]));
+  });
+
+  it("merges exactly as simple_tokenizer's round-by-round loop, on words of every kind", () => {
+    const random = randomLetters(12);
+    const words = [
+      ...Array.from({ length: 300 }, (_, i) => random(1 + (i % 80))),
+      ...Array.from({ length: 40 }, (_, i) => random(200 + i * 10, "ab")),
+      ...["x".repeat(1000), "aaaaaaa", "abababababa", "mississippi", "photorealistic", "hyperdetailed"],
+      ...Array.from({ length: 40 }, (_, i) => random(100 + i, "xyz.!0")),
+    ];
+    const rankOf = (left: string, right: string) => ranks.get(`${left} ${right}`);
+    for (const word of words) {
+      const symbols = Array.from(word);
+      symbols[symbols.length - 1] += "</w>";
+      expect(mergeByRank(symbols, rankOf), word).toEqual(referenceBpe(symbols, ranks));
+      // Also without the word end, as a chunk in the middle of a long word is merged.
+      expect(mergeByRank(Array.from(word), rankOf), word).toEqual(referenceBpe(Array.from(word), ranks));
+    }
+  });
+
+  it("a 384 KB prompt of six 64,000-letter words: the first word's first 75 tokens, merging at most the first two words", () => {
+    const random = randomLetters(7);
+    const words = Array.from({ length: 6 }, () => random(64_000));
+    const encoding = tokenizer.encode(words.join(" "));
+    expect(encoding.tokens.slice(1, -1)).toEqual(tokenizer.tokenize(words[0]).slice(0, 75));
+    expect(encoding.ids).toHaveLength(77);
+    expect(encoding.ids[76]).toBe(EOS);
+    expect(encoding.truncated).toBe(true);
+    // The first word is merged whole (its tokens depend on all of it) and the second to count what was cut;
+    // the last four only counted as words.
+    expect(encoding.bytesMerged).toBe(128_000);
+    expect(encoding.droppedTokensExact).toBe(false);
+    const firstTwo = tokenizer.tokenize(words[0]).length + tokenizer.tokenize(words[1]).length;
+    expect(encoding.droppedTokens).toBe(firstTwo - 75 + 4);
+  });
+
+  it('"x" × 1,000,000 stops after the first chunk, with the tokens the whole word gives', async () => {
+    const text = "x".repeat(1_000_000);
+    const encoding = tokenizer.encode(text);
+    expect(encoding.bytesMerged).toBeLessThanOrEqual(2 * WORD_CHUNK_BYTES);
+    expect(encoding.truncated).toBe(true);
+    expect(encoding.droppedTokensExact).toBe(false);
+    expect(encoding.droppedTokens).toBeGreaterThan(0);
+    const whole = await ClipTokenizer.fromFolder(vocabDir, { wordChunkBytes: MAX_BPE_SYMBOLS });
+    const wholeTokens = whole.tokenize(text);
+    expect(wholeTokens).toHaveLength(250_000);
+    expect(encoding.tokens.slice(1, -1)).toEqual(wholeTokens.slice(0, 75));
+    expect(encoding.tokens[1]).toBe("xxxx");
+    // tokenize() keeps everything: no call stack overflow on a quarter million tokens.
+    expect(tokenizer.tokenize(text)).toHaveLength(250_000);
+  });
+
+  it("chunking a 200,000-letter word leaves its first 75 tokens as merging it whole gives them", async () => {
+    const whole = await ClipTokenizer.fromFolder(vocabDir, { wordChunkBytes: MAX_BPE_SYMBOLS });
+    const random = randomLetters(99);
+    for (const word of [random(200_000), random(200_000, "ab"), random(200_000, "eio")]) {
+      expect(tokenizer.encode(word).tokens).toEqual(whole.encode(word).tokens);
+    }
+  });
+
+  it("counts cut tokens exactly for a long ordinary prompt", () => {
+    const prompt = Array.from({ length: 1500 }, (_, i) => (i % 3 ? "photorealistic" : "cat")).join(" ");
+    const encoding = tokenizer.encode(prompt);
+    expect(encoding.droppedTokensExact).toBe(true);
+    expect(encoding.droppedTokens).toBe(tokenizer.tokenize(prompt).length - 75);
   });
 });
 

@@ -51,11 +51,11 @@ export async function tokenizeCommand(args: string[], io: CommandIo): Promise<nu
     io.stderr.write(`${(error as Error).message}\n`);
     return 1;
   }
-  const { ids, tokens, truncated, droppedTokens } = tokenizer.encode(parsed.text);
+  const { ids, tokens, truncated, droppedTokens, droppedTokensExact } = tokenizer.encode(parsed.text);
   io.stdout.write(`${JSON.stringify({ ids, tokens, truncated })}\n`);
   if (truncated) {
     io.stderr.write(
-      `prompt truncated: ${droppedTokens} token${droppedTokens === 1 ? "" : "s"} cut ` +
+      `prompt truncated: ${droppedTokensExact ? "" : "at least "}${droppedTokens} token${droppedTokens === 1 ? "" : "s"} cut ` +
         `(the text encoder takes ${tokenizer.maxLength - 2} plus BOS and EOS)\n`,
     );
   }

@@ -6,12 +6,15 @@
 
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { MAX_BPE_SYMBOLS, mergeByRank } from "./bpe-merge.ts";
 
 export interface ClipTokenizerOptions {
   /** Positions the text encoder takes, BOS and EOS included (SD 1.5: 77). */
   maxLength?: number;
   /** Token used for padding; overrides the folder's tokenizer config. */
   padToken?: string;
+  /** Words longer than this many bytes are merged in chunks of it (default WORD_CHUNK_BYTES). */
+  wordChunkBytes?: number;
 }
 
 export interface ClipEncoding {
@@ -21,8 +24,15 @@ export interface ClipEncoding {
   tokens: string[];
   /** True when the text had more tokens than fit and some were cut before EOS. */
   truncated: boolean;
-  /** How many of the text's tokens were cut (0 when not truncated). */
+  /**
+   * How many of the text's tokens were cut (0 when not truncated): exact when droppedTokensExact,
+   * else a lower bound (the cut text was too long to tokenize just to count it).
+   */
   droppedTokens: number;
+  /** False when droppedTokens is only "at least". */
+  droppedTokensExact: boolean;
+  /** Bytes of the cleaned text that went through BPE; the rest was only cut into words and counted. */
+  bytesMerged: number;
 }
 
 const START_OF_TEXT = "<|startoftext|>";
@@ -33,8 +43,27 @@ const WORD_END = "</w>";
 // lower-cased, the flag only keeps the contractions matching as there.
 const CLIP_SPLIT =
   /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
-// openai's cache is unbounded; a long-running server only needs the recent vocabulary.
+// openai's cache is unbounded; a long-running server only needs the recent vocabulary, and
+// only of ordinary words (a cached 60 KB word would pin memory for nothing).
 const BPE_CACHE_LIMIT = 20_000;
+const CACHED_WORD_BYTES = 64;
+/**
+ * Text past the 77 positions is tokenized only to count what was cut, and only up to this many
+ * bytes; beyond them droppedTokens is a lower bound. 64 KiB covers any prompt the server accepts
+ * (MAX_PROMPT_CHARACTERS: 10,000 characters are at most 40,000 bytes), so its counts are exact.
+ */
+const DROPPED_COUNT_BYTES = 64 * 1024;
+/**
+ * Words longer than this are merged in chunks of this many bytes, so that encode's work stops with
+ * the first chunks of an absurd word instead of merging all of it (a 1,000,000-letter word).
+ * Below it the result is exactly Hugging Face's. Above it, merges across a chunk boundary are not
+ * made, so tokens next to a boundary can differ from HF's. The kept tokens are not among them:
+ * 75 tokens span at most 2,400 bytes (no CLIP token is longer than 32 bytes), 62 KiB before the
+ * first boundary, and a missed merge changes only its neighbourhood (test/clip-tokenizer.test.ts
+ * compares the first 75 tokens of long random words merged whole and in chunks). No prompt the
+ * server takes has such a word (10,000 characters make at most 40,000 bytes).
+ */
+export const WORD_CHUNK_BYTES = 64 * 1024;
 
 export class ClipTokenizer {
   readonly #encoder: Map<string, number>;
@@ -43,6 +72,7 @@ export class ClipTokenizer {
   readonly #byteToUnicode = bytesToUnicode();
   readonly #utf8 = new TextEncoder();
   readonly #cache = new Map<string, string[]>();
+  readonly #wordChunkBytes: number;
   readonly maxLength: number;
   readonly bosId: number;
   readonly eosId: number;
@@ -51,7 +81,7 @@ export class ClipTokenizer {
   constructor(
     vocab: Map<string, number>,
     merges: ReadonlyArray<readonly [string, string]>,
-    options: { maxLength?: number; padToken?: string } = {},
+    options: ClipTokenizerOptions = {},
   ) {
     this.#encoder = vocab;
     this.#decoder = new Map(Array.from(vocab, ([token, id]) => [id, token]));
@@ -72,6 +102,11 @@ export class ClipTokenizer {
       throw new Error(`maxLength must be an integer of at least 2 (BOS and EOS); got ${maxLength}`);
     }
     this.maxLength = maxLength;
+    const wordChunkBytes = options.wordChunkBytes ?? WORD_CHUNK_BYTES;
+    if (!Number.isInteger(wordChunkBytes) || wordChunkBytes < 1 || wordChunkBytes > MAX_BPE_SYMBOLS) {
+      throw new Error(`wordChunkBytes must be an integer from 1 to ${MAX_BPE_SYMBOLS}; got ${wordChunkBytes}`);
+    }
+    this.#wordChunkBytes = wordChunkBytes;
     for (const [a, b] of merges) {
       // Every merge result must be a vocabulary entry, else the files do not belong together.
       if (!vocab.has(a + b)) throw new Error(`merges.txt merge "${a} ${b}" has no vocab.json entry`);
@@ -89,35 +124,58 @@ export class ClipTokenizer {
     return new ClipTokenizer(vocab, merges, {
       maxLength: options.maxLength ?? config.maxLength,
       padToken: options.padToken ?? config.padToken,
+      wordChunkBytes: options.wordChunkBytes,
     });
   }
 
   encode(text: string): ClipEncoding {
-    const textTokens = this.tokenize(text);
     const room = this.maxLength - 2;
-    const droppedTokens = Math.max(0, textTokens.length - room);
-    const kept = textTokens.slice(0, room);
+    const kept: string[] = [];
+    let droppedTokens = 0;
+    let droppedTokensExact = true;
+    let countingBudget = DROPPED_COUNT_BYTES;
+    let bytesMerged = 0;
+    // Only what fits is tokenized in full; the rest is counted while that stays cheap, then each
+    // remaining word is counted as the one token it at least makes.
+    for (const word of words(text)) {
+      if (!droppedTokensExact) {
+        droppedTokens++;
+        continue;
+      }
+      for (const piece of this.#piecesOf(word)) {
+        if (kept.length < room) {
+          bytesMerged += piece.length;
+          for (const token of this.#pieceTokens(piece)) {
+            if (kept.length < room) kept.push(token);
+            else droppedTokens++;
+          }
+        } else if (piece.length <= countingBudget) {
+          countingBudget -= piece.length;
+          bytesMerged += piece.length;
+          droppedTokens += this.#pieceTokens(piece).length;
+        } else {
+          droppedTokensExact = false;
+          droppedTokens++;
+          break;
+        }
+      }
+    }
     const tokens = [START_OF_TEXT, ...kept, END_OF_TEXT];
     const ids = tokens.map((token, index) =>
       index === 0 ? this.bosId : index === tokens.length - 1 ? this.eosId : this.#idOf(token),
     );
     while (ids.length < this.maxLength) ids.push(this.padId);
-    return { ids, tokens, truncated: droppedTokens > 0, droppedTokens };
+    return { ids, tokens, truncated: droppedTokens > 0, droppedTokens, droppedTokensExact, bytesMerged };
   }
 
-  /** The BPE tokens of a text, without BOS/EOS or length limits. */
+  /** The BPE tokens of a text, without BOS/EOS or length limits (linear in the text's length). */
   tokenize(text: string): string[] {
-    const cleaned = cleanText(text).toLowerCase();
     const tokens: string[] = [];
-    for (const match of cleaned.matchAll(CLIP_SPLIT)) {
-      const piece = match[0];
-      if (piece === START_OF_TEXT || piece === END_OF_TEXT) {
-        tokens.push(piece);
-        continue;
+    for (const word of words(text)) {
+      for (const piece of this.#piecesOf(word)) {
+        // A loop, not push(...): a spread of a huge array overflows the stack.
+        for (const token of this.#pieceTokens(piece)) tokens.push(token);
       }
-      let mapped = "";
-      for (const byte of this.#utf8.encode(piece)) mapped += this.#byteToUnicode[byte];
-      tokens.push(...this.#bpe(mapped));
     }
     return tokens;
   }
@@ -127,49 +185,63 @@ export class ClipTokenizer {
     return this.#decoder.get(id);
   }
 
+  /**
+   * A word's bytes mapped to CLIP's printable symbols, in chunks of at most wordChunkBytes (see
+   * WORD_CHUNK_BYTES), mapped one chunk at a time so that encode can stop early in a huge word.
+   */
+  *#piecesOf(word: string): Generator<Piece> {
+    if (word === START_OF_TEXT || word === END_OF_TEXT) {
+      yield { symbols: word, special: true, wordEnd: true, length: 1 };
+      return;
+    }
+    const bytes = this.#utf8.encode(word);
+    for (let start = 0; start < bytes.length; start += this.#wordChunkBytes) {
+      const end = Math.min(bytes.length, start + this.#wordChunkBytes);
+      let symbols = "";
+      for (let i = start; i < end; i++) symbols += this.#byteToUnicode[bytes[i]];
+      yield { symbols, special: false, wordEnd: end === bytes.length, length: end - start };
+    }
+  }
+
+  #pieceTokens(piece: Piece): readonly string[] {
+    if (piece.special) return [piece.symbols];
+    const cacheable = piece.wordEnd && piece.length <= CACHED_WORD_BYTES;
+    const cached = cacheable ? this.#cache.get(piece.symbols) : undefined;
+    if (cached) return cached;
+    // Every mapped byte is one UTF-16 unit (bytesToUnicode stays below U+0200), so split() is per byte.
+    const symbols = piece.symbols.split("");
+    if (piece.wordEnd) symbols[symbols.length - 1] += WORD_END;
+    const merged = mergeByRank(symbols, this.#rankOf);
+    if (cacheable) {
+      if (this.#cache.size >= BPE_CACHE_LIMIT) this.#cache.clear();
+      this.#cache.set(piece.symbols, merged);
+    }
+    return merged;
+  }
+
+  readonly #rankOf = (left: string, right: string): number | undefined => this.#mergeRanks.get(`${left} ${right}`);
+
   #idOf(token: string): number {
     // Every byte symbol is in CLIP's vocabulary, so this only misses with a foreign vocab;
     // HF's CLIPTokenizer uses <|endoftext|> as its unknown token.
     return this.#encoder.get(token) ?? this.eosId;
   }
+}
 
-  #bpe(piece: string): string[] {
-    const cached = this.#cache.get(piece);
-    if (cached) return cached;
-    const symbols = Array.from(piece);
-    symbols[symbols.length - 1] += WORD_END;
-    let word = symbols;
-    // Each round merges at least one pair, so a word of n symbols needs at most n - 1 rounds.
-    for (let round = 0; round < symbols.length && word.length > 1; round++) {
-      let best: string | null = null;
-      let bestRank = Infinity;
-      for (let i = 0; i < word.length - 1; i++) {
-        const rank = this.#mergeRanks.get(`${word[i]} ${word[i + 1]}`);
-        if (rank !== undefined && rank < bestRank) {
-          bestRank = rank;
-          best = `${word[i]} ${word[i + 1]}`;
-        }
-      }
-      if (best === null) break;
-      const space = best.indexOf(" ");
-      const first = best.slice(0, space);
-      const second = best.slice(space + 1);
-      const merged: string[] = [];
-      for (let i = 0; i < word.length; ) {
-        if (i < word.length - 1 && word[i] === first && word[i + 1] === second) {
-          merged.push(first + second);
-          i += 2;
-        } else {
-          merged.push(word[i]);
-          i += 1;
-        }
-      }
-      word = merged;
-    }
-    if (this.#cache.size >= BPE_CACHE_LIMIT) this.#cache.clear();
-    this.#cache.set(piece, word);
-    return word;
-  }
+/** The text cut into words as simple_tokenizer cuts it (special tokens are words of their own), lazily. */
+function* words(text: string): Generator<string> {
+  for (const match of cleanText(text).toLowerCase().matchAll(CLIP_SPLIT)) yield match[0];
+}
+
+/** One word, or one chunk of a very long word, as CLIP's printable byte symbols. */
+interface Piece {
+  readonly symbols: string;
+  /** <|startoftext|> or <|endoftext|> written in the text: one token as it stands. */
+  readonly special: boolean;
+  /** The last chunk of its word: its last symbol carries "</w>". */
+  readonly wordEnd: boolean;
+  /** Bytes of the word in this piece. */
+  readonly length: number;
 }
 
 /** simple_tokenizer's basic_clean + whitespace_clean (ftfy's repairs are left out). */
