@@ -83,7 +83,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const folders = await new DataFolders(options.dataDir ?? path.join(process.cwd(), "data"), {
     extraInputRoots: [shippedWorkflows],
   }).create();
-  const history = await new HistoryStore(folders.historyFile).load();
+  // A Redis queue's jobs outlive this process, so only the embedded queue's unfinished jobs are cut off at start.
+  const history = await new HistoryStore(folders.historyFile, { log }).load({ keepUnfinished: Boolean(options.redisUrl) });
   const registry = options.registry ?? createBuiltinRegistry();
   const executor = new Executor({
     registry,

@@ -153,6 +153,7 @@ export class BullMqJobQueue implements JobQueuePort {
     void this.#queueEvents.run().catch(logError);
     await this.#queueEvents.waitUntilReady();
     await this.#sweepFinished();
+    await this.#settleLostJobs();
     await this.#refreshStatusNow();
   }
 
@@ -205,11 +206,16 @@ export class BullMqJobQueue implements JobQueuePort {
       attempts: 3,
       backoff: { type: "fixed", delay: 1000 },
     });
+    // In history from now on: a job that finishes first is recorded whole, and this then leaves it alone.
+    const recorded = this.#history
+      .accepted({ id, clientId, workflow: valid, createdAt: data.createdAt })
+      .catch((error: unknown) => this.#log.error(`could not record queued job ${id} in history: ${(error as Error).message}`));
     // Ahead of it: what runs, and what waits at the same or a higher priority (it included, so − 1).
     const ranks = Array.from({ length: bullPriority }, (_, index) => index + 1);
     const perPriority = await this.#queue.getCountsPerPriority(ranks);
     const sameOrHigher = Object.values(perPriority).reduce((sum, count) => sum + count, 0);
     this.#refreshStatus();
+    await recorded;
     return { id, position: (counts.active ?? 0) + Math.max(0, sameOrHigher - 1) };
   }
 
@@ -256,6 +262,7 @@ export class BullMqJobQueue implements JobQueuePort {
         if ((await this.#queue.remove(id)) === 1) removed.push(id);
       }
       for (const id of removed) this.#waiters.drop(id);
+      await this.#history.discardQueued(removed);
       if (removed.length) this.#refreshStatus();
       return removed;
     });
@@ -270,6 +277,7 @@ export class BullMqJobQueue implements JobQueuePort {
         if (!ids.length) break;
         const results = await Promise.all(ids.map((id) => this.#queue.remove(id)));
         ids.forEach((id, index) => results[index] === 1 && this.#waiters.drop(id));
+        await this.#history.discardQueued(ids.filter((_, index) => results[index] === 1));
         const removedNow = results.filter((result) => result === 1).length;
         cleared += removedNow;
         if (!removedNow) break;
@@ -370,6 +378,22 @@ export class BullMqJobQueue implements JobQueuePort {
       for (const job of finished) if (job.id) await this.#record(job.id);
     } catch (error) {
       this.#log.warn(`could not sweep finished jobs: ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * Jobs history holds as queued that Redis no longer knows (its data was lost while this server was away):
+   * they will never finish, so they are recorded as cut off. Runs after the first sweep, which has recorded
+   * every job that did finish.
+   */
+  async #settleLostJobs(): Promise<void> {
+    for (const id of this.#history.unfinishedIds()) {
+      try {
+        if ((await this.#queue.getJobState(id)) === "unknown") await this.#history.cutOff(id, "cut off: Redis no longer holds this job, so it will not run");
+      } catch (error) {
+        this.#log.warn(`could not check job ${id} in Redis: ${(error as Error).message}`);
+        return;
+      }
     }
   }
 

@@ -24,6 +24,10 @@ export class FinishedJobWaiters {
   waitFor(id: string): Promise<HistoryEntry> {
     const done = this.history.get(id);
     if (done) return Promise.resolve(done);
+    // Finished before this server's recent memory: its entry is read from its file.
+    if (this.history.isFinished(id)) {
+      return this.history.read(id).then((entry) => entry ?? Promise.reject(new JobCancelledError(id, "was deleted from history")));
+    }
     return new Promise((resolve, reject) => {
       const list = this.#waiting.get(id) ?? [];
       list.push({ resolve, reject });

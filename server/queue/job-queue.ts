@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { Executor, JobResult } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
 import { FinishedJobWaiters } from "./finished-job-waiters.ts";
-import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
+import { CUT_OFF_MESSAGE, type HistoryEntry, type HistoryStore } from "../storage/history-store.ts";
 import type { EnqueueOptions, EnqueueResult, JobQueuePort, QueuedJob, QueueEvent, QueueListener, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
 import { clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
 
@@ -43,8 +43,11 @@ export class JobQueue implements JobQueuePort {
     this.#maxPendingPerClient = options.maxPendingPerClient ?? Infinity;
   }
 
-  /** Validates and queues a workflow; 400 with every problem, 429 with Retry-After when full. */
-  enqueue(workflow: unknown, options: EnqueueOptions = {}): EnqueueResult {
+  /**
+   * Validates and queues a workflow; 400 with every problem, 429 with Retry-After when full. Answers once the
+   * job is recorded in history as queued, so a job the caller was told about survives a crash as a record.
+   */
+  async enqueue(workflow: unknown, options: EnqueueOptions = {}): Promise<EnqueueResult> {
     const valid = this.#executor.validate(workflow);
     if (this.#pending.length >= this.#maxPending) {
       throw queueFullError(this.#maxPending, retryAfterSeconds(this.#recentDurationsMs));
@@ -69,6 +72,12 @@ export class JobQueue implements JobQueuePort {
     const position = index + (this.#running ? 1 : 0);
     this.#broadcastStatus();
     this.#pump();
+    try {
+      await this.#history.accepted(job);
+    } catch (error) {
+      // The job runs all the same; its end is recorded when it comes (a failed write must not stop the queue).
+      this.#log.error(`could not record queued job ${job.id} in history: ${(error as Error).message}`);
+    }
     return { id: job.id, position };
   }
 
@@ -98,6 +107,7 @@ export class JobQueue implements JobQueuePort {
       }
     }
     for (const id of removed) this.#waiters.drop(id);
+    this.#discardRecords(removed);
     if (removed.length) this.#broadcastStatus();
     return removed;
   }
@@ -105,6 +115,7 @@ export class JobQueue implements JobQueuePort {
   clearPending(): number {
     const count = this.#pending.length;
     for (const job of this.#pending) this.#waiters.drop(job.id);
+    this.#discardRecords(this.#pending.map((job) => job.id));
     this.#pending.length = 0;
     this.#broadcastStatus();
     return count;
@@ -122,9 +133,18 @@ export class JobQueue implements JobQueuePort {
 
   /** Drops pending jobs, stops the running one and waits for it to end. */
   async close(): Promise<void> {
+    // Jobs that will not run stay in history as cut off (the clear below then finds no queued record to remove).
+    const recorded = this.#pending.map((job) => this.#history.cutOff(job.id, CUT_OFF_MESSAGE).catch(() => {}));
     this.clearPending();
     this.interrupt();
     await this.drain();
+    await Promise.all(recorded);
+  }
+
+  /** Cancelled jobs leave history, as they always have: only their "queued" records are removed. */
+  #discardRecords(ids: readonly string[]): void {
+    if (!ids.length) return;
+    this.#history.discardQueued(ids).catch((error: unknown) => this.#log.error(`could not remove cancelled jobs from history: ${(error as Error).message}`));
   }
 
   /** Resolves once nothing is running or pending (for a clean shutdown). */

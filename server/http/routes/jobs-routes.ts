@@ -23,6 +23,21 @@ const historyBody = z.strictObject({
   clear: z.boolean().optional(),
 });
 
+/** ComfyUI's names for a page of history: newest first, `max_items` of them after skipping `offset`. */
+const MAX_HISTORY_PAGE = 1000;
+const wholeNumber = (field: string, min: number, max: number, fallback: number) =>
+  z
+    .string({ error: `${field} must be given once, as a whole number from ${min} to ${max}` })
+    .regex(/^\d{1,16}$/, `${field} must be a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().min(min, `${field} must be from ${min} to ${max}`).max(max, `${field} must be from ${min} to ${max}`))
+    .optional()
+    .transform((value) => value ?? fallback);
+const historyQuery = z.object({
+  max_items: wholeNumber("max_items", 1, MAX_HISTORY_PAGE, 100),
+  offset: wholeNumber("offset", 0, Number.MAX_SAFE_INTEGER, 0),
+});
+
 function describeJob(job: QueuedJob) {
   return { id: job.id, clientId: job.clientId ?? null, priority: job.priority, createdAt: job.createdAt, workflow: job.workflow };
 }
@@ -51,16 +66,14 @@ export function jobsRoutes(queue: JobQueuePort, history: HistoryStore, callerOf:
       const body = parseBody(interruptBody, req.body && Object.keys(req.body).length ? req.body : undefined);
       res.json({ interrupted: await queue.interrupt(body?.id) });
     })
-    .get("/history", (req, res) => {
-      const max = req.query.max_items === undefined ? undefined : Number(req.query.max_items);
-      if (max !== undefined && (!Number.isInteger(max) || max < 1)) {
-        throw new HttpError(400, "invalid_query", "max_items must be a whole number ≥ 1", { field: "max_items" });
-      }
-      const entries = history.list().reverse();
-      res.json(max ? entries.slice(0, max) : entries);
+    .get("/history", async (req, res) => {
+      const query = parseBody(historyQuery, { max_items: req.query.max_items, offset: req.query.offset }, "query");
+      const page = await history.page(query.offset, query.max_items);
+      res.setHeader("X-Total-Count", String(page.total));
+      res.json(page.entries);
     })
-    .get("/history/:id", (req, res) => {
-      const entry = history.get(req.params.id);
+    .get("/history/:id", async (req, res) => {
+      const entry = await history.read(req.params.id);
       if (!entry) throw new HttpError(404, "job_not_found", `no finished job with id "${req.params.id}"`, { id: req.params.id });
       res.json(entry);
     })
