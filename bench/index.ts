@@ -5,6 +5,7 @@
 import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchFill } from "./fill-bench.ts";
+import { benchHistory } from "./history-bench.ts";
 import { benchPipeline } from "./pipeline-bench.ts";
 import { benchQueue } from "./queue-bench.ts";
 
@@ -14,6 +15,7 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["crop-stitch", () => benchCropStitch()],
   ["queue", () => benchQueue()],
   ["fill", () => benchFill()],
+  ["history", () => benchHistory()],
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
