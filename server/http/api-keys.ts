@@ -7,9 +7,8 @@ import { SessionStore } from "./session-store.ts";
 export const SESSION_COOKIE = "maskflow_session";
 
 /**
- * The cookie older editors wrote from script with the key itself in it. Still accepted so an editor built before
- * POST /api/session keeps working; the first request that carries it is answered with a session cookie and an
- * order to delete it. Remove once no editor writes it.
+ * The cookie editors before POST /api/session wrote from script, with the key itself in it. Never accepted as a
+ * key (a script could read it); signing in or out tells the browser to delete it.
  */
 export const LEGACY_KEY_COOKIE = "maskflow_api_key";
 
@@ -21,7 +20,7 @@ export function parseApiKeys(value: string | undefined): string[] {
 /** Who a request is, as far as keys go: which key (a digest prefix, never the key), and how it was shown. */
 export interface KeyHolder {
   readonly keyId: string;
-  readonly via: "header" | "session" | "legacy-cookie";
+  readonly via: "header" | "session";
 }
 
 export type KeyCheck = { readonly ok: true; readonly holder?: KeyHolder } | { readonly ok: false; readonly problem: HttpError };
@@ -63,10 +62,7 @@ export class ApiKeys {
     const token = cookieValue(request.headers.cookie, SESSION_COOKIE);
     const sessionKey = token ? this.sessions.keyIdOf(token) : undefined;
     if (sessionKey) return { ok: true, holder: { keyId: sessionKey, via: "session" } };
-    const legacy = cookieValue(request.headers.cookie, LEGACY_KEY_COOKIE);
-    const legacyKey = legacy ? this.keyIdOf(legacy) : undefined;
-    if (legacyKey) return { ok: true, holder: { keyId: legacyKey, via: "legacy-cookie" } };
-    if (token || legacy) {
+    if (token) {
       return {
         ok: false,
         problem: new HttpError(401, "invalid_api_key", "the session has ended or its key is no longer valid: sign in again with POST /api/session"),

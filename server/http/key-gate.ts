@@ -3,8 +3,7 @@
  * 401 before a byte of its body is read, parsed or inflated (a gzip bomb costs nothing).
  */
 import type { Request, RequestHandler, Response } from "express";
-import { type ApiKeys, expiredCookie, LEGACY_KEY_COOKIE, sessionCookie } from "./api-keys.ts";
-import { SESSION_LIFETIME_SECONDS } from "./session-store.ts";
+import type { ApiKeys } from "./api-keys.ts";
 
 /** 401 unless the request shows one of the keys (or no key is needed). */
 export function requireKey(keys: ApiKeys): RequestHandler {
@@ -12,13 +11,6 @@ export function requireKey(keys: ApiKeys): RequestHandler {
     const check = keys.check(req);
     if (!check.ok) return next(check.problem);
     res.locals.caller = check.holder ? `API key ${check.holder.keyId.slice(0, 8)}` : `address ${req.socket.remoteAddress ?? "unknown"}`;
-    if (check.holder?.via === "legacy-cookie") {
-      // An editor from before POST /api/session wrote the key into a script-readable cookie: trade it for a session.
-      res.append("Set-Cookie", [
-        sessionCookie(keys.sessions.open(check.holder.keyId), requestIsHttps(req), SESSION_LIFETIME_SECONDS),
-        expiredCookie(LEGACY_KEY_COOKIE, false),
-      ]);
-    }
     next();
   };
 }

@@ -47,8 +47,17 @@ describe("reaching the server", () => {
     await page.goto(server.url);
     await page.waitForFunction(editorStarted, null, { timeout: 20_000 });
     expect(asked).toEqual(["This Maskflow server needs an API key:", "That key was refused. API key:"]);
-    // The WebSocket got in with the cookie too: the banner is down.
+    // The WebSocket got in with the session cookie too: the banner is down.
     await page.waitForFunction(() => (document.querySelector("#connection-banner") as HTMLElement).hidden, null, { timeout: 10_000 });
+    // The page signed in with the key and kept nothing a script can read: the session cookie is HttpOnly, made by
+    // the server, and holds no key.
+    expect(await page.evaluate(() => document.cookie)).not.toContain("team-key");
+    const cookies = await context.cookies(server.url);
+    expect(cookies.map((c) => c.name)).toEqual(["maskflow_session"]);
+    expect(cookies[0]).toMatchObject({ httpOnly: true, sameSite: "Strict" });
+    expect(cookies[0].value).not.toContain("team-key");
+    // Pictures load through the same cookie (an <img src> sends no header).
+    expect((await context.request.get(`${server.url}/api/files?type=input`)).status()).toBe(200);
     await context.close();
   });
 

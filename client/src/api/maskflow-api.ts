@@ -49,20 +49,21 @@ export class ApiError extends Error {
   }
 }
 
-const API_KEY_COOKIE = "maskflow_api_key";
-
 /**
- * A server started with MASKFLOW_API_KEYS answers 401: ask the user for a key once and keep it in a cookie,
- * which fetch, <img src> and the WebSocket all send on their own. Gives up after the user cancels.
+ * A server started with MASKFLOW_API_KEYS answers 401: ask the user for the key and sign in with it
+ * (POST /api/session). The server answers with an HttpOnly session cookie, which fetch, <img src> and the
+ * WebSocket send on their own; the key itself is never kept by the page, so no script can read it.
+ * A session ends when the server restarts: the next 401 asks again. Gives up after the user cancels.
  */
 async function fetchWithKey(route: string, init: RequestInit): Promise<Response> {
-  for (let attempt = 0; ; attempt++) {
-    const response = await fetch(route, init);
-    if (response.status !== 401 || attempt >= 3) return response;
+  let response = await fetch(route, init);
+  for (let attempt = 0; response.status === 401 && attempt < 3; attempt++) {
     const key = window.prompt(attempt === 0 ? "This Maskflow server needs an API key:" : "That key was refused. API key:");
     if (!key) return response;
-    document.cookie = `${API_KEY_COOKIE}=${encodeURIComponent(key.trim())}; path=/; SameSite=Strict; max-age=31536000`;
+    const signIn = await fetch("/api/session", { method: "POST", headers: { "x-api-key": key.trim() } });
+    if (signIn.ok) response = await fetch(route, init);
   }
+  return response;
 }
 
 async function request<T>(method: string, route: string, body?: unknown): Promise<T> {
