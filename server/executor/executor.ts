@@ -13,6 +13,7 @@ import { parseSeedLiteral, validateWorkflow } from "../workflow/validate-workflo
 import type { ExecutionEventListener, NodeOutputRecord } from "./execution-event.ts";
 import { isInterruption, JobInterruptedError } from "./job-interrupted.ts";
 import { OutputCache } from "./output-cache.ts";
+import { planRun, stillNeeded } from "./run-plan.ts";
 
 export interface ExecutorOptions {
   readonly registry: NodeRegistry;
@@ -153,41 +154,11 @@ export class Executor {
 
   /** The nodes the output nodes need, each after everything it links from (stable in document order). */
   #plan(workflow: WorkflowDocument): WorkflowNode[] {
-    const byId = new Map(workflow.nodes.map((node) => [node.id, node]));
-    const ordered: WorkflowNode[] = [];
-    const placed = new Set<string>();
-    const place = (node: WorkflowNode): void => {
-      if (placed.has(node.id)) return;
-      placed.add(node.id);
-      for (const value of Object.values(node.inputs)) {
-        if (isLink(value)) place(byId.get(value[0])!);
-      }
-      ordered.push(node);
-    };
-    for (const node of workflow.nodes) {
-      if (this.#registry.get(node.type)?.isOutput) place(node);
-    }
-    return ordered;
+    return planRun(workflow, (node) => this.#registry.get(node.type)?.isOutput === true);
   }
 
-  /**
-   * The nodes that must run: from each output node back through its links, stopping at nodes served
-   * from the cache (what feeds a cached node is not needed, even when it fell out of the cache itself).
-   */
   #stillNeeded(workflow: WorkflowDocument, cached: ReadonlyMap<string, unknown>): Set<string> {
-    const byId = new Map(workflow.nodes.map((node) => [node.id, node]));
-    const needed = new Set<string>();
-    const visit = (node: WorkflowNode): void => {
-      if (cached.has(node.id) || needed.has(node.id)) return;
-      needed.add(node.id);
-      for (const value of Object.values(node.inputs)) {
-        if (isLink(value)) visit(byId.get(value[0])!);
-      }
-    };
-    for (const node of workflow.nodes) {
-      if (this.#registry.get(node.type)?.isOutput) visit(node);
-    }
-    return needed;
+    return stillNeeded(workflow, cached, (node) => this.#registry.get(node.type)?.isOutput === true);
   }
 
   async #cacheKey(node: WorkflowNode, upstream: ReadonlyMap<string, string>): Promise<string> {

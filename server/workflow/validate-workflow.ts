@@ -8,7 +8,9 @@ import type { AnyNodeDefinition, CheckContext, InputSpec } from "../../nodes/nod
 import type { NodeRegistry } from "../../nodes/registry.ts";
 import { LITERAL_SOCKET_TYPES, type SocketType } from "../../nodes/socket-types.ts";
 import { isLink, type WorkflowDocument, type WorkflowLiteral, type WorkflowNode, workflowSchema } from "./workflow-document.ts";
-import type { WorkflowProblem } from "./workflow-problem.ts";
+import { findCycles } from "./find-cycles.ts";
+import { workflowSizeProblems } from "./workflow-limits.ts";
+import { capProblems, MAX_LISTED_PROBLEMS, type WorkflowProblem } from "./workflow-problem.ts";
 
 export type WorkflowValidation =
   | { readonly ok: true; readonly workflow: WorkflowDocument }
@@ -30,9 +32,12 @@ export function validateWorkflow(
     files?: CheckContext["files"];
   } = {},
 ): WorkflowValidation {
+  // Sizes first: everything after costs time and answer size in proportion to them.
+  const sizeProblems = workflowSizeProblems(raw);
+  if (sizeProblems.length) return { ok: false, problems: capProblems(sizeProblems) };
   const parsed = workflowSchema.safeParse(raw);
   if (!parsed.success) {
-    return { ok: false, problems: parsed.error.issues.map((issue) => documentProblem(raw, issue.path, issue.message)) };
+    return { ok: false, problems: capProblems(parsed.error.issues.map((issue) => documentProblem(raw, issue.path, issue.message))) };
   }
   const workflow = parsed.data;
   const problems: WorkflowProblem[] = [];
@@ -51,7 +56,7 @@ export function validateWorkflow(
       problems.push({
         code: "unknown_node_type",
         nodeId: node.id,
-        message: `unknown node type "${node.type}"; known types: ${registry.types().join(", ")}`,
+        message: `unknown node type ${quoted(node.type)}; known types: ${registry.types().join(", ")}`,
       });
       continue;
     }
@@ -60,8 +65,8 @@ export function validateWorkflow(
         problems.push({
           code: "unknown_input",
           nodeId: node.id,
-          input: name,
-          message: `${node.type} has no input "${name}"; its inputs are: ${Object.keys(definition.inputs).join(", ")}`,
+          input: clipped(name),
+          message: `${node.type} has no input ${quoted(name)}; its inputs are: ${Object.keys(definition.inputs).join(", ")}`,
         });
       }
     }
@@ -94,7 +99,7 @@ export function validateWorkflow(
           problems.push({
             ...at,
             code: "missing_link_output",
-            message: `links to output "${outputName}" of node "${sourceId}" (${source.type}), which has outputs: ${
+            message: `links to output ${quoted(outputName)} of node "${sourceId}" (${source.type}), which has outputs: ${
               Object.keys(sourceDefinition.outputs).join(", ") || "none"
             }`,
           });
@@ -104,7 +109,7 @@ export function validateWorkflow(
           problems.push({
             ...at,
             code: "type_mismatch",
-            message: `expects ${spec.type} but is linked to ${output.type} output "${outputName}" of node "${sourceId}"`,
+            message: `expects ${spec.type} but is linked to ${output.type} output ${quoted(outputName)} of node "${sourceId}"`,
           });
         }
         continue;
@@ -119,12 +124,9 @@ export function validateWorkflow(
     if (definition.check && literalsOk) problems.push(...nodeCheckProblems(node, definition, { files: options.files }));
   }
 
-  for (const cycle of findCycles(workflow)) {
-    problems.push({
-      code: "cycle",
-      nodeId: cycle[0],
-      message: `links form a cycle: ${[...cycle, cycle[0]].join(" → ")}`,
-    });
+  const { cycles, total: cycleCount } = findCycles(workflow, MAX_LISTED_PROBLEMS);
+  for (const cycle of cycles) {
+    problems.push({ code: "cycle", nodeId: cycle[0], message: `links form a cycle: ${describeCycle(cycle)}` });
   }
 
   if (options.requireOutputNode && problems.length === 0) {
@@ -136,7 +138,7 @@ export function validateWorkflow(
       });
     }
   }
-  return problems.length ? { ok: false, problems } : { ok: true, workflow };
+  return problems.length ? { ok: false, problems: capProblems(problems, cycleCount - cycles.length) } : { ok: true, workflow };
 }
 
 function checkLiteral(spec: InputSpec, value: WorkflowLiteral): Omit<WorkflowProblem, "nodeId" | "input"> | undefined {
@@ -147,7 +149,7 @@ function checkLiteral(spec: InputSpec, value: WorkflowLiteral): Omit<WorkflowPro
     case "INT":
     case "FLOAT": {
       if (typeof value !== "number" || !Number.isFinite(value)) {
-        return { code: "invalid_value", message: `must be a ${spec.type === "INT" ? "whole number" : "number"}, got ${JSON.stringify(value)}` };
+        return { code: "invalid_value", message: `must be a ${spec.type === "INT" ? "whole number" : "number"}, got ${quoted(value)}` };
       }
       if (spec.type === "INT" && !Number.isInteger(value)) {
         return { code: "invalid_value", message: `must be a whole number, got ${value}` };
@@ -155,22 +157,22 @@ function checkLiteral(spec: InputSpec, value: WorkflowLiteral): Omit<WorkflowPro
       return checkRange(spec, value);
     }
     case "STRING": {
-      if (typeof value !== "string") return { code: "invalid_value", message: `must be text, got ${JSON.stringify(value)}` };
+      if (typeof value !== "string") return { code: "invalid_value", message: `must be text, got ${quoted(value)}` };
       if (spec.options && !spec.options.includes(value)) {
         return {
           code: "not_in_options",
-          message: `"${value}" is not allowed; allowed values: ${spec.options.map((o) => JSON.stringify(o)).join(", ")}`,
+          message: `${quoted(value)} is not allowed; allowed values: ${spec.options.map((o) => JSON.stringify(o)).join(", ")}`,
         };
       }
       return undefined;
     }
     case "BOOLEAN":
-      return typeof value === "boolean" ? undefined : { code: "invalid_value", message: `must be true or false, got ${JSON.stringify(value)}` };
+      return typeof value === "boolean" ? undefined : { code: "invalid_value", message: `must be true or false, got ${quoted(value)}` };
     case "SEED":
       return parseSeedLiteral(value) === undefined
         ? {
             code: "invalid_value",
-            message: `must be -1 (random) or a whole number from 0 to ${MAX_SEED} (as a string above 2^53), got ${JSON.stringify(value)}`,
+            message: `must be -1 (random) or a whole number from 0 to ${MAX_SEED} (as a string above 2^53), got ${quoted(value)}`,
           }
         : undefined;
     default:
@@ -220,36 +222,19 @@ function nodeCheckProblems(node: WorkflowNode, definition: AnyNodeDefinition, ct
   }));
 }
 
-/** Every cycle once, as the node ids along it (depth-first search with colours). */
-function findCycles(workflow: WorkflowDocument): string[][] {
-  const edges = new Map<string, string[]>();
-  const ids = new Set(workflow.nodes.map((n) => n.id));
-  for (const node of workflow.nodes) {
-    const sources = Object.values(node.inputs)
-      .filter(isLink)
-      .map(([source]) => source)
-      .filter((source) => ids.has(source));
-    edges.set(node.id, sources);
-  }
-  const state = new Map<string, "visiting" | "done">();
-  const stack: string[] = [];
-  const cycles: string[][] = [];
-  const visit = (id: string): void => {
-    state.set(id, "visiting");
-    stack.push(id);
-    for (const next of edges.get(id) ?? []) {
-      const seen = state.get(next);
-      if (seen === "visiting") {
-        cycles.push(stack.slice(stack.indexOf(next)).reverse());
-      } else if (seen === undefined) {
-        visit(next);
-      }
-    }
-    stack.pop();
-    state.set(id, "done");
-  };
-  for (const id of ids) if (!state.has(id)) visit(id);
-  return cycles;
+/** A value as JSON, cut short: a problem quotes what it is about, never a megabyte of it. */
+function quoted(value: unknown): string {
+  return clipped(JSON.stringify(value) ?? String(value));
+}
+
+function clipped(text: string, limit = 100): string {
+  return text.length <= limit ? text : `${text.slice(0, limit - 1)}… (${text.length.toLocaleString("en-US")} characters)`;
+}
+
+/** "a → b → c → a", with the middle of a long cycle left out so that one problem stays one line. */
+function describeCycle(cycle: readonly string[]): string {
+  const shown = cycle.length <= 12 ? [...cycle, cycle[0]] : [...cycle.slice(0, 6), `… (${cycle.length - 9} more) …`, ...cycle.slice(-3), cycle[0]];
+  return shown.join(" → ");
 }
 
 function documentProblem(raw: unknown, path: readonly PropertyKey[], message: string): WorkflowProblem {
@@ -260,8 +245,8 @@ function documentProblem(raw: unknown, path: readonly PropertyKey[], message: st
     const nodes = (raw as { nodes?: unknown[] } | null)?.nodes;
     const node = Array.isArray(nodes) ? (nodes[path[1]] as { id?: unknown } | undefined) : undefined;
     nodeId = typeof node?.id === "string" ? node.id : `#${path[1]}`;
-    if (path[2] === "inputs" && path[3] !== undefined) input = String(path[3]);
+    if (path[2] === "inputs" && path[3] !== undefined) input = clipped(String(path[3]));
   }
   const field = path.length ? path.map(String).join(".") : "workflow";
-  return { code: "invalid_document", nodeId, input, message: `${field}: ${message}` };
+  return { code: "invalid_document", nodeId, input, message: clipped(`${clipped(field)}: ${message}`, 500) };
 }

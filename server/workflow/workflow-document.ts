@@ -4,6 +4,7 @@
  * sockets, ranges, cycles) is checked by validate-workflow.ts against the node registry.
  */
 import { z } from "zod";
+import { MAX_WORKFLOW_NODES } from "./workflow-limits.ts";
 
 export const WORKFLOW_FORMAT = "maskflow-workflow";
 export const WORKFLOW_VERSION = 1;
@@ -43,7 +44,7 @@ export const workflowSchema = z.strictObject({
   version: z.literal(WORKFLOW_VERSION, { error: `version must be ${WORKFLOW_VERSION} (this Maskflow reads version 1)` }),
   name: z.string().optional(),
   description: z.string().optional(),
-  nodes: z.array(workflowNodeSchema).max(10_000),
+  nodes: z.array(workflowNodeSchema).max(MAX_WORKFLOW_NODES, `a workflow has at most ${MAX_WORKFLOW_NODES} nodes`),
   /** Editor state that is not a node: groups, viewport, link colours. */
   ui: z.record(z.string(), z.unknown()).optional(),
 });
