@@ -3,6 +3,7 @@ import sharp from "sharp";
 import type { NodeStorage } from "../node-definition.ts";
 import type { RgbImage } from "../socket-types.ts";
 import { readInputFile } from "./input-file.ts";
+import { checkPicturePixels, maxPixels, PixelLimitError } from "./pixel-limit.ts";
 import { asPlainBytes } from "./sharp-conversions.ts";
 
 export interface DecodedPicture {
@@ -15,15 +16,23 @@ export interface DecodedPicture {
 export async function readPictureInput(storage: NodeStorage, node: string, input: string, filename: string): Promise<DecodedPicture> {
   const file = await readInputFile(storage, node, input, filename);
   try {
-    return await decodePicture(file);
+    return await decodePicture(file, `${node}: input \`${input}\` ("${filename}")`);
   } catch (error) {
+    if (error instanceof PixelLimitError) throw error;
     throw new Error(`${node}: input \`${input}\` names "${filename}", which is not an image sharp can read (${(error as Error).message})`);
   }
 }
 
-/** Any format sharp reads (first page of multi-page files); EXIF orientation applied. */
-export async function decodePicture(file: Uint8Array): Promise<DecodedPicture> {
-  const { data, info } = await sharp(file)
+/**
+ * Any format sharp reads (first page of multi-page files); EXIF orientation applied. A picture over
+ * the pixel limit (MASKFLOW_MAX_PIXELS) is refused from its header, before anything is decoded;
+ * `field` names where it came from in that error.
+ */
+export async function decodePicture(file: Uint8Array, field = "picture"): Promise<DecodedPicture> {
+  const limit = maxPixels();
+  await checkPicturePixels(file, field, limit);
+  // limitInputPixels makes libvips refuse it too, for any header the check above could not read.
+  const { data, info } = await sharp(file, { limitInputPixels: limit })
     .rotate()
     .toColourspace("srgb")
     .raw({ depth: "uchar" })

@@ -1,5 +1,6 @@
 // Turns the string a Segmind-style request gives for an image or mask (an http(s) URL, a data
 // URL or bare base64) into checked image bytes.
+import { checkPicturePixels, PixelLimitError } from "../../nodes/image/pixel-limit.ts";
 import { ImageInputError } from "./image-input-error.ts";
 import { detectImageType, quoteLeadingBytes, type ImageMediaType } from "./image-signature.ts";
 import { DEFAULT_MAX_IMAGE_BYTES, fetchImageFromUrl, type SafeFetchOptions } from "./safe-fetch.ts";
@@ -16,11 +17,27 @@ const DATA_URL = /^data:([^;,]*)(;[^,]*)?,/i;
 const BASE64_TEXT = /^[A-Za-z0-9+/]*={0,2}$/;
 const BASE64URL_TEXT = /^[A-Za-z0-9_-]*={0,2}$/;
 
+/**
+ * The image a request field gives, refused (ImageInputError) when it cannot be had, is not a JPEG,
+ * PNG or WebP, or declares more pixels than MASKFLOW_MAX_PIXELS (read from its header: nothing is
+ * decoded here).
+ */
 export async function decodeImageInput(
   value: string,
   field: string,
   options: DecodeImageInputOptions = {},
 ): Promise<DecodedImageInput> {
+  const decoded = await readImageInput(value, field, options);
+  try {
+    await checkPicturePixels(decoded.bytes, field);
+  } catch (error) {
+    if (error instanceof PixelLimitError) throw new ImageInputError(field, "too-many-pixels", error.message.slice(field.length + 2));
+    throw error;
+  }
+  return decoded;
+}
+
+async function readImageInput(value: string, field: string, options: DecodeImageInputOptions): Promise<DecodedImageInput> {
   const text = value.trim();
   if (/^https?:\/\//i.test(text)) {
     const fetched = await fetchImageFromUrl(text, { ...options, field });

@@ -6,6 +6,7 @@ export type ImageInputProblem =
   | "too-many-redirects"
   | "http-status"
   | "too-large"
+  | "too-many-pixels"
   | "timeout"
   | "network"
   | "not-an-image"
