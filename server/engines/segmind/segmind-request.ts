@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { SCHEDULER_NAMES } from "../onnx/schedulers/index.ts";
 import { parseSeed } from "../onnx/torch-generator.ts";
+import { MAX_PROMPT_CHARACTERS, promptLengthProblem } from "../../workflow/workflow-limits.ts";
 
 /** Segmind's scheduler names are the local engine's: one list, so the two backends cannot drift apart. */
 export const SEGMIND_SCHEDULERS = SCHEDULER_NAMES;
@@ -108,9 +109,11 @@ export const segmindRequestFields = z.object({
   mask: imageField("mask"),
   prompt: z
     .string({ error: (issue) => `prompt must be a string${issue.input === undefined ? " and is required" : `; got ${shown(issue.input)}`}` })
-    .refine((value) => value.trim().length > 0, { error: "prompt must not be empty" }),
+    .refine((value) => value.trim().length > 0, { error: "prompt must not be empty" })
+    .refine((value) => value.length <= MAX_PROMPT_CHARACTERS, { error: (issue) => promptLengthProblem("prompt", issue.input as string) }),
   negative_prompt: z
     .string({ error: (issue) => `negative_prompt must be a string; got ${shown(issue.input)}` })
+    .refine((value) => value.length <= MAX_PROMPT_CHARACTERS, { error: (issue) => promptLengthProblem("negative_prompt", issue.input as string) })
     .optional(),
   samples: integerInRange("samples"),
   scheduler: z
