@@ -68,7 +68,8 @@ export const WORD_CHUNK_BYTES = 64 * 1024;
 export class ClipTokenizer {
   readonly #encoder: Map<string, number>;
   readonly #decoder: Map<number, string>;
-  readonly #mergeRanks: Map<string, number>;
+  /** Rank of each merge, by its left then its right symbol (no pair string is built per lookup). */
+  readonly #mergeRanks = new Map<string, Map<string, number>>();
   readonly #byteToUnicode = bytesToUnicode();
   readonly #utf8 = new TextEncoder();
   readonly #cache = new Map<string, string[]>();
@@ -85,7 +86,12 @@ export class ClipTokenizer {
   ) {
     this.#encoder = vocab;
     this.#decoder = new Map(Array.from(vocab, ([token, id]) => [id, token]));
-    this.#mergeRanks = new Map(merges.map(([a, b], rank) => [`${a} ${b}`, rank]));
+    merges.forEach(([a, b], rank) => {
+      let rights = this.#mergeRanks.get(a);
+      if (!rights) this.#mergeRanks.set(a, (rights = new Map()));
+      // A pair listed twice keeps its last rank, as simple_tokenizer's dict(zip(merges, range(...))) does.
+      rights.set(b, rank);
+    });
     const bos = vocab.get(START_OF_TEXT);
     const eos = vocab.get(END_OF_TEXT);
     if (bos === undefined || eos === undefined) {
@@ -219,7 +225,7 @@ export class ClipTokenizer {
     return merged;
   }
 
-  readonly #rankOf = (left: string, right: string): number | undefined => this.#mergeRanks.get(`${left} ${right}`);
+  readonly #rankOf = (left: string, right: string): number | undefined => this.#mergeRanks.get(left)?.get(right);
 
   #idOf(token: string): number {
     // Every byte symbol is in CLIP's vocabulary, so this only misses with a foreign vocab;
