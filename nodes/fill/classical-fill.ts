@@ -1,7 +1,7 @@
+import { runCompute } from "../../server/compute/compute-pool.ts";
 import { requireInteger, requireOption } from "../image/input-checks.ts";
 import { defineNode } from "../node-definition.ts";
-import { exemplarInpaint } from "./exemplar-inpaint.ts";
-import { teleaInpaint } from "./telea-inpaint.ts";
+import type { RgbImage } from "../socket-types.ts";
 
 const MAX_RADIUS = 32;
 /** "patch" first: the default, and the one that keeps a table top or a horizon straight across a removed object. */
@@ -31,18 +31,23 @@ export const ClassicalFillNode = defineNode({
   },
   async run({ image: batch, mask, method, radius }, ctx) {
     requireInteger("ClassicalFill", "radius", radius, 1, MAX_RADIUS);
-    const fill = requireOption("ClassicalFill", "method", method, METHODS) === "patch" ? exemplarInpaint : teleaInpaint;
-    const filled = batch.map((image, i) => {
+    const chosen = requireOption("ClassicalFill", "method", method, METHODS);
+    for (const image of batch) {
       if (image.width !== mask.width || image.height !== mask.height) {
         throw new Error(`ClassicalFill: input \`mask\` is ${mask.width}×${mask.height} but input \`image\` is ${image.width}×${image.height}; they must match`);
       }
+    }
+    const filled: RgbImage[] = [];
+    for (const [i, image] of batch.entries()) {
       ctx.progress({ value: i, max: batch.length });
+      // exemplar-inpaint.ts or telea-inpaint.ts on a compute worker; an interrupt ends the worker at once.
       try {
-        return fill(image, mask, radius);
+        filled.push(await runCompute("classicalFill", { image, mask, radius, method: chosen }, ctx.signal));
       } catch (error) {
+        if (ctx.signal.aborted) throw error;
         throw new Error(`ClassicalFill: input \`mask\`: ${(error as Error).message}`);
       }
-    });
+    }
     ctx.progress({ value: batch.length, max: batch.length });
     return { image: filled };
   },

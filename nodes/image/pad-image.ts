@@ -1,17 +1,11 @@
+import { runCompute } from "../../server/compute/compute-pool.ts";
 import { defineNode } from "../node-definition.ts";
-import type { Mask } from "../socket-types.ts";
 import { requireInteger } from "./input-checks.ts";
+import type { Padding } from "./outpaint-mask.ts";
 import { fromSharp, toSharp } from "./sharp-conversions.ts";
 
 const MAX_PAD = 2048;
 const MAX_FEATHER = 512;
-
-interface Padding {
-  readonly left: number;
-  readonly top: number;
-  readonly right: number;
-  readonly bottom: number;
-}
 
 /**
  * Extra padding that makes `size + before + after` a multiple of 8: on the `after` side (right,
@@ -21,31 +15,6 @@ interface Padding {
 function roundUpToEight(size: number, before: number, after: number): [number, number] {
   const extra = (8 - ((size + before + after) % 8)) % 8;
   return before > 0 && after === 0 ? [before + extra, after] : [before, after + extra];
-}
-
-/**
- * 255 on the new border, 0 on the original, and with feather f the original's first f pixels next to a
- * padded side ramp down: the pixel d pixels in (d = 0 … f − 1) gets 255 · (f − d) / (f + 1), so the model
- * repaints the seam too. Sides not padded get no ramp; where ramps meet the larger value wins.
- */
-function outpaintMask(width: number, height: number, pad: Padding, feather: number): Mask {
-  const outWidth = width + pad.left + pad.right;
-  const outHeight = height + pad.top + pad.bottom;
-  const data = new Uint8Array(outWidth * outHeight).fill(255);
-  const ramp = (distance: number, padded: boolean) =>
-    padded && distance < feather ? Math.round((255 * (feather - distance)) / (feather + 1)) : 0;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const value = Math.max(
-        ramp(x, pad.left > 0),
-        ramp(width - 1 - x, pad.right > 0),
-        ramp(y, pad.top > 0),
-        ramp(height - 1 - y, pad.bottom > 0),
-      );
-      data[(y + pad.top) * outWidth + x + pad.left] = value;
-    }
-  }
-  return { width: outWidth, height: outHeight, data };
 }
 
 /** Outpainting: grows the canvas and says where the model should paint. */
@@ -71,7 +40,7 @@ export const PadImageNode = defineNode({
     image: { type: "IMAGE" },
     mask: { type: "MASK" },
   },
-  async run({ image: batch, left, top, right, bottom, feather, multiple_of_8: roundToEight }) {
+  async run({ image: batch, left, top, right, bottom, feather, multiple_of_8: roundToEight }, ctx) {
     for (const [name, value] of Object.entries({ left, top, right, bottom })) requireInteger("PadImage", name, value, 0, MAX_PAD);
     requireInteger("PadImage", "feather", feather, 0, MAX_FEATHER);
     if (batch.length === 0) throw new Error("PadImage: input `image` is an empty batch");
@@ -85,7 +54,10 @@ export const PadImageNode = defineNode({
       const [t, b] = roundUpToEight(height, top, bottom);
       pad = { left: l, top: t, right: r, bottom: b };
     }
-    const padded = await Promise.all(batch.map((image) => fromSharp(toSharp(image).extend({ ...pad, extendWith: "copy" }))));
-    return { image: padded, mask: outpaintMask(width, height, pad, feather) };
+    const [padded, mask] = await Promise.all([
+      Promise.all(batch.map((image) => fromSharp(toSharp(image).extend({ ...pad, extendWith: "copy" })))),
+      runCompute("outpaintMask", { width, height, pad, feather }, ctx.signal),
+    ]);
+    return { image: padded, mask };
   },
 });

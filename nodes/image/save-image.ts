@@ -1,5 +1,5 @@
+import { runCompute } from "../../server/compute/compute-pool.ts";
 import { defineNode, type ImageRef } from "../node-definition.ts";
-import { embedWorkflow } from "./png-workflow-chunk.ts";
 import { asPlainBytes, toSharp } from "./sharp-conversions.ts";
 
 /** Writes each image of the batch as a PNG into the output folder, carrying the workflow that made it. */
@@ -20,7 +20,8 @@ export const SaveImageNode = defineNode({
     const refs: ImageRef[] = [];
     for (const image of images) {
       let png = asPlainBytes(await toSharp(image).png().toBuffer());
-      if (ctx.workflow !== undefined) png = embedWorkflow(png, ctx.workflow);
+      // png-workflow-chunk.ts on a compute worker: a workflow with big literals costs seconds of JSON and CRCs.
+      if (ctx.workflow !== undefined) png = await runCompute("embedWorkflow", { png, workflow: ctx.workflow }, ctx.signal);
       refs.push(await ctx.storage.writeImage(png, { prefix: filename_prefix, extension: "png", type: "output" }));
     }
     ctx.show(refs);

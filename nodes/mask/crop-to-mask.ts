@@ -1,8 +1,9 @@
+import { runCompute } from "../../server/compute/compute-pool.ts";
 import { requireInteger, requireOption } from "../image/input-checks.ts";
 import { fromSharp, maskFromSharp, maskToSharp, toSharp } from "../image/sharp-conversions.ts";
 import { defineNode } from "../node-definition.ts";
 import { CROP_SOCKET, type CropRegion } from "./crop-region.ts";
-import { type MaskBounds, maskBounds } from "./mask-bounds.ts";
+import type { MaskBounds } from "./mask-bounds.ts";
 
 const SHAPES = ["square", "keep aspect"] as const;
 type CropShape = (typeof SHAPES)[number];
@@ -82,7 +83,7 @@ export const CropToMaskNode = defineNode({
     mask: { type: "MASK", description: "The same crop of the mask, scaled alike." },
     crop: { type: CROP_SOCKET, description: "Where the crop came from; link to Stitch." },
   },
-  async run({ image: batch, mask, padding, context, shape, size }) {
+  async run({ image: batch, mask, padding, context, shape, size }, ctx) {
     requireInteger("CropToMask", "padding", padding, 0, MAX_PADDING);
     requireInteger("CropToMask", "size", size, MIN_SIZE, MAX_SIZE);
     if (size % 8 !== 0) throw new Error(`CropToMask: input \`size\` is ${size}; it must be a multiple of 8`);
@@ -95,7 +96,7 @@ export const CropToMaskNode = defineNode({
         throw new Error(`CropToMask: input \`mask\` is ${mask.width}×${mask.height} but input \`image\` is ${image.width}×${image.height}; they must match`);
       }
     }
-    const bounds = maskBounds(mask);
+    const bounds = await runCompute("maskBounds", { mask }, ctx.signal);
     if (!bounds) throw new Error("CropToMask: input `mask` is empty (no pixel above 0), so there is no area to crop around");
     const region = planCrop(bounds, mask.width, mask.height, { padding, context, shape: chosenShape, size });
     const box = { left: region.x, top: region.y, width: region.width, height: region.height };

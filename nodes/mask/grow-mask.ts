@@ -1,6 +1,6 @@
+import { runCompute } from "../../server/compute/compute-pool.ts";
 import { requireInteger } from "../image/input-checks.ts";
 import { defineNode } from "../node-definition.ts";
-import { dilateMask, erodeMask } from "./square-morphology.ts";
 
 const MAX_PIXELS = 256;
 
@@ -19,8 +19,9 @@ export const GrowMaskNode = defineNode({
   outputs: {
     mask: { type: "MASK" },
   },
-  async run({ mask, pixels }) {
+  async run({ mask, pixels }, ctx) {
     requireInteger("GrowMask", "pixels", pixels, -MAX_PIXELS, MAX_PIXELS);
-    return { mask: pixels >= 0 ? dilateMask(mask, pixels) : erodeMask(mask, -pixels) };
+    // square-morphology.ts on a compute worker.
+    return { mask: await runCompute("growMask", { mask, pixels }, ctx.signal) };
   },
 });

@@ -1,8 +1,9 @@
 import sharp from "sharp";
+import { runCompute } from "../../server/compute/compute-pool.ts";
 import { requireInteger } from "../image/input-checks.ts";
 import { maskFromSharp, resizeRgb } from "../image/sharp-conversions.ts";
 import { defineNode } from "../node-definition.ts";
-import type { Mask, RgbImage } from "../socket-types.ts";
+import type { Mask } from "../socket-types.ts";
 import { asCropRegion, CROP_SOCKET, type CropRegion } from "./crop-region.ts";
 
 const MAX_FEATHER = 256;
@@ -32,23 +33,6 @@ async function boxAlpha(mask: Mask, region: CropRegion, feather: number): Promis
   return alpha;
 }
 
-/** original outside the weights, inpainted (already box-sized) inside, mixed in between; weight 0 keeps the original byte for byte. */
-function blendIntoBox(original: RgbImage, patch: RgbImage, alpha: Uint8Array, region: CropRegion): RgbImage {
-  const out = original.data.slice();
-  for (let y = 0; y < region.height; y++) {
-    for (let x = 0; x < region.width; x++) {
-      const a = alpha[y * region.width + x];
-      if (a === 0) continue;
-      const o = ((region.y + y) * original.width + region.x + x) * 3;
-      const p = (y * region.width + x) * 3;
-      for (let c = 0; c < 3; c++) {
-        out[o + c] = Math.round((original.data[o + c] * (255 - a) + patch.data[p + c] * a) / 255);
-      }
-    }
-  }
-  return { width: original.width, height: original.height, data: out };
-}
-
 /** Puts a crop from CropToMask back into the picture it came from, through the (feathered) mask. */
 export const StitchNode = defineNode({
   type: "Stitch",
@@ -69,7 +53,7 @@ export const StitchNode = defineNode({
   outputs: {
     image: { type: "IMAGE" },
   },
-  async run({ original: originals, inpainted, mask, crop, feather }) {
+  async run({ original: originals, inpainted, mask, crop, feather }, ctx) {
     requireInteger("Stitch", "feather", feather, 0, MAX_FEATHER);
     const region = asCropRegion("Stitch", "crop", crop);
     if (originals.length !== 1 && originals.length !== inpainted.length) {
@@ -87,7 +71,8 @@ export const StitchNode = defineNode({
     const stitched = await Promise.all(
       inpainted.map(async (crop, i) => {
         const patch = await resizeRgb(crop, region.width, region.height);
-        return blendIntoBox(originals.length === 1 ? originals[0] : originals[i], patch, alpha, region);
+        const original = originals.length === 1 ? originals[0] : originals[i];
+        return runCompute("blendIntoBox", { original, patch, alpha, region }, ctx.signal);
       }),
     );
     return { image: stitched };
