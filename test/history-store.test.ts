@@ -67,7 +67,11 @@ describe("history store: a file per job", () => {
     // Not finished: not listed, not readable, not in the synchronous cache.
     expect(await store.page(0, 10)).toEqual({ entries: [], total: 0 });
     expect(await store.read("a")).toBeUndefined();
-    await store.add({ ...finished(0), id: "a", clientId: "me" });
+    const adding = store.add({ ...finished(0), id: "a", clientId: "me" });
+    // Readable from the moment it is handed over (a client told over the WebSocket asks at once), before its file is written.
+    expect(await store.read("a")).toMatchObject({ id: "a", status: "success" });
+    expect((await store.page(0, 10)).entries.map((entry) => entry.id)).toEqual(["a"]);
+    await adding;
     expect(await readdir(store.dir)).toEqual([`${name(T0)}-a.success.json`]);
     expect(store.get("a")).toMatchObject({ id: "a", status: "success" });
     expect((await store.page(0, 10)).entries.map((entry) => entry.id)).toEqual(["a"]);

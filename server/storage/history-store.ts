@@ -76,6 +76,11 @@ export class HistoryStore {
   /** One chain of writes per job, so a job's records land in the order they were asked for. */
   readonly #chains = new Map<string, Promise<void>>();
   readonly #recent = new Map<string, { entry: HistoryEntry; bytes: number }>();
+  /**
+   * Finished entries whose write is under way: a client told over the WebSocket that its job ended asks for
+   * it at once, and must find it (the index changes only once the file is there).
+   */
+  readonly #finishing = new Map<string, HistoryEntry>();
   #recentBytes = 0;
   #lastStamp = 0;
 
@@ -143,14 +148,16 @@ export class HistoryStore {
 
   /** A job that just finished, from memory; undefined for one that has not, or ended too long ago (use `read`). */
   get(id: string): HistoryEntry | undefined {
-    return this.#recent.get(id)?.entry;
+    return this.#finishing.get(id) ?? this.#recent.get(id)?.entry;
   }
 
   /** A finished job's entry from its file; undefined when there is none (not finished, deleted or never there). */
   async read(id: string): Promise<HistoryEntry | undefined> {
+    const known = this.get(id);
+    if (known) return known;
     const entry = this.#byId.get(id);
     if (!entry || entry.status === "queued") return undefined;
-    return this.get(id) ?? (await this.#readFinished(entry));
+    return await this.#readFinished(entry);
   }
 
   /** Finished jobs, newest first: `maxItems` of them after skipping `offset`. Opens only the page's files. */
@@ -159,7 +166,7 @@ export class HistoryStore {
     let total = 0;
     for (let index = this.#order.length - 1; index >= 0; index--) {
       const entry = this.#order[index];
-      if (entry.status === "queued") continue;
+      if (entry.status === "queued" && !this.#finishing.has(entry.id)) continue;
       if (total >= offset && picked.length < maxItems) picked.push(entry);
       total++;
     }
@@ -182,8 +189,20 @@ export class HistoryStore {
 
   /** Records a finished job, replacing its "queued" record when there is one. */
   add(entry: HistoryEntry): Promise<void> {
+    let serialized: ReturnType<typeof serializeBounded>;
+    try {
+      serialized = serializeBounded(entry, this.maxRecordBytes);
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    const kept = serialized.record as HistoryEntry;
+    this.#finishing.set(entry.id, kept);
     return this.#serial(entry.id, async () => {
-      await this.#write(entry, this.#byId.get(entry.id)?.stamp ?? this.#nextStamp(entry.createdAt));
+      try {
+        await this.#write(kept, this.#byId.get(entry.id)?.stamp ?? this.#nextStamp(entry.createdAt), serialized.text);
+      } finally {
+        if (this.#finishing.get(entry.id) === kept) this.#finishing.delete(entry.id);
+      }
     }).then(() => this.#prune());
   }
 
@@ -268,8 +287,8 @@ export class HistoryStore {
   }
 
   /** Writes the job's record under the given stamp and removes the file it replaces (one with another status). */
-  async #write(record: HistoryRecord, stamp: number): Promise<void> {
-    const { text, record: kept } = serializeBounded(record, this.maxRecordBytes);
+  async #write(record: HistoryRecord, stamp: number, serialized?: string): Promise<void> {
+    const { text, record: kept } = serialized === undefined ? serializeBounded(record, this.maxRecordBytes) : { text: serialized, record };
     const file = recordFileName(stamp, record.id, record.status);
     await writeFileAtomic(path.join(this.dir, file), text);
     const previous = this.#byId.get(record.id);
