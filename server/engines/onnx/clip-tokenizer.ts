@@ -134,6 +134,11 @@ export class ClipTokenizer {
     });
   }
 
+  /**
+   * BOS, the text's first maxLength − 2 tokens, EOS and padding. The work is bounded whatever the
+   * text's length: words are merged only until the positions are full (and 64 KiB more to count
+   * what was cut), and a word is merged in chunks of at most WORD_CHUNK_BYTES.
+   */
   encode(text: string): ClipEncoding {
     const room = this.maxLength - 2;
     const kept: string[] = [];
