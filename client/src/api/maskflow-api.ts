@@ -25,6 +25,8 @@ export interface HistoryEntry {
   readonly durationMs: number;
   readonly outputs: Readonly<Record<string, { images: readonly ImageRef[]; values: Record<string, unknown> }>>;
   readonly error?: { node?: string; message: string };
+  /** Why the workflow was left out of the record (too big to keep); `workflow` is then null. */
+  readonly omitted?: string;
 }
 
 /** GET /api/system: what the server runs on. Engines are reported by `maskflow serve`; an embedded server may report none. */

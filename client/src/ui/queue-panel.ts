@@ -81,7 +81,7 @@ export class QueuePanel {
         const error = entry.error ? `<div class="mf-job-error">${escapeHtml(entry.error.message)}</div>` : "";
         return `<div class="mf-job mf-status-${entry.status}" data-job="${entry.id}">
           <span>${status} ${time(entry.finishedAt)} · ${(entry.durationMs / 1000).toFixed(1)} s</span>
-          <button data-do="load">Load</button><button data-do="rerun">Re-run</button>
+          ${entry.workflow ? `<button data-do="load">Load</button><button data-do="rerun">Re-run</button>` : `<span class="mf-job-note" title="${escapeHtml(entry.omitted ?? "")}">workflow not kept</span>`}
           <div class="mf-thumbs">${thumbs}</div>${error}</div>`;
       })
       .join("");
