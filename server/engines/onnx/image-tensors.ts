@@ -4,16 +4,24 @@
  */
 import type { Mask, RgbImage } from "../../../nodes/socket-types.ts";
 
+/*
+ * These run on the main thread inside the engine's pipeline: kept to one table lookup or a few float
+ * operations per value, one channel plane at a time, so a 1024² picture costs a few milliseconds.
+ */
+
+/** x / 255 then 2x − 1, each rounded to float32, for every byte value. */
+const IMAGE_VALUE = Float32Array.from({ length: 256 }, (_, byte) => Math.fround(2 * Math.fround(byte / 255) - 1));
+/** x / 255 ≥ 0.5 (in float32) → 1, else 0, for every byte value. */
+const MASK_VALUE = Float32Array.from({ length: 256 }, (_, byte) => (Math.fround(byte / 255) >= 0.5 ? 1 : 0));
+
 /** RGB bytes → [1, 3, H, W] in [-1, 1]: x / 255 then 2x − 1, each rounded to float32. */
 export function imageToTensor(image: RgbImage): Float32Array {
   const { width, height, data } = image;
   const plane = width * height;
   const out = new Float32Array(3 * plane);
-  for (let i = 0; i < plane; i++) {
-    for (let c = 0; c < 3; c++) {
-      const unit = Math.fround(data[i * 3 + c] / 255);
-      out[c * plane + i] = Math.fround(2 * unit - 1);
-    }
+  for (let c = 0; c < 3; c++) {
+    const base = c * plane;
+    for (let i = 0, j = c; i < plane; i++, j += 3) out[base + i] = IMAGE_VALUE[data[j]];
   }
   return out;
 }
@@ -21,7 +29,8 @@ export function imageToTensor(image: RgbImage): Float32Array {
 /** Mask bytes → [1, 1, H, W] of 0 and 1: x / 255, then ≥ 0.5 → 1 (white repaints), as do_binarize does. */
 export function maskToTensor(mask: Mask): Float32Array {
   const out = new Float32Array(mask.width * mask.height);
-  for (let i = 0; i < out.length; i++) out[i] = Math.fround(mask.data[i] / 255) >= 0.5 ? 1 : 0;
+  const data = mask.data;
+  for (let i = 0; i < out.length; i++) out[i] = MASK_VALUE[data[i]];
   return out;
 }
 
@@ -32,10 +41,13 @@ export function maskToTensor(mask: Mask): Float32Array {
 export function tensorToImage(tensor: Float32Array, width: number, height: number): RgbImage {
   const plane = width * height;
   const data = new Uint8Array(plane * 3);
-  for (let i = 0; i < plane; i++) {
-    for (let c = 0; c < 3; c++) {
-      const unit = Math.min(1, Math.max(0, Math.fround(Math.fround(tensor[c * plane + i] / 2) + 0.5)));
-      data[i * 3 + c] = roundHalfEven(Math.fround(unit * 255));
+  for (let c = 0; c < 3; c++) {
+    const base = c * plane;
+    for (let i = 0, j = c; i < plane; i++, j += 3) {
+      let unit = Math.fround(Math.fround(tensor[base + i] / 2) + 0.5);
+      // NaN stays NaN here and becomes 0 in the byte, as Math.min/max would leave it.
+      unit = unit > 1 ? 1 : unit < 0 ? 0 : unit;
+      data[j] = roundHalfEven(Math.fround(unit * 255));
     }
   }
   return { width, height, data };
