@@ -8,6 +8,7 @@ import { benchFill } from "./fill-bench.ts";
 import { benchHistory } from "./history-bench.ts";
 import { benchPipeline } from "./pipeline-bench.ts";
 import { benchQueue } from "./queue-bench.ts";
+import { benchResponsiveness } from "./responsiveness-bench.ts";
 
 const sections: Array<[string, () => Promise<Record<string, number | string>>]> = [
   ["executor", () => benchExecutor()],
@@ -15,6 +16,7 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["crop-stitch", () => benchCropStitch()],
   ["queue", () => benchQueue()],
   ["fill", () => benchFill()],
+  ["responsiveness", () => benchResponsiveness()],
   ["history", () => benchHistory()],
 ];
 
