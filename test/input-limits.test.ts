@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { crc32, deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { afterEach, describe, expect, it } from "vitest";
 import { checkPicturePixels, DEFAULT_MAX_PIXELS, PixelLimitError } from "../nodes/image/pixel-limit.ts";
@@ -12,6 +11,7 @@ import type { WorkflowDocument } from "../server/workflow/workflow-document.ts";
 import { MAX_NODE_INPUTS, MAX_PROMPT_CHARACTERS, MAX_WORKFLOW_NODES } from "../server/workflow/workflow-limits.ts";
 import { createCountingRegistry, workflow } from "./helpers/counting-nodes.ts";
 import { api, startTestServer } from "./helpers/test-server.ts";
+import { pngHeaderOnly } from "./helpers/png-header-only.ts";
 
 const servers: RunningServer[] = [];
 async function start(options: Parameters<typeof startTestServer>[0] = {}) {
@@ -34,28 +34,6 @@ function chain(length: number, order: "forward" | "backward") {
   for (let i = 1; i < length - 1; i++) nodes.push({ id: `n${i}`, type: "Add", inputs: { a: [`n${i - 1}`, i === 1 ? "value" : "sum"], b: 1 } });
   nodes.push({ id: "out", type: "Collect", inputs: { value: [`n${length - 2}`, "sum"] } });
   return workflow(order === "forward" ? nodes : nodes.reverse());
-}
-
-/** A PNG that declares width × height but carries only a few bytes of pixel data: decoding it would fail. */
-function pngHeaderOnly(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([length, body, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, no interlace
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk("IHDR", ihdr),
-    chunk("IDAT", deflateSync(Buffer.alloc(16))),
-    chunk("IEND", Buffer.alloc(0)),
-  ]);
 }
 
 describe("workflow size limits: 400 naming the node, the input and the limit", () => {

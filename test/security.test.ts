@@ -17,6 +17,7 @@ import { ensureTinyModels } from "./fixtures/make-tiny-models.ts";
 import { createCountingRegistry, workflow } from "./helpers/counting-nodes.ts";
 import { startTestServer } from "./helpers/test-server.ts";
 import { connectClient } from "./helpers/ws-client.ts";
+import { pngHeaderOnly } from "./helpers/png-header-only.ts";
 
 const servers: RunningServer[] = [];
 let clientDir = "";
@@ -312,6 +313,19 @@ describe("the key before the body; the editor's session", () => {
     expect(session).toMatch(/HttpOnly/);
     expect(session).not.toContain("team-key");
     expect((await raw(server, "GET", "/api/nodes", { cookie: session.split(";")[0] })).status).toBe(200);
+  });
+});
+
+describe("pixel bombs", () => {
+  it("an upload declaring 16383² pixels is a 400 naming the limit, refused from its header before anything decodes it", async () => {
+    const server = await start();
+    const answer = await upload(server, { name: "bomb.png", bytes: pngHeaderOnly(16_383, 16_383) });
+    expect(answer.status).toBe(400);
+    expect(answer.json.error.code).toBe("too_many_pixels");
+    expect(answer.json.error.message).toBe(
+      "image: the picture is 16383 × 16383 = 268,402,689 pixels; the limit is 67,108,864 pixels (MASKFLOW_MAX_PIXELS)",
+    );
+    expect(await readdir(server.folders.folder("input"))).not.toContain("bomb.png");
   });
 });
 

@@ -59,7 +59,9 @@ export function createApp(parts: AppParts): Express {
   for (const router of parts.extraRoutes ?? []) app.use(router);
   app.use("/api", sessionRoutes(parts.keys));
   // The key before the body: nothing is parsed or inflated for a request that has none.
-  app.use("/api", requireKey(parts.keys), express.json({ limit: "25mb" }));
+  // A workflow is at most 4,000,000 characters (server/workflow/workflow-limits.ts); 12 MB holds that in any UTF-8, and
+  // a body past it is refused unparsed.
+  app.use("/api", requireKey(parts.keys), express.json({ limit: "12mb" }));
 
   const api = express.Router();
   api.get("/system", (_req, res) => void res.json(parts.system()));

@@ -2,7 +2,7 @@ import { Router } from "express";
 import { open, readdir } from "node:fs/promises";
 import path from "node:path";
 import multer from "multer";
-import sharp from "sharp";
+import { checkPicturePixels, PixelLimitError } from "../../../nodes/image/pixel-limit.ts";
 import type { DataFolders } from "../../storage/data-folders.ts";
 import { ALLOWED_PICTURES, describeNonPicture, PICTURE_EXTENSIONS, type PictureType, SNIFF_BYTES, sniffPicture } from "../../storage/picture-type.ts";
 import { checkNameLength, MAX_NAME_CHARS, MAX_SUBFOLDER_CHARS, uploadName, uploadSubfolder } from "../../storage/upload-names.ts";
@@ -89,10 +89,15 @@ export function filesRoutes(folders: DataFolders, options: { maxUploadBytes: num
     }
     const name = uploadName(file.originalname, picture);
     const subfolder = uploadSubfolder(fields.subfolder, type === "input" ? await shippedFolders(folders.extraInputRoots) : []);
+    // The size comes from the header alone: a small file declaring 16383² pixels is refused before anything decodes it.
+    let size: { width: number; height: number } | undefined;
     try {
-      const metadata = await sharp(file.buffer).metadata();
-      if (!metadata.width || !metadata.height) throw new Error("no dimensions");
-    } catch {
+      size = await checkPicturePixels(file.buffer, "image");
+    } catch (error) {
+      if (!(error instanceof PixelLimitError)) throw error;
+      throw new HttpError(400, "too_many_pixels", error.message, { field: "image", width: error.width, height: error.height, limit: error.limit });
+    }
+    if (!size?.width || !size.height) {
       throw new HttpError(400, "invalid_image", `the upload starts like a ${picture} but cannot be decoded: send a whole ${ALLOWED_PICTURES} file`, {
         field: "image",
       });
