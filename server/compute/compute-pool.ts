@@ -11,6 +11,7 @@ import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
 import type { ComputeInput, ComputeOutput, ComputeRequest, ComputeTaskName } from "./compute-tasks.ts";
+import { shareLargeArrays } from "./shared-input.ts";
 
 /** More threads than this only compete with sharp's and onnxruntime's own threads. */
 const MAX_WORKERS = 4;
@@ -31,7 +32,7 @@ function computePool(): Piscina<ComputeRequest, unknown> {
 
 /**
  * Runs a task from compute-tasks.ts on a worker thread. The input is copied (it may be a cached node
- * output still in use), the result is moved back. An abort stops the worker at once (piscina ends the
+ * output still in use; large arrays a slice at a time, see shared-input.ts), the result is moved back. An abort stops the worker at once (piscina ends the
  * thread) and rejects with the signal's reason, so the executor sees the job's own interruption.
  */
 export async function runCompute<Name extends ComputeTaskName>(
@@ -40,8 +41,10 @@ export async function runCompute<Name extends ComputeTaskName>(
   signal?: AbortSignal,
 ): Promise<ComputeOutput<Name>> {
   signal?.throwIfAborted();
+  const shared = await shareLargeArrays(input);
+  signal?.throwIfAborted();
   try {
-    return (await computePool().run({ task, input }, signal ? { signal } : {})) as ComputeOutput<Name>;
+    return (await computePool().run({ task, input: shared }, signal ? { signal } : {})) as ComputeOutput<Name>;
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     throw error;
