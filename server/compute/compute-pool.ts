@@ -2,10 +2,10 @@
  * The pool of worker threads that does the server's CPU-bound picture work, so the event loop keeps
  * answering HTTP and WebSocket clients while a fill, a mask filter or a PNG with a big workflow is made.
  *
- * One pool per process, created on first use: nodes and engines reach it directly instead of through
- * NodeContext, so a node run in a test with a plain context uses the same real workers, and code
- * below the nodes (the ONNX engine) needs no context to hand it on. Idle workers hold nothing open, so
- * a CLI run or a test file exits without closing the pool.
+ * One pool per process, created on first use. Nodes reach it directly instead of through NodeContext:
+ * a node run in a test with a plain context uses the same real workers, no context has to carry it to
+ * helpers below the nodes, and the executor stays as it is (an interrupt reaches the pool through
+ * ctx.signal). Idle workers hold nothing open, so a CLI run or a test file exits without closing the pool.
  */
 import os from "node:os";
 import { fileURLToPath } from "node:url";
