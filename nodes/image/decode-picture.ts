@@ -44,15 +44,12 @@ export async function decodePicture(file: Uint8Array, field = "picture"): Promis
   if (channels !== 4) {
     throw new Error(`decodePicture: unexpected ${channels} channels after conversion to sRGB`);
   }
-  // sharp hands back interleaved RGBA; split it once here so every node downstream sees plain RGB.
-  const pixels = width * height;
-  const rgb = new Uint8Array(pixels * 3);
-  const alpha = new Uint8Array(pixels);
-  for (let i = 0; i < pixels; i++) {
-    rgb[3 * i] = data[4 * i];
-    rgb[3 * i + 1] = data[4 * i + 1];
-    rgb[3 * i + 2] = data[4 * i + 2];
-    alpha[i] = data[4 * i + 3];
-  }
-  return { image: { width, height, data: rgb }, alpha };
+  // Split interleaved RGBA once here, so every node downstream sees plain RGB: in libvips, off the event loop
+  // (a JavaScript loop over a 16 MP picture holds it for 40–50 ms).
+  const raw = { raw: { width, height, channels: 4 as const } };
+  const [rgb, alpha] = await Promise.all([
+    sharp(data, raw).removeAlpha().raw().toBuffer(),
+    sharp(data, raw).extractChannel(3).raw().toBuffer(),
+  ]);
+  return { image: { width, height, data: asPlainBytes(rgb) }, alpha: asPlainBytes(alpha) };
 }
