@@ -184,7 +184,8 @@ export class BullMqJobQueue implements JobQueuePort {
   async #addWithinLimits(valid: WorkflowDocument, options: EnqueueOptions): Promise<EnqueueResult> {
     const counts = await this.#queue.getJobCounts(...PENDING_STATES, "active");
     const pending = PENDING_STATES.reduce((sum, state) => sum + (counts[state] ?? 0), 0);
-    if (pending >= this.#maxPending) throw queueFullError(this.#maxPending, retryAfterSeconds(this.#recentDurationsMs));
+    // A place frees when a running job ends and a waiting one starts.
+    if (pending >= this.#maxPending) throw queueFullError(this.#maxPending, retryAfterSeconds(1, this.#recentDurationsMs));
     const clientId = options.clientId;
     const limitKey = options.limitKey ?? clientId;
     if (limitKey !== undefined && Number.isFinite(this.#maxPendingPerClient)) {
@@ -192,7 +193,10 @@ export class BullMqJobQueue implements JobQueuePort {
       const waiting = await this.#queue.getJobs(PENDING_STATES, 0, this.#maxPending);
       const own = waiting.filter((job) => (job.data?.limitKey ?? job.data?.clientId) === limitKey).length;
       if (own >= this.#maxPendingPerClient) {
-        throw clientQueueFullError(limitKey, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
+        // The caller has room once its first waiting job starts (at least one running job must end first).
+        const oldestOwn = Math.min(...waiting.filter((job) => (job.data?.limitKey ?? job.data?.clientId) === limitKey).map((job) => job.timestamp));
+        const ahead = 1 + waiting.filter((job) => job.timestamp < oldestOwn).length;
+        throw clientQueueFullError(limitKey, this.#maxPendingPerClient, retryAfterSeconds(ahead, this.#recentDurationsMs));
       }
     }
     const priority = options.priority ?? 0;

@@ -50,11 +50,14 @@ export class JobQueue implements JobQueuePort {
   async enqueue(workflow: unknown, options: EnqueueOptions = {}): Promise<EnqueueResult> {
     const valid = this.#executor.validate(workflow);
     if (this.#pending.length >= this.#maxPending) {
-      throw queueFullError(this.#maxPending, retryAfterSeconds(this.#recentDurationsMs));
+      // A place frees when the running job ends and the first pending one starts.
+      throw queueFullError(this.#maxPending, retryAfterSeconds(1, this.#recentDurationsMs));
     }
     const limitKey = options.limitKey ?? options.clientId;
     if (limitKey !== undefined && this.#pending.filter((job) => job.limitKey === limitKey).length >= this.#maxPendingPerClient) {
-      throw clientQueueFullError(limitKey, this.#maxPendingPerClient, retryAfterSeconds(this.#recentDurationsMs));
+      // The caller has room once its first waiting job starts: every job ahead of that one must end.
+      const ahead = this.#pending.findIndex((job) => job.limitKey === limitKey) + (this.#running ? 1 : 0);
+      throw clientQueueFullError(limitKey, this.#maxPendingPerClient, retryAfterSeconds(ahead, this.#recentDurationsMs));
     }
     const job: QueuedJob = {
       id: options.id ?? randomUUID(),

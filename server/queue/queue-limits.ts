@@ -1,14 +1,34 @@
 /**
- * The two 429s a queue answers, shared by the embedded and the Redis queue so clients see the same
+ * The 429s a queue answers, shared by the embedded and the Redis queue so clients see the same
  * codes either way: `queue_full` (too many jobs waiting in all) and `client_queue_full` (too many
- * waiting from one clientId, so one client cannot fill the queue for everyone).
+ * waiting from one clientId, so one client cannot fill the queue for everyone), and the Retry-After
+ * they carry.
  */
 import { HttpError } from "../http/http-error.ts";
 
-/** A slot frees when a running job ends: about one average job from now (1 s when nothing has run yet). */
-export function retryAfterSeconds(recentDurationsMs: readonly number[]): number {
-  const average = recentDurationsMs.length ? recentDurationsMs.reduce((a, b) => a + b, 0) / recentDurationsMs.length : 1000;
-  return Math.max(1, Math.ceil(average / 1000));
+/** Retry-After never says less than this (a 0 invites a busy loop) … */
+export const MIN_RETRY_AFTER_S = 1;
+/** … nor more: past a minute the estimate is a guess, and a client should look again rather than sleep on it. */
+export const MAX_RETRY_AFTER_S = 60;
+/** Assumed for a job when none has finished yet. */
+const UNKNOWN_DURATION_MS = 1000;
+
+/** The middle of the recent durations: one job that took minutes does not make every later estimate minutes. */
+export function medianMs(durationsMs: readonly number[]): number | undefined {
+  if (!durationsMs.length) return undefined;
+  const sorted = [...durationsMs].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/**
+ * Seconds until a retry can succeed: the jobs that must end first (`jobsAhead`, at least one) times
+ * the median recent duration, rounded up and kept within 1..60 s.
+ */
+export function retryAfterSeconds(jobsAhead: number, recentDurationsMs: readonly number[]): number {
+  const perJob = medianMs(recentDurationsMs) ?? UNKNOWN_DURATION_MS;
+  const seconds = Math.ceil((Math.max(1, jobsAhead) * perJob) / 1000);
+  return Math.min(MAX_RETRY_AFTER_S, Math.max(MIN_RETRY_AFTER_S, seconds));
 }
 
 export function queueFullError(maxPending: number, retryAfter: number): HttpError {
