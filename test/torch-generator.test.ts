@@ -1,5 +1,7 @@
 import { describe, it, expect } from "vitest";
+import { fmaf } from "../server/engines/onnx/float32-fma.ts";
 import { TorchGenerator, parseSeed, randomSeed } from "../server/engines/onnx/torch-generator.ts";
+import { loadRandnGoldens, replayRandn } from "./helpers/parity-goldens.ts";
 
 // Expected values are torch outputs published in public code (printed with full float64 repr of
 // the float32 values), so a match means bit-exact agreement with torch's CPU generator:
@@ -146,5 +148,50 @@ describe("parseSeed", () => {
     }
     expect(seeds.size).toBeGreaterThan(1);
     expect(randomSeed()).not.toBe(randomSeed());
+  });
+});
+
+// Goldens made by test/parity/torch_randn_goldens.py with torch 1.13.1 (Debian) on x86-64 with AVX2 + FMA:
+// 158 cases over 12 seeds, 12 shapes and the three ways diffusers draws, 85,100 values per kernel.
+describe("TorchGenerator against torch's own randn goldens", () => {
+  it("the AVX2 kernel (the default) equals torch's AVX2 + FMA build on every value", () => {
+    const draws = replayRandn(loadRandnGoldens("avx2"));
+    const notExact = draws.filter((d) => d.distance.exact !== d.distance.count).map((d) => `${d.label}: ${d.distance.count - d.distance.exact} values off`);
+    expect(notExact).toEqual([]);
+    expect(draws.reduce((sum, d) => sum + d.distance.count, 0)).toBe(85_100);
+  });
+
+  it("the portable kernel is within 2 float32 ulp of torch's portable kernel (glibc logf/sinf/cosf are not correctly rounded)", () => {
+    const draws = replayRandn(loadRandnGoldens("default"));
+    const total = draws.reduce((sum, d) => sum + d.distance.count, 0);
+    const exact = draws.reduce((sum, d) => sum + d.distance.exact, 0);
+    expect(Math.max(...draws.map((d) => d.distance.maxUlp))).toBeLessThanOrEqual(2);
+    // The scalar path (< 16 values) is the same double code in both kernels, so it stays exact.
+    expect(draws.filter((d) => d.distance.count < 16).every((d) => d.distance.exact === d.distance.count)).toBe(true);
+    expect(exact / total).toBeGreaterThan(0.98);
+  });
+});
+
+describe("fmaf: a float32 fused multiply-add, rounded once", () => {
+  const f = Math.fround;
+  it("a product that lands the double sum on a float32 midpoint is rounded by the exact sum's side", () => {
+    // (1 - 2^-23)(1 + 2^-23) = 1 - 2^-46: the exact a·b + c is just below the midpoint 1 + 2^-23 + 2^-24,
+    // which the double sum rounds onto; rounding that again would tie to even (1 + 2^-22).
+    const a = f(2 ** -24 * (1 - 2 ** -23));
+    const b = f(1 + 2 ** -23);
+    const c = f(1 + 2 ** -23);
+    expect(f(a * b + c)).toBe(1 + 2 ** -22);
+    expect(fmaf(a, b, c)).toBe(1 + 2 ** -23);
+    // The other side: -a·b + (1 + 3·2^-23) is just above the midpoint 1 + 5·2^-24, whose even neighbour is below.
+    const c2 = f(1 + 3 * 2 ** -23);
+    expect(f(-a * b + c2)).toBe(1 + 2 ** -22);
+    expect(fmaf(-a, b, c2)).toBe(c2);
+  });
+
+  it("an exact tie keeps ties-to-even, and ordinary sums round once", () => {
+    expect(fmaf(2 ** -24, 1, 1)).toBe(1);
+    expect(fmaf(2 ** -24, 1, f(1 + 2 ** -23))).toBe(1 + 2 ** -22);
+    expect(fmaf(f(0.1), f(3), f(0.2))).toBe(f(f(0.1) * f(3) + f(0.2)));
+    expect(fmaf(-2, 0.5, 1)).toBe(0);
   });
 });

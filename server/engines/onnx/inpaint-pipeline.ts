@@ -69,12 +69,16 @@ export class InpaintRequestError extends Error {
   }
 }
 
-/** Every check that can fail before a model runs. */
-export function checkInpaintRequest(request: InpaintRequest): void {
+/**
+ * Every check that can fail before a model runs. `vaeScaleFactor` is the model's pixels per latent
+ * (8 for SD 1.5, the assumption before a model is loaded): width and height must be multiples of it.
+ */
+export function checkInpaintRequest(request: InpaintRequest, vaeScaleFactor = 8): void {
   const { width, height, steps, strength, guidance, samples } = request;
   for (const [field, value] of [["width", width], ["height", height]] as const) {
-    if (!Number.isInteger(value) || value < 64 || value > 2048 || value % 8 !== 0) {
-      throw new InpaintRequestError(field, `must be a multiple of 8 from 64 to 2048 (512 or 768 for SD 1.5), got ${value}`);
+    if (!Number.isInteger(value) || value < 64 || value > 2048 || value % vaeScaleFactor !== 0) {
+      const why = vaeScaleFactor === 8 ? "(512 or 768 for SD 1.5)" : `(this model's VAE makes one latent of ${vaeScaleFactor}×${vaeScaleFactor} pixels)`;
+      throw new InpaintRequestError(field, `must be a multiple of ${vaeScaleFactor} from 64 to 2048 ${why}, got ${value}`);
     }
   }
   if (!Number.isInteger(steps) || steps < 1 || steps > 500) throw new InpaintRequestError("steps", `must be a whole number from 1 to 500, got ${steps}`);
@@ -97,12 +101,12 @@ export function checkInpaintRequest(request: InpaintRequest): void {
 }
 
 export async function runInpaintPipeline(model: SdModel, request: InpaintRequest, hooks: InpaintHooks = {}): Promise<InpaintResult> {
-  checkInpaintRequest(request);
+  checkInpaintRequest(request, model.info.vaeScaleFactor);
   const started = performance.now();
   const onnxBefore = onnxTime(model);
   const { width, height, samples: batch } = request;
-  const latentWidth = width / 8;
-  const latentHeight = height / 8;
+  const latentWidth = width / model.info.vaeScaleFactor;
+  const latentHeight = height / model.info.vaeScaleFactor;
   const latentSize = 4 * latentWidth * latentHeight;
   const { unet, info } = model;
   const signal = hooks.signal;
@@ -280,7 +284,7 @@ async function encodeImage(model: SdModel, tensor: Float32Array, width: number, 
   const outputName = model.info.vaeEncoderOutput;
   const output = await model.vaeEncoder.run({ sample: { kind: "float", data: tensor, dims: [1, 3, height, width] } }, [outputName]);
   const values = output[outputName].data;
-  const size = 4 * (width / 8) * (height / 8);
+  const size = 4 * (width / model.info.vaeScaleFactor) * (height / model.info.vaeScaleFactor);
   const latents = new Float32Array(size);
   const scale = model.info.vaeScalingFactor;
   if (outputName === "latent_parameters") {

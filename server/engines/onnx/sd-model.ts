@@ -23,6 +23,8 @@ export interface SdModelInfo {
   /** "latent_parameters" (mean ‖ logvar, newer exports) or "latent_sample". */
   readonly vaeEncoderOutput: "latent_parameters" | "latent_sample";
   readonly vaeScalingFactor: number;
+  /** Pixels per latent along each side: 2^(VAE blocks − 1), 8 for SD 1.5 (diffusers' vae_scale_factor). */
+  readonly vaeScaleFactor: number;
   readonly inputIdsName: string;
 }
 
@@ -64,7 +66,14 @@ export async function loadSdModel(
   const schedulerConfig = await readJson(root, "scheduler/scheduler_config.json");
   const unetConfig = await readJson(root, "unet/config.json", true);
   const modelIndex = await readJson(root, "model_index.json");
-  const vaeConfig = (await readJson(root, "vae_decoder/config.json", true)) ?? {};
+  // Either half of the VAE carries the whole AutoencoderKL config; the decoder's is read first.
+  let vaeConfigFile = "vae_decoder/config.json";
+  let vaeConfig = await readJson(root, vaeConfigFile, true);
+  if (!vaeConfig) {
+    vaeConfigFile = "vae_encoder/config.json";
+    vaeConfig = (await readJson(root, vaeConfigFile, true)) ?? {};
+  }
+  const vaeScaleFactor = vaeScaleFactorOf(vaeConfig, path.join(root, vaeConfigFile));
   const sessionOptions = { device: options.device ?? "cpu", threads: options.threads ?? os.availableParallelism() };
   let loaded = 0;
   // A real UNet takes seconds to load: say which part is done so the user sees the wait move.
@@ -123,6 +132,7 @@ export async function loadSdModel(
         unetBatchable: numericDim(sample.shape[0]) !== 1,
         vaeEncoderOutput: latentOut.name as SdModelInfo["vaeEncoderOutput"],
         vaeScalingFactor: typeof vaeConfig.scaling_factor === "number" ? vaeConfig.scaling_factor : 0.18215,
+        vaeScaleFactor,
         inputIdsName: inputIds.name,
       },
       tokenizer,
@@ -139,6 +149,22 @@ export async function loadSdModel(
     await Promise.all(sessions.map((s) => s.release().catch(() => {})));
     throw error;
   }
+}
+
+/**
+ * diffusers' vae_scale_factor: each VAE block but the last halves the picture, so a latent is
+ * 2^(len(block_out_channels) − 1) pixels across; without a config (older exports) SD's 8.
+ */
+function vaeScaleFactorOf(vaeConfig: Record<string, unknown>, file: string): number {
+  const blocks = vaeConfig.block_out_channels;
+  if (blocks === undefined) return 8;
+  if (!Array.isArray(blocks) || blocks.length < 1 || blocks.length > 8) {
+    throw new ModelLoadError(
+      file,
+      `"block_out_channels" must be a list of 1 to 8 channel counts; got ${JSON.stringify(blocks)}`,
+    );
+  }
+  return 2 ** (blocks.length - 1);
 }
 
 function numericDim(dim: number | string | undefined): number | undefined {

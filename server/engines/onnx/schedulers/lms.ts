@@ -85,14 +85,18 @@ export class LMSDiscreteScheduler implements Scheduler {
     this.derivatives.push(derivative);
     if (this.derivatives.length > LMS_ORDER) this.derivatives.shift();
 
+    // The order follows the absolute step index, as in diffusers; a run started mid-schedule (strength < 1)
+    // has fewer derivatives than that, and diffusers' zip(coefficients, reversed(derivatives)) sums only
+    // the ones it has: the first coefficients of the full-order formula.
     const order = Math.min(i + 1, LMS_ORDER);
-    const coefficients = Array.from({ length: order }, (_, currentOrder) => f32(this.lmsCoefficient(order, i, currentOrder)));
+    const terms = Math.min(order, this.derivatives.length);
+    const coefficients = Array.from({ length: terms }, (_, currentOrder) => f32(this.lmsCoefficient(order, i, currentOrder)));
     const newestFirst = [...this.derivatives].reverse();
     const out = new Float32Array(sample.length);
     for (let k = 0; k < out.length; k++) {
       // Python's sum(): left to right over the newest-first derivatives, each term rounded to float32.
       let total = f32(coefficients[0] * newestFirst[0][k]);
-      for (let j = 1; j < order; j++) total = f32(total + f32(coefficients[j] * newestFirst[j][k]));
+      for (let j = 1; j < terms; j++) total = f32(total + f32(coefficients[j] * newestFirst[j][k]));
       out[k] = sample[k] + total;
     }
     this.index.advance();

@@ -155,8 +155,9 @@ export function sigmaToT(sigma: number, logSigmas: Float32Array, float32Weights 
   const high = logSigmas[highIdx];
   let w = float32Weights ? f32(f32(low - logSigma) / f32(low - high)) : (low - logSigma) / f32(low - high);
   w = Math.min(Math.max(w, 0), 1);
-  const oneMinusW = float32Weights ? f32(1 - w) : 1 - w;
-  return oneMinusW * lowIdx + w * highIdx;
+  if (!float32Weights) return (1 - w) * lowIdx + w * highIdx;
+  // (1 - w) * low_idx + w * high_idx on float32 tensors (an int64 index times float32 is float32).
+  return f32(f32(f32(1 - w) * lowIdx) + f32(w * highIdx));
 }
 
 /**
