@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -173,12 +173,27 @@ describe("maskflow models pull", () => {
     expect((await readFile(path.join(modelDir, BIG_FILE))).equals(hub.files.find((f) => f.path === BIG_FILE)!.content)).toBe(true);
   });
 
-  it("rejects a file whose sha256 does not match and keeps nothing of it", async () => {
+  it("fetches a file again after one checksum mismatch, and keeps the good copy", async () => {
+    const { hub, modelsDir, modelDir } = await setup({ corruptTimes: new Map([["vae_decoder/model.onnx", 1]]) });
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/vae_decoder\/model\.onnx: checksum mismatch \(expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}\); fetching the file again/);
+    const requests = hub.contentRequests("vae_decoder/model.onnx");
+    expect(requests).toHaveLength(2);
+    // From the start: the corrupt copy was deleted, nothing of it is resumed.
+    expect(requests[1].range).toBeUndefined();
+    const expected = hub.files.find((f) => f.path === "vae_decoder/model.onnx")!.content;
+    expect((await readFile(path.join(modelDir, "vae_decoder/model.onnx"))).equals(expected)).toBe(true);
+    expect(existsSync(path.join(modelDir, MANIFEST_NAME))).toBe(true);
+  });
+
+  it("rejects a file whose sha256 does not match twice and keeps nothing of it", async () => {
     const { hub, modelsDir, modelDir } = await setup({ corrupt: new Set(["vae_decoder/model.onnx"]) });
     const result = await models(pullArgs(hub, modelsDir), { env: env(hub) });
     expect(result.code).toBe(1);
+    expect(hub.contentRequests("vae_decoder/model.onnx")).toHaveLength(2);
     expect(result.stderr).toContain("vae_decoder/model.onnx: checksum mismatch");
-    expect(result.stderr).toContain("re-run to retry");
+    expect(result.stderr).toContain("the file was removed after a second fetch, re-run to retry");
     expect(existsSync(path.join(modelDir, "vae_decoder/model.onnx"))).toBe(false);
     expect(existsSync(path.join(modelDir, "vae_decoder/model.onnx.part"))).toBe(false);
     expect(existsSync(path.join(modelDir, MANIFEST_NAME))).toBe(false);
@@ -190,6 +205,31 @@ describe("maskflow models pull", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("tokenizer/vocab.json: checksum mismatch (expected git oid");
     expect(existsSync(path.join(modelDir, "tokenizer/vocab.json"))).toBe(false);
+  });
+
+  it("fetches model_index.json last, so a half-pulled folder never looks like a model to the engine", async () => {
+    const { hub, modelsDir } = await setup();
+    expect((await models(pullArgs(hub, modelsDir), { env: env(hub) })).code).toBe(0);
+    const fetched = hub.requests.filter((r) => r.status === 200 && !r.path.startsWith("/api/")).map((r) => r.path);
+    expect(fetched.at(-1)).toMatch(/\/model_index\.json$/);
+    expect(fetched.filter((p) => p.endsWith("/model_index.json"))).toHaveLength(1);
+  });
+
+  // A real ENOSPC from a real write, without mounting anything: the partial file of the big download is a link to
+  // /dev/full, where every write fails with ENOSPC. The files before it are written normally.
+  it.runIf(existsSync("/dev/full"))("says the disk is full, how much is still needed and how much is free, when a write fails with ENOSPC", async () => {
+    const { hub, modelsDir, modelDir } = await setup();
+    await mkdir(path.join(modelDir, "unet"), { recursive: true });
+    await symlink("/dev/full", path.join(modelDir, `${BIG_FILE}.part`));
+    const result = await models(pullArgs(hub, modelsDir), { env: env(hub) });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(`^maskflow models pull: the disk is full \\(ENOSPC\\) while writing ${BIG_FILE.replace(".", "\\.")}: [\\d.]+ MB still to download, [\\d.]+ [KMGT]?B free at ${modelDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\. Free some space and pull again: what was fetched is kept and the pull resumes\\.\n$`, "m"),
+    );
+    // Not retried: a full disk stays full.
+    expect(result.stderr).not.toContain("retry");
+    expect(hub.contentRequests(BIG_FILE)).toHaveLength(1);
+    expect(existsSync(path.join(modelDir, "text_encoder/model.onnx"))).toBe(true);
   });
 
   it("honours --name and MASKFLOW_MODELS_DIR", async () => {

@@ -26,12 +26,25 @@ class TransientDownloadError extends Error {}
 export async function downloadFile(client: HubClient, file: HubFile, destination: string, options: DownloadFileOptions): Promise<string> {
   const part = `${destination}.part`;
   await mkdir(path.dirname(destination), { recursive: true });
+  // A file whose bytes do not match the hub's digest is removed and fetched once more from its start: a transfer
+  // corrupted on the way (or a stale partial file) is fixed by that; a second mismatch is not a blip and is reported.
+  let refetches = 1;
   for (let attempt = 1; ; attempt++) {
     try {
       const sha256 = await downloadOnce(client, file, part, options);
       await rename(part, destination);
       return sha256;
     } catch (error) {
+      if (error instanceof FileVerificationError && !options.signal?.aborted) {
+        if (refetches === 0) throw new FileVerificationError(file.path, error.message.replace("; the file was removed", "; the file was removed after a second fetch"));
+        refetches--;
+        const reason = error.message.replace(`${file.path}: `, "").split(";")[0];
+        client.notifyRetry({ what: file.path, attempt: 1, delayMs: 0, reason: `${reason}; fetching the file again` });
+        attempt = 0;
+        continue;
+      }
+      // A full disk stays full for the next attempt: the caller says how much room the rest needs.
+      if ((error as NodeJS.ErrnoException).code === "ENOSPC") throw error;
       if (error instanceof HubError || error instanceof HubUnreachableError || error instanceof FileVerificationError || options.signal?.aborted) throw error;
       const reason = error instanceof TransientDownloadError ? error.message : describeNetworkError(error);
       if (attempt >= client.maxAttempts) {

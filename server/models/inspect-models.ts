@@ -10,6 +10,8 @@ import { checkModelLayout, type FolderProblem, partialDownloads } from "./model-
 import { MANIFEST_NAME, type ManifestFile, type ModelManifest, readManifest } from "./model-manifest.ts";
 import { checkModelSessions } from "./model-sessions.ts";
 
+export { formatBytes } from "./format-bytes.ts";
+
 /**
  * pulled: `models pull` finished and wrote its manifest. exported: no manifest and no partial download (an
  * optimum-cli export, a copied folder). unfinished-pull: no manifest yet, partial downloads present.
@@ -116,28 +118,32 @@ export async function listModels(modelsDir: string): Promise<ModelListing[]> {
   }
   const listings: ModelListing[] = [];
   for (const entry of entries.filter((e) => e.isDirectory() && !e.name.startsWith(".")).sort((a, b) => a.name.localeCompare(b.name))) {
-    const modelDir = path.join(modelsDir, entry.name);
-    const source = await readSource(modelDir);
-    const problems = [...source.problems, ...(await checkModelLayout(modelDir))];
-    const reported = new Set(problems.map((problem) => problem.path));
-    for (const file of source.manifest?.files ?? []) {
-      if (reported.has(file.path)) continue;
-      const problem = await sizeProblem(modelDir, file);
-      if (problem) problems.push(problem);
-    }
-    listings.push({
-      name: entry.name,
-      modelDir,
-      kind: source.kind,
-      status: problems.length ? "incomplete" : "complete",
-      bytes: await folderSize(modelDir),
-      repo: source.manifest?.repo,
-      revision: source.manifest?.revision,
-      commit: source.manifest?.commit,
-      problems,
-    });
+    listings.push(await listModel(path.join(modelsDir, entry.name)));
   }
   return listings;
+}
+
+/** One model folder judged as `listModels` judges each (its name is the folder's name). */
+export async function listModel(modelDir: string): Promise<ModelListing> {
+  const source = await readSource(modelDir);
+  const problems = [...source.problems, ...(await checkModelLayout(modelDir))];
+  const reported = new Set(problems.map((problem) => problem.path));
+  for (const file of source.manifest?.files ?? []) {
+    if (reported.has(file.path)) continue;
+    const problem = await sizeProblem(modelDir, file);
+    if (problem) problems.push(problem);
+  }
+  return {
+    name: path.basename(modelDir),
+    modelDir,
+    kind: source.kind,
+    status: problems.length ? "incomplete" : "complete",
+    bytes: await folderSize(modelDir),
+    repo: source.manifest?.repo,
+    revision: source.manifest?.revision,
+    commit: source.manifest?.commit,
+    problems,
+  };
 }
 
 /** Bytes of every file under `dir`, partial downloads included (they use disk too). */
@@ -147,15 +153,4 @@ async function folderSize(dir: string): Promise<number> {
     if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name))).size;
   }
   return total;
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
 }

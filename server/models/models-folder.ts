@@ -15,3 +15,15 @@ export function modelNameFromRepo(repo: string): string {
 export function isSafeModelName(name: string): boolean {
   return /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) && name !== "." && name !== "..";
 }
+
+/** The one command that pulls the default model into `modelDir`: bare when that is where it goes anyway. */
+export function pullCommandFor(modelDir: string, modelsDir: string, defaultName: string): string {
+  const name = path.basename(modelDir);
+  const parent = path.dirname(path.resolve(modelDir));
+  if (parent === path.resolve(modelsDir) && name === defaultName) return "npx maskflow models pull";
+  return `npx maskflow models pull --models ${shellWord(parent)} --name ${shellWord(name)}`;
+}
+
+function shellWord(word: string): string {
+  return /^[\w./:@%+=,-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
+}

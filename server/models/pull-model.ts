@@ -1,5 +1,6 @@
 import { rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { defaultStatfs, diskFullDuringWrite, requireFreeSpace, type StatFs } from "./disk-space.ts";
 import { downloadFile } from "./download-file.ts";
 import { FileDigest } from "./file-digest.ts";
 import type { HubClient, HubFile } from "./hub-client.ts";
@@ -8,7 +9,7 @@ import { MANIFEST_NAME, type ManifestFile, readManifest, writeManifest } from ".
 import { isNeededFile, missingRequiredFiles } from "./onnx-layout.ts";
 
 export type PullEvent =
-  | { type: "plan"; files: readonly HubFile[]; totalBytes: number; alreadyPresentBytes: number }
+  | { type: "plan"; files: readonly HubFile[]; totalBytes: number; alreadyPresentBytes: number; neededBytes: number }
   | { type: "file-start"; path: string; size: number }
   | { type: "bytes"; path: string; fileBytes: number; size: number; totalBytes: number }
   | { type: "file-done"; path: string; skipped: boolean };
@@ -22,6 +23,51 @@ export interface PullModelOptions {
   readonly onEvent?: (event: PullEvent) => void;
   readonly signal?: AbortSignal;
   readonly idleTimeoutMs?: number;
+  /** The hub's listing when the caller already asked for it (to show the size before starting). */
+  readonly plan?: PullPlan;
+  /** Free-space probe (fs.statfs); tests pass a nearly full disk. */
+  readonly statfs?: StatFs;
+}
+
+/** What a pull of `repo@revision` fetches: the files Maskflow needs, at one commit. */
+export interface PullPlan {
+  readonly repo: string;
+  readonly revision: string;
+  readonly commit: string | null;
+  /** model_index.json last: the engine takes a folder with it for a model, so it must arrive after the rest. */
+  readonly files: readonly HubFile[];
+  readonly totalBytes: number;
+}
+
+/** Asks the hub what a pull would fetch and how big it is; throws HubError when the repository is no ONNX SD export. */
+export async function planPull(client: HubClient, repo: string, revision: string): Promise<PullPlan> {
+  const commit = await client.resolveRevision(repo, revision);
+  // Listing at the commit keeps the listing and the downloads on one snapshot even if the branch moves meanwhile.
+  const snapshot = commit ?? revision;
+  const files = (await client.listFiles(repo, snapshot)).filter((file) => isNeededFile(file.path)).sort(byDownloadOrder);
+  const missing = missingRequiredFiles(files.map((file) => file.path));
+  if (missing.length) {
+    throw new HubError(404, `${repo}@${revision} is not an ONNX Stable Diffusion export: missing ${missing.join(", ")}`);
+  }
+  return { repo, revision, commit, files, totalBytes: files.reduce((sum, file) => sum + file.size, 0) };
+}
+
+function byDownloadOrder(a: HubFile, b: HubFile): number {
+  const last = (file: HubFile) => (file.path === "model_index.json" ? 1 : 0);
+  return last(a) - last(b) || a.path.localeCompare(b.path);
+}
+
+/** Bytes still to fetch into `modelDir`: whole files minus what is there at the right size or partly downloaded. */
+export async function bytesStillNeeded(modelDir: string, files: readonly HubFile[]): Promise<number> {
+  let needed = 0;
+  for (const file of files) {
+    const target = path.join(modelDir, file.path);
+    const final = await stat(target).then((info) => info.size, () => -1);
+    if (final === file.size) continue;
+    const partial = await stat(`${target}.part`).then((info) => info.size, () => 0);
+    needed += file.size - Math.min(partial, file.size);
+  }
+  return needed;
 }
 
 export interface PullResult {
@@ -37,15 +83,13 @@ export interface PullResult {
  */
 export async function pullModel(options: PullModelOptions): Promise<PullResult> {
   const { client, repo, revision, modelDir } = options;
-  const commit = await client.resolveRevision(repo, revision);
-  // Listing at the commit keeps the listing and the downloads on one snapshot even if the branch moves meanwhile.
+  const plan = options.plan ?? (await planPull(client, repo, revision));
+  const { commit, files, totalBytes } = plan;
   const snapshot = commit ?? revision;
-  const files = (await client.listFiles(repo, snapshot)).filter((file) => isNeededFile(file.path)).sort((a, b) => a.path.localeCompare(b.path));
-  const missing = missingRequiredFiles(files.map((file) => file.path));
-  if (missing.length) {
-    throw new HubError(404, `${repo}@${revision} is not an ONNX Stable Diffusion export: missing ${missing.join(", ")}`);
-  }
   for (const file of files) ensureInside(modelDir, file.path);
+  const statfs = options.statfs ?? defaultStatfs;
+  const neededBytes = await bytesStillNeeded(modelDir, files);
+  await requireFreeSpace(modelDir, neededBytes, statfs);
 
   // A previous complete pull of this same snapshot lets unchanged files be trusted by size + recorded sha256.
   const previous = await readManifest(modelDir).catch(() => undefined);
@@ -53,14 +97,13 @@ export async function pullModel(options: PullModelOptions): Promise<PullResult> 
   // Until every file is verified again the folder is incomplete, whatever it was before.
   await rm(path.join(modelDir, MANIFEST_NAME), { force: true });
 
-  const totalBytes = files.reduce((sum, file) => sum + file.size, 0);
   const present = new Map<string, string>();
   for (const file of files) {
     const sha256 = await verifiedExisting(path.join(modelDir, file.path), file, recorded.get(file.path));
     if (sha256) present.set(file.path, sha256);
   }
   let doneBytes = files.filter((file) => present.has(file.path)).reduce((sum, file) => sum + file.size, 0);
-  options.onEvent?.({ type: "plan", files, totalBytes, alreadyPresentBytes: doneBytes });
+  options.onEvent?.({ type: "plan", files, totalBytes, alreadyPresentBytes: doneBytes, neededBytes });
 
   const manifestFiles: ManifestFile[] = [];
   let downloadedBytes = 0;
@@ -74,17 +117,23 @@ export async function pullModel(options: PullModelOptions): Promise<PullResult> 
     options.onEvent?.({ type: "file-start", path: file.path, size: file.size });
     let resumedAt = -1;
     let fileBytes = 0;
-    const sha256 = await downloadFile(client, file, path.join(modelDir, file.path), {
-      repo,
-      revision: snapshot,
-      signal: options.signal,
-      idleTimeoutMs: options.idleTimeoutMs,
-      onBytes: (bytesOnDisk) => {
-        if (resumedAt < 0) resumedAt = bytesOnDisk;
-        fileBytes = bytesOnDisk;
-        options.onEvent?.({ type: "bytes", path: file.path, fileBytes, size: file.size, totalBytes: doneBytes + fileBytes });
-      },
-    });
+    let sha256: string;
+    try {
+      sha256 = await downloadFile(client, file, path.join(modelDir, file.path), {
+        repo,
+        revision: snapshot,
+        signal: options.signal,
+        idleTimeoutMs: options.idleTimeoutMs,
+        onBytes: (bytesOnDisk) => {
+          if (resumedAt < 0) resumedAt = bytesOnDisk;
+          fileBytes = bytesOnDisk;
+          options.onEvent?.({ type: "bytes", path: file.path, fileBytes, size: file.size, totalBytes: doneBytes + fileBytes });
+        },
+      });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
+      throw await diskFullDuringWrite(modelDir, file.path, await bytesStillNeeded(modelDir, files), statfs);
+    }
     downloadedBytes += file.size - Math.max(0, resumedAt);
     doneBytes += file.size;
     manifestFiles.push({ path: file.path, size: file.size, sha256 });

@@ -30,6 +30,10 @@ export interface FakeHubBehaviour {
   dropConnection?: { path: string; afterBytes: number; times: number };
   /** Serve these files with one byte flipped. */
   corrupt?: Set<string>;
+  /** Serve a file with one byte flipped this many times (then intact): a transfer corrupted once. */
+  corruptTimes?: Map<string, number>;
+  /** Send file bodies at about this many bytes a second (a slow link, so progress can be watched). */
+  bytesPerSecond?: number;
   /** Answer 404 to everything (an unknown repository). */
   notFound?: boolean;
   /** Answer 500 to this many requests, then behave. */
@@ -98,7 +102,7 @@ export async function makeFakeRepoFiles(): Promise<FakeRepoFile[]> {
  * A Hugging Face hub stand-in on 127.0.0.1: /api/models/{repo}/revision/{rev}, the paged tree API and
  * /{repo}/resolve/{rev}/{path} (LFS files via a 302 to a CDN path, as the real hub does), with Range support.
  */
-export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?: FakeHubBehaviour } = {}): Promise<FakeHub> {
+export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?: FakeHubBehaviour; repo?: string } = {}): Promise<FakeHub> {
   const files = options.files ?? (await makeFakeRepoFiles());
   const byPath = new Map(files.map((file) => [file.path, file]));
   const bySha = new Map(files.filter((f) => f.lfs).map((file) => [sha256(file.content), file]));
@@ -106,8 +110,10 @@ export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?
   const requests: FakeHubRequest[] = [];
   const commit = createHash("sha1").update("fake commit").digest("hex");
   const revisions = new Set(["main", commit]);
-  const repoPrefix = `/${FAKE_REPO}/resolve/`;
-  const apiPrefix = `/api/models/${FAKE_REPO}/`;
+  // Any repository id: a test of the default model serves the tiny model under the default's name.
+  const repo = options.repo ?? FAKE_REPO;
+  const repoPrefix = `/${repo}/resolve/`;
+  const apiPrefix = `/api/models/${repo}/`;
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
@@ -138,7 +144,7 @@ export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?
     if (record.path.startsWith(apiPrefix)) {
       const [kind, revision] = record.path.slice(apiPrefix.length).split("/");
       if (!revisions.has(revision)) return answer(404, { error: "Invalid rev id" }, { "x-error-code": "RevisionNotFound" });
-      if (kind === "revision") return answer(200, { id: FAKE_REPO, sha: commit, siblings: files.map((f) => ({ rfilename: f.path })) });
+      if (kind === "revision") return answer(200, { id: repo, sha: commit, siblings: files.map((f) => ({ rfilename: f.path })) });
       if (kind === "tree" && url.searchParams.get("recursive") === "true") {
         const offset = Number(url.searchParams.get("cursor") ?? 0);
         const pageSize = behaviour.pageSize ?? files.length;
@@ -177,7 +183,9 @@ export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?
 
   function serveContent(file: FakeRepoFile, req: http.IncomingMessage, res: http.ServerResponse, record: FakeHubRequest): void {
     let content = file.content;
-    if (behaviour.corrupt?.has(file.path)) {
+    const corruptLeft = behaviour.corruptTimes?.get(file.path) ?? 0;
+    if (corruptLeft > 0) behaviour.corruptTimes!.set(file.path, corruptLeft - 1);
+    if (behaviour.corrupt?.has(file.path) || corruptLeft > 0) {
       content = Buffer.from(content);
       content[Math.floor(content.length / 2)] ^= 0xff;
     }
@@ -201,9 +209,18 @@ export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?
     if (dropAt !== Infinity) drop!.times--;
     // Written in chunks so the client sees a streamed body, and so a drop lands mid-file.
     const chunkSize = 64 * 1024;
+    // A slow link: one chunk, then a pause as long as the chunk takes at that rate.
+    const pauseMs = behaviour.bytesPerSecond ? (chunkSize * 1000) / behaviour.bytesPerSecond : 0;
     let offset = 0;
-    const writeMore = () => {
+    let paused = -1;
+    const writeMore = (): void => {
       while (offset < body.length) {
+        if (res.destroyed) return;
+        if (pauseMs && offset > 0 && paused !== offset) {
+          paused = offset;
+          setTimeout(writeMore, pauseMs);
+          return;
+        }
         const end = Math.min(offset + chunkSize, body.length, dropAt);
         if (end <= offset) {
           res.socket?.destroy();
@@ -229,7 +246,7 @@ export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    repo: FAKE_REPO,
+    repo,
     revision: "main",
     commit,
     files,
