@@ -2,6 +2,7 @@
  * `npm run bench`: the speed targets of the project, measured on this machine and printed as a table
  * (and as JSON with --json). Targets are checked here, never in timed tests.
  */
+import { benchAbuse } from "./abuse-bench.ts";
 import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchFill } from "./fill-bench.ts";
@@ -18,6 +19,7 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["fill", () => benchFill()],
   ["responsiveness", () => benchResponsiveness()],
   ["history", () => benchHistory()],
+  ["abuse", () => benchAbuse()],
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));
