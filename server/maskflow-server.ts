@@ -16,6 +16,7 @@ import { ApiKeys, parseApiKeys } from "./http/api-keys.ts";
 import { normalizeAllowedHost, OriginPolicy, parseAllowedHosts } from "./http/origin-guard.ts";
 import { consoleLog, type ServerLog } from "./logging/server-log.ts";
 import { createApp } from "./http/app.ts";
+import type { ModelPullService } from "./models/model-pull-service.ts";
 import { segmindRoutes } from "./http/routes/segmind-routes.ts";
 import { WebSocketHub } from "./http/websocket-hub.ts";
 import { BullMqJobQueue } from "./queue/bullmq-job-queue.ts";
@@ -62,6 +63,8 @@ export interface ServerOptions {
   readonly log?: ServerLog;
   /** Engine availability shown at start-up and in GET /api/system. */
   readonly engineStatus?: () => Record<string, unknown>;
+  /** Pulling the model from the editor (/api/models…, `model_pull` events); its owner closes it. */
+  readonly modelPulls?: ModelPullService;
 }
 
 export interface RunningServer {
@@ -118,6 +121,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     keys,
     origins,
     privateFolders: [folders.root, folders.output, folders.temp, PROJECT_ROOT],
+    models: options.modelPulls,
     maxUploadBytes: options.maxUploadBytes ?? 50 * 1024 * 1024,
     clientDir: options.clientDir ?? path.join(PROJECT_ROOT, "client", "dist"),
     extraRoutes: [
@@ -138,11 +142,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   });
   const httpServer = createServer(app);
   const hub = new WebSocketHub(httpServer, queue, { keys, origins }, log);
+  const stopPullEvents = options.modelPulls?.subscribe((status) => hub.broadcast("model_pull", status));
   httpServer.listen(options.port ?? 8188, host);
   try {
     await once(httpServer, "listening");
   } catch (error) {
     // A port in use: the Redis queue's connections would otherwise keep the process alive.
+    stopPullEvents?.();
     await queue.close();
     await hub.close();
     throw error;
@@ -164,6 +170,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     history,
     httpServer,
     async close() {
+      stopPullEvents?.();
       await queue.close();
       await hub.close();
       httpServer.closeAllConnections();

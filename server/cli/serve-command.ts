@@ -1,6 +1,8 @@
 import { parseArgs } from "node:util";
 import path from "node:path";
 import { createEngines } from "../engines/create-engines.ts";
+import { pullCommandFor, resolveModelsDir } from "../models/models-folder.ts";
+import { DEFAULT_MODEL_NAME, ModelPullService } from "../models/model-pull-service.ts";
 import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import { parseApiKeys } from "../http/api-keys.ts";
 import { normalizeAllowedHost, parseAllowedHosts } from "../http/origin-guard.ts";
@@ -60,6 +62,9 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   }
   const settings = await new SettingsStore(path.join(path.resolve(values.data), "settings.json")).load();
   const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
+  // The editor's Download model button runs the same pull as `maskflow models pull`, into the folder the engine reads.
+  const modelsDir = resolveModelsDir(undefined);
+  const modelPulls = new ModelPullService({ env: process.env, modelsDir, engine: engines.local });
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer({
@@ -75,6 +80,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       allowedHosts,
       engineStatus: () => engines.status(),
       releaseModels: () => engines.local.release(),
+      modelPulls,
     });
   } catch (error) {
     await engines.dispose();
@@ -91,6 +97,12 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   }
   if (values.redis) io.stdout.write(`  queue: Redis at ${values.redis}; jobs run on \`maskflow worker --redis …\` processes\n`);
   for (const [name, state] of Object.entries(engines.status())) {
+    if (name === "local" && !engines.local.status().installed) {
+      // The first thing a fresh install needs: the one command, and the button that does the same.
+      const command = pullCommandFor(engines.local.defaultModelDir, modelsDir, DEFAULT_MODEL_NAME);
+      io.stdout.write(`  engine local: no model at ${engines.local.defaultModelDir} yet: run \`${command}\`, or click Download model in the editor\n`);
+      continue;
+    }
     io.stdout.write(`  engine ${name}: ${typeof state === "object" && state && "summary" in state ? String(state.summary) : JSON.stringify(state)}\n`);
   }
   await new Promise<void>((resolve) => {
@@ -99,6 +111,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     process.once("SIGTERM", stop);
   });
   io.stdout.write("Maskflow is stopping…\n");
+  await modelPulls.close();
   await server.close();
   await engines.dispose();
   return 0;

@@ -14,6 +14,8 @@ import type { OriginPolicy } from "./origin-guard.ts";
 import { parseBody } from "./request-body.ts";
 import { filesRoutes } from "./routes/files-routes.ts";
 import { jobsRoutes } from "./routes/jobs-routes.ts";
+import { modelsRoutes } from "./routes/models-routes.ts";
+import type { ModelPullService } from "../models/model-pull-service.ts";
 import { nodesRoutes } from "./routes/nodes-routes.ts";
 import { sessionRoutes } from "./routes/session-routes.ts";
 import { settingsRoutes } from "./routes/settings-routes.ts";
@@ -43,6 +45,8 @@ export interface AppParts {
   readonly origins: OriginPolicy;
   /** Folders whose paths no error answer may show (the data folder, the project). */
   readonly privateFolders?: readonly string[];
+  /** Installed models and pulling one from the hub (/api/models…); absent, those routes are 404. */
+  readonly models?: ModelPullService;
   /** Extra routers mounted at the root (the Segmind-compatible endpoint); each checks the key before its body. */
   readonly extraRoutes?: readonly express.Router[];
 }
@@ -76,6 +80,7 @@ export function createApp(parts: AppParts): Express {
   api.use(workflowsRoutes(parts.library, parts.registry));
   api.use(jobsRoutes(parts.queue, parts.history, callerOf));
   api.use(filesRoutes(parts.folders, { maxUploadBytes: parts.maxUploadBytes }));
+  if (parts.models) api.use(modelsRoutes(parts.models));
   api.use((req) => {
     throw new HttpError(404, "not_found", `no API route ${req.method} ${req.originalUrl.slice(0, 200)}`);
   });

@@ -80,6 +80,16 @@ export class WebSocketHub {
     return this.#clients.size;
   }
 
+  /** A server-wide JSON event `{type, data}` to every client (the model pull's progress), in order with the rest. */
+  broadcast(type: string, data: unknown): void {
+    const payload = JSON.stringify({ type, data });
+    this.#sending = this.#sending
+      .then(() => {
+        for (const socket of this.#targets(undefined)) this.#deliver(socket, payload, false);
+      })
+      .catch((error: unknown) => this.log.error(`websocket send failed: ${describeFailure(error)}`));
+  }
+
   #targets(job: JobRef | undefined): WebSocket[] {
     const sockets = [...this.#clients.keys()].filter((socket) => socket.readyState === WebSocket.OPEN);
     if (!job?.clientId) return sockets;

@@ -31,7 +31,7 @@ export interface LocalInpaintEngine {
 }
 
 export class OnnxEngine implements LocalInpaintEngine {
-  readonly defaultModelDir: string;
+  #defaultModelDir: string;
   readonly device: DeviceName;
   readonly threads: number;
   readonly #models = new Map<string, Promise<SdModel>>();
@@ -40,9 +40,18 @@ export class OnnxEngine implements LocalInpaintEngine {
   readonly #runs = new Map<Promise<SdModel>, Set<Promise<InpaintResult>>>();
 
   constructor(options: OnnxEngineOptions = {}) {
-    this.defaultModelDir = path.resolve(options.defaultModelDir ?? process.env.MASKFLOW_MODEL_DIR ?? DEFAULT_MODEL_DIR);
+    this.#defaultModelDir = path.resolve(options.defaultModelDir ?? process.env.MASKFLOW_MODEL_DIR ?? DEFAULT_MODEL_DIR);
     this.device = parseDevice(options.device ?? process.env.MASKFLOW_DEVICE ?? "cpu");
     this.threads = options.threads ?? os.availableParallelism();
+  }
+
+  get defaultModelDir(): string {
+    return this.#defaultModelDir;
+  }
+
+  /** Points nodes that name no model at another folder: a model pulled from the editor while the server runs. */
+  useDefaultModelDir(dir: string): void {
+    this.#defaultModelDir = path.resolve(dir);
   }
 
   /**
