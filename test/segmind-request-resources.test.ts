@@ -4,7 +4,8 @@
  * caller that hangs up stops its downloads. The pictures come from a server on 127.0.0.1 that trickles
  * bytes, so requests stay in flight for as long as the test needs.
  */
-import { readdir } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import os from "node:os";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -203,5 +204,26 @@ describe("Segmind endpoint: what a request may hold", () => {
     expect((await caller.outcome).status).toBe(0);
     expect((await server.queue.waitFor(jobId!)).status).toBe("interrupted");
     await until("input/segmind to be empty", async () => (await segmindInputs()).length === 0);
+  });
+
+  it("removes at start the pictures a killed server left behind, once they are a minute old", async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-segmind-leftovers-"));
+    const folder = path.join(dataDir, "input", "segmind");
+    await mkdir(folder, { recursive: true });
+    const old = ["0b7c1a52-8f57-4c33-9f0e-2d6b3f6c1a01-image.png", "0b7c1a52-8f57-4c33-9f0e-2d6b3f6c1a01-mask.png"];
+    const fresh = "7d1e2f30-1111-4a2b-8c3d-4e5f60718293-image.png";
+    for (const name of [...old, fresh]) await writeFile(path.join(folder, name), Buffer.from(imageBase64, "base64"));
+    const twoMinutesAgo = new Date(Date.now() - 120_000);
+    for (const name of old) await utimes(path.join(folder, name), twoMinutesAgo, twoMinutesAgo);
+    const restarted = await startTestServer({ dataDir });
+    try {
+      await until("the leftovers to go", async () => (await readdir(folder)).length === 1);
+      // A fresh one may belong to a request still being prepared: it stays.
+      expect(await readdir(folder)).toEqual([fresh]);
+      expect(restarted.log.text("warn")).toBe("");
+    } finally {
+      await restarted.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

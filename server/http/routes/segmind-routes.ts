@@ -5,7 +5,7 @@
  */
 import type { ServerLog } from "../../logging/server-log.ts";
 import { randomUUID } from "node:crypto";
-import { readFile, rm } from "node:fs/promises";
+import { readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import express, { Router, type Response } from "express";
 import sharp from "sharp";
@@ -41,8 +41,13 @@ export const DEFAULT_MAX_PREPARING = 4;
 /** Where a request's pictures wait for its job, under input/; removed when the job ends. */
 const INPUT_SUBFOLDER = "segmind";
 
+/** A leftover younger than this may belong to a request still being prepared (on another server of a Redis queue). */
+const ORPHAN_MIN_AGE_MS = 60_000;
+
 export function segmindRoutes(options: SegmindRouteOptions): Router {
   const router = Router();
+  // Pictures whose request never reached its end (the server was killed) would otherwise stay for good.
+  void removeOrphanedInputs(options);
   const preparing = new PreparationSlots(options.maxPreparing ?? DEFAULT_MAX_PREPARING, "Segmind requests");
   router.post(
     "/v1/sd1.5-inpainting",
@@ -175,6 +180,30 @@ async function answer(entry: HistoryEntry, request: SegmindRequest, res: Respons
     res.json({ image: jpegs[0].toString("base64"), images: jpegs.map((j) => j.toString("base64")), seed: request.seed.toString(), id: jobId });
   } else {
     res.type("image/jpeg").send(jpegs[0]);
+  }
+}
+
+/** At start: removes the pictures of requests whose job is neither running nor waiting, once they are a minute old. */
+async function removeOrphanedInputs(options: SegmindRouteOptions): Promise<void> {
+  const folder = path.join(options.folders.input, INPUT_SUBFOLDER);
+  try {
+    const names = await readdir(folder).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return [] as string[];
+      throw error;
+    });
+    if (!names.length) return;
+    const { running, pending } = await options.queue.snapshot();
+    const live = new Set([...running, ...pending].map((job) => job.id));
+    const orphaned: string[] = [];
+    for (const name of names) {
+      // Named `<job id>-image.png` / `<job id>-mask.png`; the job id is a UUID.
+      if (live.has(name.slice(0, 36))) continue;
+      const stats = await stat(path.join(folder, name)).catch(() => undefined);
+      if (stats?.isFile() && Date.now() - stats.mtimeMs >= ORPHAN_MIN_AGE_MS) orphaned.push(`${INPUT_SUBFOLDER}/${name}`);
+    }
+    await removeInputs(orphaned, options);
+  } catch (error) {
+    options.log.warn(`could not look for leftover Segmind inputs in ${INPUT_SUBFOLDER}/: ${(error as Error).message}`);
   }
 }
 
