@@ -7,6 +7,7 @@ import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchFill } from "./fill-bench.ts";
 import { benchHistory } from "./history-bench.ts";
+import { benchParity } from "./parity-bench.ts";
 import { benchPipeline } from "./pipeline-bench.ts";
 import { benchQueue } from "./queue-bench.ts";
 import { benchResponsiveness } from "./responsiveness-bench.ts";
@@ -19,6 +20,7 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["fill", () => benchFill()],
   ["responsiveness", () => benchResponsiveness()],
   ["history", () => benchHistory()],
+  ["parity", () => benchParity()],
   ["abuse", () => benchAbuse()],
 ];
 
