@@ -138,7 +138,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       if (cache) executor.cache.clear();
       if (models) await options.releaseModels?.();
     },
-    system: () => ({ name: "maskflow", version, engines: options.engineStatus?.() ?? {}, queue: queue.status() }),
+    // canPullModels: whether /api/models… is there, so the editor asks for it only then (no 404 on an embedded server).
+    system: () => ({ name: "maskflow", version, engines: options.engineStatus?.() ?? {}, queue: queue.status(), canPullModels: Boolean(options.modelPulls) }),
   });
   const httpServer = createServer(app);
   const hub = new WebSocketHub(httpServer, queue, { keys, origins }, log);

@@ -94,6 +94,7 @@ async function setSegmindKey(): Promise<void> {
   }
 }
 $("#toggle-queue").addEventListener("click", () => app.queuePanel.toggle());
+$("#download-model").addEventListener("click", () => void app.modelPanel.open());
 
 window.addEventListener("keydown", (event) => {
   const typing = (event.target as HTMLElement).closest("input, textarea, select, .litesearchbox, .graphdialog");

@@ -209,16 +209,16 @@ export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?
     if (dropAt !== Infinity) drop!.times--;
     // Written in chunks so the client sees a streamed body, and so a drop lands mid-file.
     const chunkSize = 64 * 1024;
-    // A slow link: one chunk, then a pause as long as the chunk takes at that rate.
-    const pauseMs = behaviour.bytesPerSecond ? (chunkSize * 1000) / behaviour.bytesPerSecond : 0;
+    // A slow link: one chunk, then a pause as long as the chunk takes at that rate (read per chunk: tests change it mid-file).
+    const pauseMs = () => (behaviour.bytesPerSecond ? (chunkSize * 1000) / behaviour.bytesPerSecond : 0);
     let offset = 0;
     let paused = -1;
     const writeMore = (): void => {
       while (offset < body.length) {
         if (res.destroyed) return;
-        if (pauseMs && offset > 0 && paused !== offset) {
+        if (pauseMs() && offset > 0 && paused !== offset) {
           paused = offset;
-          setTimeout(writeMore, pauseMs);
+          setTimeout(writeMore, pauseMs());
           return;
         }
         const end = Math.min(offset + chunkSize, body.length, dropAt);

@@ -37,6 +37,48 @@ export interface SystemInfo {
     readonly local?: { readonly summary?: string; readonly installed?: boolean; readonly defaultModelDir?: string };
     readonly segmind?: { readonly summary?: string; readonly keySet?: boolean };
   };
+  /** Whether the server offers /api/models and the pull (an embedded server may not). */
+  readonly canPullModels?: boolean;
+}
+
+/** A model pull as the server reports it (GET /api/models, POST /api/models/pull and the `model_pull` event). */
+export interface ModelPullStatus {
+  readonly id: string;
+  readonly state: "planning" | "downloading" | "done" | "failed" | "cancelled";
+  readonly repo: string;
+  readonly revision: string;
+  readonly name: string;
+  readonly modelDir: string;
+  readonly file: string | null;
+  readonly filesDone: number;
+  readonly fileCount: number;
+  readonly bytes: number;
+  readonly totalBytes: number;
+  readonly alreadyPresentBytes: number;
+  readonly bytesPerSecond: number;
+  readonly secondsLeft: number | null;
+  readonly error?: string;
+  readonly errorCode?: string;
+}
+
+/** GET /api/models/pull/preview: what Download model would fetch, asked of the hub before anything starts. */
+export interface ModelPullPreview {
+  readonly repo: string;
+  readonly revision: string;
+  readonly name: string;
+  readonly modelDir: string;
+  readonly fileCount: number;
+  readonly totalBytes: number;
+  readonly neededBytes: number;
+  readonly freeBytes: number;
+}
+
+export interface InstalledModel {
+  readonly name: string;
+  readonly modelDir: string;
+  readonly kind: string;
+  readonly status: "complete" | "incomplete";
+  readonly bytes: number;
 }
 
 export class ApiError extends Error {
@@ -105,6 +147,10 @@ export const api = {
     request<{ segmindApiKey: "settings" | "environment" | "none" }>("PUT", "/api/settings", changes),
   inputFiles: () => request<string[]>("GET", "/api/files?type=input"),
   system: () => request<SystemInfo>("GET", "/api/system"),
+  models: () => request<{ modelsDir: string; defaultModelDir: string | null; models: InstalledModel[]; pull: ModelPullStatus | null }>("GET", "/api/models"),
+  previewModelPull: () => request<ModelPullPreview>("GET", "/api/models/pull/preview"),
+  startModelPull: () => request<{ pull: ModelPullStatus }>("POST", "/api/models/pull", {}),
+  cancelModelPull: () => request<{ pull: ModelPullStatus }>("DELETE", "/api/models/pull"),
   history: (max = 30) => request<HistoryEntry[]>("GET", `/api/history?max_items=${max}`),
 
   async upload(file: Blob, name: string, options: { overwrite?: boolean } = {}): Promise<ImageRef & { name: string }> {

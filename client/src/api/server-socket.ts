@@ -2,7 +2,7 @@
  * The /ws connection: JSON events and binary step previews, reconnecting by itself with
  * exponential backoff (0.5 s doubling to 10 s) so a restarted server is picked up without a reload.
  */
-import type { ImageRef } from "./maskflow-api.ts";
+import type { ImageRef, ModelPullStatus } from "./maskflow-api.ts";
 import type { WorkflowProblem } from "./maskflow-api.ts";
 
 export type ServerEvent =
@@ -14,7 +14,8 @@ export type ServerEvent =
   | { type: "executed"; data: { jobId: string; node: string; output: { images: ImageRef[]; values: Record<string, unknown> } } }
   | { type: "execution_error"; data: { jobId: string; node?: string; message: string; problems?: WorkflowProblem[] } }
   | { type: "execution_interrupted"; data: { jobId: string; node?: string } }
-  | { type: "execution_success"; data: { jobId: string } };
+  | { type: "execution_success"; data: { jobId: string } }
+  | { type: "model_pull"; data: ModelPullStatus };
 
 export interface PreviewFrame {
   readonly nodeId: string;

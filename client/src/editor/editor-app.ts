@@ -10,8 +10,9 @@ import { applySeedControls, isImageLoader, type NodeActions, refreshNodeAfterLoa
 import { documentToLiteGraph, type LiteGraphData, liteGraphToDocument, schemaMap } from "../graph/workflow-convert.ts";
 import { openImageViewer } from "../ui/image-viewer.ts";
 import { notify, showConnection } from "../ui/notices.ts";
+import { ModelPanel } from "../ui/model-panel.ts";
 import { QueuePanel } from "../ui/queue-panel.ts";
-import { engineShortfalls, NO_LOCAL_MODEL_TOOLBAR } from "./engine-check.ts";
+import { engineShortfalls, NO_LOCAL_MODEL_TOOLBAR, NO_LOCAL_MODEL_TOOLBAR_WITH_DOWNLOAD } from "./engine-check.ts";
 import { ImageChoices } from "./image-choices.ts";
 import { openMaskPainterFor } from "./mask-wiring.ts";
 
@@ -29,6 +30,9 @@ export class EditorApp {
   byType: ReadonlyMap<string, NodeSchema> = new Map();
   workflowName = localStorage.getItem(NAME_KEY) ?? "";
   queuePanel: QueuePanel;
+  readonly modelPanel: ModelPanel;
+  /** Whether the server offers pulling a model (GET /api/models answered). */
+  #canPullModels = false;
   #socket: ServerSocket | undefined;
   #lastSaved = "";
   #runningNode: LGraphNode | undefined;
@@ -53,6 +57,12 @@ export class EditorApp {
     this.queuePanel = new QueuePanel(document.querySelector("#queue-panel")!, {
       load: (workflow) => this.loadDocument(workflow),
       rerun: (workflow) => void this.queue(workflow),
+    });
+    this.modelPanel = new ModelPanel(document.querySelector("#model-panel")!, {
+      pulled: (status) => {
+        notify(`Model downloaded into ${status.modelDir}: Queue runs on it now`, "success", 6000);
+        void this.refreshSystem().then(() => this.checkEngines());
+      },
     });
     this.ready = this.#start();
   }
@@ -93,6 +103,7 @@ export class EditorApp {
     this.byType = schemaMap(this.schemas);
     registerSchemaNodes(this.schemas, this.#nodeActions());
     await this.refreshSystem();
+    await this.refreshModelPull();
     this.graph.onNodeAdded = () => this.checkEngines();
     this.graph.onNodeRemoved = () => this.checkEngines();
 
@@ -104,8 +115,10 @@ export class EditorApp {
         showConnection(state);
         if (state.connected) {
           void this.queuePanel.refresh();
-          // A server restarted meanwhile may have got (or lost) its model.
-          void this.refreshSystem().then(() => this.checkEngines());
+          // A server restarted meanwhile may have got (or lost) its model; a pull may have ended while we were away.
+          void this.refreshSystem()
+            .then(() => this.refreshModelPull())
+            .then(() => this.checkEngines());
         } else this.#awaitingStatusAfterReconnect = true;
       },
     });
@@ -288,6 +301,22 @@ export class EditorApp {
     return this.#system;
   }
 
+  /** Asks the server for the model pull it holds (one started before a reload, or from another tab). */
+  async refreshModelPull(): Promise<void> {
+    if (!this.#system?.canPullModels) {
+      this.#canPullModels = false;
+      return;
+    }
+    try {
+      const { pull } = await api.models();
+      this.#canPullModels = true;
+      this.modelPanel.update(pull);
+    } catch {
+      // An older server, or one without a models folder to offer: no Download button then.
+      this.#canPullModels = false;
+    }
+  }
+
   /**
    * Marks the nodes that will fail for want of an engine the server lacks, and says so in the toolbar,
    * so the user learns it before pressing Queue rather than from a failed run.
@@ -303,9 +332,11 @@ export class EditorApp {
     const banner = document.querySelector<HTMLElement>("#engine-warning");
     if (banner) {
       banner.hidden = shortfalls.length === 0;
-      banner.textContent = NO_LOCAL_MODEL_TOOLBAR;
+      banner.textContent = this.#canPullModels ? NO_LOCAL_MODEL_TOOLBAR_WITH_DOWNLOAD : NO_LOCAL_MODEL_TOOLBAR;
       banner.title = this.#system?.engines.local?.summary ?? NO_LOCAL_MODEL_TOOLBAR;
     }
+    const download = document.querySelector<HTMLButtonElement>("#download-model");
+    if (download) download.hidden = !this.#canPullModels || (shortfalls.length === 0 && !this.modelPanel.running);
   }
 
   /** Queues the graph (or a given document); validation problems mark their nodes before anything runs. */
@@ -419,6 +450,10 @@ export class EditorApp {
         this.#finishRunningNode();
         notify("Run interrupted", "info");
         void this.queuePanel.refresh();
+        return;
+      case "model_pull":
+        this.modelPanel.update(event.data);
+        if (event.data.state !== "downloading") this.checkEngines();
         return;
       case "execution_success": {
         this.#finishRunningNode();

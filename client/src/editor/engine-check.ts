@@ -13,6 +13,8 @@ export interface EngineShortfall {
 
 /** The one line the toolbar shows while the graph has such a node. */
 export const NO_LOCAL_MODEL_TOOLBAR = "No local model: Inpaint (local) will fail — `maskflow models pull`";
+/** The same, when the Download model button beside it offers the pull (the command is on its tooltip). */
+export const NO_LOCAL_MODEL_TOOLBAR_WITH_DOWNLOAD = "No local model: Inpaint (local) will fail";
 
 /**
  * Nodes that need the server's own local model when it has none. A node naming its own model folder
@@ -28,6 +30,6 @@ export function engineShortfalls(workflow: WorkflowDocument, system: SystemInfo 
       nodeId: node.id,
       message:
         `No local model on the server${where}: this node will fail. ` +
-        "Run `maskflow models pull` (or set MASKFLOW_MODEL_DIR), or switch backend to segmind.",
+        "Run `maskflow models pull` or click Download model in the toolbar (or set MASKFLOW_MODEL_DIR), or switch backend to segmind.",
     }));
 }

@@ -1,0 +1,166 @@
+/**
+ * The first thing a user does on a fresh install, in a real Chromium against a real server on 127.0.0.1 with no
+ * model and the fake hub (posing as the default repository, serving the tiny fp32 model over a slow link): the
+ * toolbar offers Download model with its size and folder, the panel shows the progress, survives a reload, the
+ * warnings go when the pull ends, and Queue then runs the default graph on the model it pulled.
+ * Screenshots go to test-results/screenshots/download-*.png.
+ */
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import sharp from "sharp";
+import { build } from "vite";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createEngines, type Engines } from "../../server/engines/create-engines.ts";
+import { DEFAULT_MODEL_REPO } from "../../server/models/default-model.ts";
+import { formatBytes } from "../../server/models/format-bytes.ts";
+import { ModelPullService } from "../../server/models/model-pull-service.ts";
+import { type FakeHub, startFakeHub } from "../helpers/fake-hub.ts";
+import { api, startTestServer, type TestServer } from "../helpers/test-server.ts";
+import { launchBrowser, openEditor } from "./editor-page.ts";
+
+const SCREENSHOTS = path.resolve("test-results/screenshots");
+/** Node ids of workflows/inpaint.json. */
+const INPAINT = "5";
+const SAVE_IMAGE = "6";
+
+let hub: FakeHub;
+let server: TestServer;
+let engines: Engines;
+let pulls: ModelPullService;
+let browser: Browser;
+let modelDir = "";
+const temporary: string[] = [];
+
+beforeAll(async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), "maskflow-download-"));
+  temporary.push(root);
+  const clientDir = path.join(root, "client");
+  const modelsDir = path.join(root, "models");
+  modelDir = path.join(modelsDir, "sd15-inpainting");
+  // About 4.7 MB at 1 MB/s: a few seconds of progress to watch.
+  [hub] = await Promise.all([
+    startFakeHub({ repo: DEFAULT_MODEL_REPO, behaviour: { bytesPerSecond: 1024 * 1024 } }),
+    build({ root: "client", logLevel: "silent", build: { outDir: clientDir, emptyOutDir: true, sourcemap: false } }),
+  ]);
+  // As `maskflow serve` on a fresh install: the engine looks in models/sd15-inpainting, which is not there.
+  engines = await createEngines({ modelDir, segmind: { apiKey: "", baseUrl: "http://127.0.0.1:9" } });
+  pulls = new ModelPullService({ env: { HF_ENDPOINT: hub.url }, modelsDir, engine: engines.local, retryDelayMs: 1 });
+  server = await startTestServer({ clientDir, dataDir: path.join(root, "data"), engines: engines.nodeEngines, engineStatus: () => engines.status(), modelPulls: pulls });
+  browser = await launchBrowser();
+  await mkdir(SCREENSHOTS, { recursive: true });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await pulls?.close();
+  await server?.close();
+  await engines?.dispose();
+  await hub?.close();
+  await Promise.all(temporary.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** Records every text the pull's status line shows, from now on, for as long as the page lives. */
+async function recordPullStatus(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const seen: string[] = [];
+    (window as unknown as { __pullTexts: string[] }).__pullTexts = seen;
+    const panel = document.querySelector("#model-panel")!;
+    const record = () => {
+      const text = panel.querySelector(".mf-pull-status")?.textContent;
+      if (text && seen.at(-1) !== text) seen.push(text);
+    };
+    new MutationObserver(record).observe(panel, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+const pullTexts = (page: Page): Promise<string[]> => page.evaluate(() => (window as unknown as { __pullTexts: string[] }).__pullTexts);
+
+describe("getting the model from the editor on a fresh install", () => {
+  it("Download model: size and folder first, progress the whole way (through a reload), then Queue runs on the pulled model", async () => {
+    const editor = await openEditor(browser, server.url);
+    let { page } = editor;
+    const errors = editor.errors;
+
+    // Before anything is queued: the toolbar says it and offers the download; so does the Inpaint node.
+    const toolbar = page.locator("#engine-warning");
+    await toolbar.waitFor({ state: "visible", timeout: 10_000 });
+    const download = page.locator("#download-model");
+    await download.waitFor({ state: "visible", timeout: 10_000 });
+    expect(await toolbar.textContent()).toBe("No local model: Inpaint (local) will fail");
+    // The warning and the button beside it fit the toolbar at 1400 px, nothing cut.
+    expect(await toolbar.evaluate((element) => element.scrollWidth <= element.clientWidth)).toBe(true);
+    const warnings = await page.evaluate((id) => (window as any).maskflow.nodeView(id).warnings, INPAINT);
+    expect(warnings[0]).toContain("click Download model in the toolbar");
+
+    // Name, size and folder, from the hub's listing, before anything is fetched.
+    await download.click();
+    const size = page.locator("#model-panel .mf-model-size");
+    await size.waitFor({ timeout: 10_000 });
+    const preview = (await api(server, "GET", "/api/models/pull/preview")).body;
+    expect(await size.textContent()).toBe(`${DEFAULT_MODEL_REPO} (main): ${formatBytes(preview.totalBytes)} in ${preview.fileCount} files`);
+    expect(await page.locator("#model-panel .mf-model-where").textContent()).toBe(`Into ${modelDir}`);
+    expect(hub.requests.every((r) => r.path.startsWith("/api/"))).toBe(true);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "download-01-offer.png") });
+
+    await recordPullStatus(page);
+    await page.click('#model-panel [data-do="start"]');
+    // Progress with speed and time left, as the server reports it.
+    await page.waitForFunction(
+      () => ((window as any).__pullTexts as string[]).some((text) => /^[\d.]+ [KM]?B of [\d.]+ MB \(\d+%\) · [\d.]+ [KM]?B\/s · \d+ s left$/.test(text)),
+      null,
+      { timeout: 20_000 },
+    );
+    await page.screenshot({ path: path.join(SCREENSHOTS, "download-02-progress.png") });
+
+    // A reload mid-way finds the pull where it is: slow the link right down so it is still under way.
+    hub.behaviour.bytesPerSecond = 64 * 1024;
+    await editor.context.close();
+    ({ page } = await openEditor(browser, server.url));
+    page.on("pageerror", (error) => errors.push(error.message));
+    const status = page.locator("#model-panel .mf-pull-status");
+    await status.waitFor({ state: "visible", timeout: 10_000 });
+    expect(await page.locator("#model-panel").isVisible()).toBe(true);
+    expect(await status.textContent()).toMatch(/^[\d.]+ [KM]?B of [\d.]+ MB \(\d+%\)/);
+    expect(await page.locator('#model-panel [data-do="cancel"]').isVisible()).toBe(true);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "download-03-after-reload.png") });
+    await recordPullStatus(page);
+    hub.behaviour.bytesPerSecond = undefined;
+
+    // The end: the panel says so, the warnings go, the model is listed and the engine has it.
+    await page.locator("#model-panel .mf-model-ok").waitFor({ timeout: 30_000 });
+    expect(await page.locator("#model-panel .mf-model-ok").textContent()).toBe(
+      `Model ready: sd15-inpainting (${formatBytes(preview.totalBytes)}) in ${modelDir}. Queue runs on it now.`,
+    );
+    await page.locator("#engine-warning").waitFor({ state: "hidden", timeout: 10_000 });
+    await page.locator("#download-model").waitFor({ state: "hidden", timeout: 10_000 });
+    expect(await page.evaluate((id) => (window as any).maskflow.nodeView(id).warnings, INPAINT)).toEqual([]);
+    const percents = (await pullTexts(page)).map((text) => Number(/\((\d+)%\)/.exec(text)?.[1])).filter((n) => !Number.isNaN(n));
+    expect(percents.length).toBeGreaterThan(0);
+    expect(percents).toEqual([...percents].sort((a, b) => a - b));
+    const listed = (await api(server, "GET", "/api/models")).body;
+    expect(listed.models).toEqual([expect.objectContaining({ name: "sd15-inpainting", kind: "pulled", status: "complete" })]);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "download-04-done.png") });
+
+    // Queue now runs the default graph on the miniature it pulled: a picture on Save Image.
+    await page.click('#model-panel [data-do="close"]');
+    await page.click("#queue-button");
+    const handle = await page.waitForFunction(
+      (id) => {
+        const view = (window as any).maskflow.nodeView(id);
+        return view?.loaded === 1 ? view.images[0] : undefined;
+      },
+      SAVE_IMAGE,
+      { timeout: 60_000 },
+    );
+    const url = (await handle.jsonValue()) as string;
+    expect(url).toMatch(/^\/api\/view\?filename=inpaint_[^&]*\.png&type=output/);
+    const response = await fetch(server.url + url);
+    const meta = await sharp(Buffer.from(await response.arrayBuffer())).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(["png", 512, 512]);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "download-05-queued.png") });
+    expect(errors).toEqual([]);
+    await page.context().close();
+  }, 120_000);
+});
