@@ -10,6 +10,7 @@ import { benchHistory } from "./history-bench.ts";
 import { benchParity } from "./parity-bench.ts";
 import { benchPipeline } from "./pipeline-bench.ts";
 import { benchQueue } from "./queue-bench.ts";
+import { benchRealSize } from "./real-size-bench.ts";
 import { benchResponsiveness } from "./responsiveness-bench.ts";
 
 const sections: Array<[string, () => Promise<Record<string, number | string>>]> = [
@@ -21,6 +22,7 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["responsiveness", () => benchResponsiveness()],
   ["history", () => benchHistory()],
   ["parity", () => benchParity()],
+  ["real-size", () => benchRealSize()],
   ["abuse", () => benchAbuse()],
 ];
 

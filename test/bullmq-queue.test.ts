@@ -242,7 +242,9 @@ describe("BullMQ queue with maskflow workers", () => {
     const progress = client.messages.filter((m) => m.type === "progress").map((m) => m.data);
     const steps = progress.filter((p) => p.label === undefined);
     expect(steps.map((p) => [p.node, p.value, p.max])).toEqual([1, 2, 3, 4].map((v) => ["5", v, 4]));
-    expect(progress.filter((p) => p.label !== undefined).every((p) => p.label === "loading model" && p.max === 4)).toBe(true);
+    const phases = progress.filter((p) => p.label !== undefined);
+    expect(phases.every((p) => (p.label === "loading model" || p.label === "warming up") && p.max === 4)).toBe(true);
+    expect(phases.at(-1)?.label).toBe("warming up");
     const frames = client.messages.filter((m) => m.type === "binary");
     expect(frames.length).toBeGreaterThan(0);
     const frame = decodePreviewFrame(frames[0].binary!);

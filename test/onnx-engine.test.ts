@@ -63,7 +63,34 @@ describe("local ONNX engine on the tiny models", () => {
     expect(legacy.info).toMatchObject({ unetInChannels: 4, floatType: "float32", timestepType: "float32" });
   });
 
-  it("reports the load of a model's four sessions to every job waiting for it, once", async () => {
+  it("gives the same pixels with the memory settings of real-size models: no arena, text encoder and VAE reopened per run, guidance in two calls", async () => {
+    const lean = new OnnxEngine({ threads: 1, tuning: { cpuMemArena: false, memPattern: false }, residentSessions: "unet", guidanceCalls: "sequential" });
+    try {
+      for (const modelDir of [models.fp32, models.fp16, models.legacy]) {
+        const job = request({ strength: 0.7, samples: 2 });
+        const [usual, leaner] = [await engine.inpaint(job, { modelDir }), await lean.inpaint(job, { modelDir })];
+        expect(leaner.unetSampleDims[0]).toBe(2);
+        expect(leaner.images.map((image) => Buffer.from(image.data).toString("base64"))).toEqual(
+          usual.images.map((image) => Buffer.from(image.data).toString("base64")),
+        );
+      }
+    } finally {
+      await lean.release();
+    }
+  });
+
+  it("warms the UNet up while loading: the model is ready with one UNet call made, before any job", async () => {
+    const local = new OnnxEngine({ threads: 1 });
+    try {
+      const model = await local.model(models.fp32);
+      expect(model.unet.runMs).toBeGreaterThan(0);
+      expect(model.vaeDecoder.runMs).toBe(0);
+    } finally {
+      await local.release();
+    }
+  });
+
+  it("reports the load of a model's four sessions and its warm-up to every job waiting for it, once", async () => {
     const local = new OnnxEngine({ threads: 1 });
     try {
       const first: string[] = [];
@@ -72,7 +99,7 @@ describe("local ONNX engine on the tiny models", () => {
         local.inpaint(request({ steps: 1 }), { modelDir: models.fp32, onLoad: (n, total, part) => first.push(`${n}/${total} ${part}`) }),
         local.inpaint(request({ steps: 1 }), { modelDir: models.fp32, onLoad: (n, total, part) => second.push(`${n}/${total} ${part}`) }),
       ]);
-      expect(first).toEqual(["1/4 text_encoder", "2/4 unet", "3/4 vae_encoder", "4/4 vae_decoder"]);
+      expect(first).toEqual(["1/4 text_encoder", "2/4 unet", "3/4 vae_encoder", "4/4 vae_decoder", "4/4 warming up"]);
       expect(second).toEqual(first);
       const later: string[] = [];
       await local.inpaint(request({ steps: 1 }), { modelDir: models.fp32, onLoad: (n) => later.push(String(n)) });

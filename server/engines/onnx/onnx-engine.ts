@@ -6,18 +6,28 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { checkInpaintRequest, type InpaintHooks, type InpaintRequest, type InpaintResult, runInpaintPipeline } from "./inpaint-pipeline.ts";
-import type { DeviceName } from "./onnx-session.ts";
-import { loadSdModel, type SdModel } from "./sd-model.ts";
+import { type DeviceName, ModelLoadError, type SessionTuning } from "./onnx-session.ts";
+import { type GuidanceCalls, loadSdModel, MODEL_PARTS, type ResidentSessions, type SdModel } from "./sd-model.ts";
+import { WARM_UP_PHASE, warmUpUnet } from "./unet-warm-up.ts";
 
 export const DEFAULT_MODEL_DIR = "models/sd15-inpainting";
+export const DEFAULT_GUIDANCE_CALLS: GuidanceCalls = "batched";
+export const DEFAULT_RESIDENT_SESSIONS: ResidentSessions = "all";
 
 export interface OnnxEngineOptions {
   /** Used when a node names no model: --model, MASKFLOW_MODEL_DIR, else models/sd15-inpainting. */
   readonly defaultModelDir?: string;
   readonly device?: DeviceName;
   readonly threads?: number;
+  /** onnxruntime memory settings; the defaults suit real-size models (see SessionTuning). */
+  readonly tuning?: Partial<SessionTuning>;
+  /** Guided jobs: uncond and cond in one batched UNet call, or two calls at half the activation memory. */
+  readonly guidanceCalls?: GuidanceCalls;
+  /** Which sessions stay open between runs: all, or only the UNet (the others reopen per run, a second or two a job). */
+  readonly residentSessions?: ResidentSessions;
 }
 
+/** Loading reports each session as it arrives (part = its folder), then WARM_UP_PHASE while the UNet warms up. */
 export type LoadProgressListener = (loaded: number, total: number, part: string) => void;
 
 export interface LocalInpaintOptions extends InpaintHooks {
@@ -34,6 +44,9 @@ export class OnnxEngine implements LocalInpaintEngine {
   #defaultModelDir: string;
   readonly device: DeviceName;
   readonly threads: number;
+  readonly tuning: Partial<SessionTuning>;
+  readonly guidanceCalls: GuidanceCalls;
+  readonly residentSessions: ResidentSessions;
   readonly #models = new Map<string, Promise<SdModel>>();
   readonly #loadListeners = new Map<string, Set<LoadProgressListener>>();
   /** Pipelines running on each model: release() waits for them, so freeing never pulls sessions from under a job. */
@@ -43,6 +56,9 @@ export class OnnxEngine implements LocalInpaintEngine {
     this.#defaultModelDir = path.resolve(options.defaultModelDir ?? process.env.MASKFLOW_MODEL_DIR ?? DEFAULT_MODEL_DIR);
     this.device = parseDevice(options.device ?? process.env.MASKFLOW_DEVICE ?? "cpu");
     this.threads = options.threads ?? os.availableParallelism();
+    this.tuning = options.tuning ?? {};
+    this.guidanceCalls = options.guidanceCalls ?? DEFAULT_GUIDANCE_CALLS;
+    this.residentSessions = options.residentSessions ?? DEFAULT_RESIDENT_SESSIONS;
   }
 
   get defaultModelDir(): string {
@@ -64,18 +80,25 @@ export class OnnxEngine implements LocalInpaintEngine {
     if (!model) {
       const listeners = new Set<LoadProgressListener>();
       this.#loadListeners.set(key, listeners);
-      model = loadSdModel(key, {
-        device: this.device,
-        threads: this.threads,
-        onProgress: (loaded, total, part) => {
-          for (const listener of listeners) {
-            try {
-              listener(loaded, total, part);
-            } catch {
-              // One asker's listener (an interrupted job's progress check) must not fail the load others share.
-            }
+      const notify: LoadProgressListener = (loaded, total, part) => {
+        for (const listener of listeners) {
+          try {
+            listener(loaded, total, part);
+          } catch {
+            // One asker's listener (an interrupted job's progress check) must not fail the load others share.
           }
-        },
+        }
+      };
+      model = loadSdModel(key, { device: this.device, threads: this.threads, tuning: this.tuning, guidanceCalls: this.guidanceCalls, residentSessions: this.residentSessions, onProgress: notify }).then(async (loaded) => {
+        // The first UNet call is two to three times a steady one: pay it here, not in the user's first step.
+        notify(MODEL_PARTS.length, MODEL_PARTS.length, WARM_UP_PHASE);
+        try {
+          await warmUpUnet(loaded);
+        } catch (error) {
+          await loaded.release().catch(() => {});
+          throw new ModelLoadError(loaded.unet.file, `the warm-up call at the model's own size failed: ${error instanceof Error ? error.message : String(error)}`);
+        }
+        return loaded;
       });
       this.#models.set(key, model);
       model.catch(() => this.#models.delete(key)).finally(() => this.#loadListeners.delete(key));

@@ -22,6 +22,22 @@ export type FeedValue =
   | { readonly kind: "float"; readonly data: Float32Array; readonly dims: readonly number[] }
   | { readonly kind: "int"; readonly data: readonly number[]; readonly dims: readonly number[] };
 
+/**
+ * How onnxruntime holds memory for a session. The defaults are what the real-size measurements chose
+ * (README, "Real-size models"); the benchmark varies them one at a time.
+ */
+export interface SessionTuning {
+  /** onnxruntime's CPU arena: keeps freed blocks for reuse instead of returning them. */
+  readonly cpuMemArena: boolean;
+  /** Plans one block for all of a run's intermediates from the previous run's shapes. */
+  readonly memPattern: boolean;
+  /** Weights re-laid out for the matrix kernels at load (a second copy while the original is alive). */
+  readonly prepacking: boolean;
+  readonly optimization: "disabled" | "basic" | "extended" | "all";
+}
+
+export const DEFAULT_SESSION_TUNING: SessionTuning = { cpuMemArena: true, memPattern: true, prepacking: true, optimization: "all" };
+
 export class ModelLoadError extends Error {
   constructor(
     readonly file: string,
@@ -32,41 +48,59 @@ export class ModelLoadError extends Error {
   }
 }
 
+export interface OnnxSessionOptions {
+  readonly device: DeviceName;
+  readonly threads: number;
+  readonly tuning?: Partial<SessionTuning>;
+  /**
+   * false: the session is opened for each run and closed after it, so its weights and buffers are not held
+   * while other sessions work (the text encoder and VAE while a real-size UNet denoises). Runs that overlap
+   * share one opening.
+   */
+  readonly resident?: boolean;
+}
+
 export class OnnxSession {
   readonly inputs: ReadonlyMap<string, ValueSpec>;
   readonly outputs: ReadonlyMap<string, ValueSpec>;
   /** Milliseconds spent in session.run since creation (for the pipeline-overhead benchmark). */
   runMs = 0;
+  /** Milliseconds spent opening the session again for runs (non-resident sessions only). */
+  reloadMs = 0;
+  #session: Promise<ort.InferenceSession> | undefined;
+  #users = 0;
 
   private constructor(
     readonly file: string,
-    private readonly session: ort.InferenceSession,
+    private readonly path: string,
+    private readonly sessionOptions: ort.InferenceSession.SessionOptions,
+    private readonly device: DeviceName,
+    readonly resident: boolean,
+    session: ort.InferenceSession,
   ) {
     this.inputs = describe(session.inputMetadata);
     this.outputs = describe(session.outputMetadata);
+    if (resident) this.#session = Promise.resolve(session);
   }
 
-  static async create(file: string, label: string, options: { device: DeviceName; threads: number }): Promise<OnnxSession> {
+  static async create(file: string, label: string, options: OnnxSessionOptions): Promise<OnnxSession> {
+    const tuning = { ...DEFAULT_SESSION_TUNING, ...options.tuning };
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: options.device === "cuda" ? ["cuda", "cpu"] : ["cpu"],
       intraOpNumThreads: options.threads,
       interOpNumThreads: 1,
-      graphOptimizationLevel: "all",
+      graphOptimizationLevel: tuning.optimization,
+      enableCpuMemArena: tuning.cpuMemArena,
+      enableMemPattern: tuning.memPattern,
       logSeverityLevel: 4,
+      extra: { session: { disable_prepacking: tuning.prepacking ? "0" : "1" } },
     };
-    try {
-      return new OnnxSession(label, await ort.InferenceSession.create(file, sessionOptions));
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      if (options.device === "cuda" && /cuda|provider/i.test(message)) {
-        throw new ModelLoadError(
-          label,
-          "the CUDA execution provider is not installed (it needs CUDA 12 and cuDNN 9): fetch its binaries with " +
-            "`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` (see README) or use --device cpu",
-        );
-      }
-      throw new ModelLoadError(label, `onnxruntime could not load it (missing, truncated or not an ONNX model?): ${message}`);
-    }
+    const resident = options.resident ?? true;
+    // A non-resident session is still opened once here: a broken file fails the load, not a later job.
+    const session = await open(file, label, sessionOptions, options.device);
+    const created = new OnnxSession(label, file, sessionOptions, options.device, resident, session);
+    if (!resident) await session.release();
+    return created;
   }
 
   /** Runs with float32 in and out whatever the model's own float type; int inputs follow the declared type. */
@@ -77,19 +111,64 @@ export class OnnxSession {
       if (!spec) throw new Error(`${this.file}: has no input "${name}"`);
       tensors[name] = toTensor(spec, value);
     }
-    const started = performance.now();
-    const results = outputNames ? await this.session.run(tensors, [...outputNames]) : await this.session.run(tensors);
-    this.runMs += performance.now() - started;
-    const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
-    for (const [name, tensor] of Object.entries(results)) {
-      out[name] = { data: toFloat32(tensor), dims: tensor.dims };
-      tensor.dispose();
+    const session = await this.#acquire();
+    try {
+      const started = performance.now();
+      const results = outputNames ? await session.run(tensors, [...outputNames]) : await session.run(tensors);
+      this.runMs += performance.now() - started;
+      const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+      for (const [name, tensor] of Object.entries(results)) {
+        out[name] = { data: toFloat32(tensor), dims: tensor.dims };
+        tensor.dispose();
+      }
+      return out;
+    } finally {
+      await this.#return();
     }
-    return out;
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    const session = this.#session;
+    this.#session = undefined;
+    if (session) await (await session).release();
+  }
+
+  #acquire(): Promise<ort.InferenceSession> {
+    this.#users++;
+    if (!this.#session) {
+      const started = performance.now();
+      this.#session = open(this.path, this.file, this.sessionOptions, this.device);
+      this.#session.then(() => (this.reloadMs += performance.now() - started)).catch(() => {});
+      // A failed opening is not kept: the next run tries again.
+      this.#session.catch(() => {
+        this.#session = undefined;
+      });
+    }
+    return this.#session;
+  }
+
+  async #return(): Promise<void> {
+    this.#users--;
+    if (this.resident || this.#users > 0 || !this.#session) return;
+    const session = this.#session;
+    this.#session = undefined;
+    await (await session).release();
+  }
+}
+
+async function open(file: string, label: string, sessionOptions: ort.InferenceSession.SessionOptions, device: DeviceName): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(file, sessionOptions);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (device === "cuda" && /cuda|provider/i.test(message)) {
+      throw new ModelLoadError(
+        label,
+        "the CUDA execution provider is not installed (it needs CUDA 12 and cuDNN 9): fetch its binaries with " +
+          "`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` (see README) or use --device cpu",
+      );
+    }
+    throw new ModelLoadError(label, `onnxruntime could not load it (missing, truncated or not an ONNX model?): ${message}`);
   }
 }
 

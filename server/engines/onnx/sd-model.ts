@@ -9,7 +9,7 @@ import path from "node:path";
 import { REQUIRED_FILES } from "../../models/onnx-layout.ts";
 import type { ClipTokenizer } from "./clip-tokenizer.ts";
 import { loadModelTokenizer } from "./clip-vocabulary.ts";
-import { type DeviceName, ModelLoadError, OnnxSession, type ValueSpec } from "./onnx-session.ts";
+import { type DeviceName, ModelLoadError, OnnxSession, type SessionTuning, type ValueSpec } from "./onnx-session.ts";
 
 export interface SdModelInfo {
   readonly dir: string;
@@ -39,12 +39,24 @@ export interface SdModel {
   release(): Promise<void>;
 }
 
+export type GuidanceCalls = "batched" | "sequential";
+export type ResidentSessions = "all" | "unet";
+
 /** Sessions a model folder loads, in order: load progress counts them. */
 export const MODEL_PARTS = ["text_encoder", "unet", "vae_encoder", "vae_decoder"] as const;
 
 export async function loadSdModel(
   dir: string,
-  options: { device?: DeviceName; threads?: number; onProgress?: (loaded: number, total: number, part: string) => void } = {},
+  options: {
+    device?: DeviceName;
+    threads?: number;
+    tuning?: Partial<SessionTuning>;
+    /** "sequential": uncond and cond in two UNet calls even when one batched call is possible (half the activations). */
+    guidanceCalls?: GuidanceCalls;
+    /** "unet": the text encoder and VAE are opened for each run and closed after, not held while the UNet works. */
+    residentSessions?: ResidentSessions;
+    onProgress?: (loaded: number, total: number, part: string) => void;
+  } = {},
 ): Promise<SdModel> {
   const root = path.resolve(dir);
   try {
@@ -74,11 +86,12 @@ export async function loadSdModel(
     vaeConfig = (await readJson(root, vaeConfigFile, true)) ?? {};
   }
   const vaeScaleFactor = vaeScaleFactorOf(vaeConfig, path.join(root, vaeConfigFile));
-  const sessionOptions = { device: options.device ?? "cpu", threads: options.threads ?? os.availableParallelism() };
+  const sessionOptions = { device: options.device ?? "cpu", threads: options.threads ?? os.availableParallelism(), tuning: options.tuning };
   let loaded = 0;
   // A real UNet takes seconds to load: say which part is done so the user sees the wait move.
   const open = async (file: string) => {
-    const session = await OnnxSession.create(path.join(root, file), path.join(root, file), sessionOptions);
+    const resident = options.residentSessions !== "unet" || file.startsWith("unet/");
+    const session = await OnnxSession.create(path.join(root, file), path.join(root, file), { ...sessionOptions, resident });
     options.onProgress?.(++loaded, MODEL_PARTS.length, file.split("/")[0]);
     return session;
   };
@@ -129,7 +142,7 @@ export async function loadSdModel(
         hiddenSize,
         floatType: sample.type === "float16" ? "float16" : "float32",
         timestepType: timestep.type,
-        unetBatchable: numericDim(sample.shape[0]) !== 1,
+        unetBatchable: numericDim(sample.shape[0]) !== 1 && options.guidanceCalls !== "sequential",
         vaeEncoderOutput: latentOut.name as SdModelInfo["vaeEncoderOutput"],
         vaeScalingFactor: typeof vaeConfig.scaling_factor === "number" ? vaeConfig.scaling_factor : 0.18215,
         vaeScaleFactor,
