@@ -15,6 +15,7 @@ import type { SessionTuning } from "../server/engines/onnx/onnx-session.ts";
 import type { GuidanceCalls, ResidentSessions } from "../server/engines/onnx/sd-model.ts";
 import { estimateFp32Peak } from "./cpu-peak.ts";
 import { countMultiplyAdds } from "./onnx-multiply-adds.ts";
+import { RssSampler } from "./rss-sampler.ts";
 
 interface RealSizeArgs {
   readonly model: string;
@@ -98,16 +99,21 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
   const engine = new OnnxEngine({ tuning, guidanceCalls, residentSessions });
   const loadAverageBefore = os.loadavg();
   const rssBefore = rss();
-  let sampler: NodeJS.Timeout | undefined;
+  // Peak RSS per phase: "firstStep" runs from the job's start (text encoder, VAE encode) to step 1's end.
+  const sampler = new RssSampler(["load", "warmUp", "firstStep", "laterSteps", "decode"] as const);
   try {
     // Load: the time of each session, from the progress the engine reports as each one arrives, then the warm-up.
     const partSeconds: Record<string, number> = {};
     let last = performance.now();
     const loadStarted = last;
     let warmUpStarted = Number.NaN;
+    sampler.enter("load");
     const model = await engine.model(dir, (_loaded, _total, part) => {
       const now = performance.now();
-      if (part === WARM_UP_PHASE) warmUpStarted = now;
+      if (part === WARM_UP_PHASE) {
+        warmUpStarted = now;
+        sampler.enter("warmUp");
+      }
       else partSeconds[part] = seconds(now - last);
       last = now;
     });
@@ -125,13 +131,8 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
     const textBefore = model.textEncoder.runMs;
     const encodeBefore = model.vaeEncoder.runMs;
     const decodeBefore = model.vaeDecoder.runMs;
-    // RSS sampled while onnxruntime works on its own threads: the highest before the last step ends (text,
-    // VAE encode, UNet) and after it (VAE decode) say which phase sets the peak.
-    let phase: "denoise" | "decode" = "denoise";
-    const phasePeak = { denoise: 0, decode: 0 };
-    sampler = setInterval(() => {
-      phasePeak[phase] = Math.max(phasePeak[phase], rss());
-    }, 100);
+    const reopenBefore = model.textEncoder.reloadMs + model.vaeEncoder.reloadMs + model.vaeDecoder.reloadMs;
+    sampler.enter("firstStep");
     const { image, mask } = testPicture(size);
     const result = await engine.inpaint(
       { image, mask, prompt: "a red chair by a window", negativePrompt: "", scheduler: "DDIM", steps, guidance: 7.5, strength: 1, seed: 1n, samples: 1, width: size, height: size },
@@ -140,12 +141,12 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
         onStep: () => {
           unetMs.push(model.unet.runMs - unetBefore);
           stepRss.push(rss());
-          if (unetMs.length === Math.trunc(steps)) phase = "decode";
+          sampler.enter(unetMs.length === steps ? "decode" : "laterSteps");
           unetBefore = model.unet.runMs;
         },
       },
     );
-    clearInterval(sampler);
+    sampler.enter("decode");
     // Idle: what the process keeps between jobs, once the job's garbage had a moment to go.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const idleRss = rss();
@@ -177,18 +178,18 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
       firstStepSeconds: firstStep,
       stepSeconds,
       firstToSteadyRatio: firstStep / stepSeconds,
+      // Each includes reopening its session when the engine keeps only the UNet open (reopenSeconds in all).
       textEncodeSeconds: seconds(model.textEncoder.runMs - textBefore),
       vaeEncodeSeconds: seconds(model.vaeEncoder.runMs - encodeBefore),
       vaeDecodeSeconds: seconds(model.vaeDecoder.runMs - decodeBefore),
-      reopenSeconds: seconds(model.textEncoder.reloadMs + model.vaeEncoder.reloadMs + model.vaeDecoder.reloadMs),
+      reopenSeconds: seconds(model.textEncoder.reloadMs + model.vaeEncoder.reloadMs + model.vaeDecoder.reloadMs - reopenBefore),
       jobSeconds: seconds(result.totalMs),
       rssBeforeLoadBytes: rssBefore,
       loadedRssBytes: loadedRss,
       peakRssAfterLoadBytes: peakAfterLoad,
       rssAfterFirstStepBytes: stepRss[0],
       rssAfterLastStepBytes: stepRss[stepRss.length - 1],
-      sampledPeakRssDenoiseBytes: phasePeak.denoise,
-      sampledPeakRssDecodeBytes: phasePeak.decode,
+      ...Object.fromEntries(Object.entries(sampler.peaks()).map(([phase, bytes]) => [`sampledPeakRssBytes.${phase}`, bytes])),
       peakRssBytes: peakAfterJob,
       idleRssBytes: idleRss,
       unetMultiplyAddsPerCall: count.multiplyAdds,
@@ -201,7 +202,7 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
     if (count.unknownOps.length) report.unetShapeGaps = count.unknownOps.join(", ");
     return report;
   } finally {
-    clearInterval(sampler);
+    await sampler.stop();
     await engine.release();
   }
 }

@@ -10,7 +10,8 @@ import { SCHEDULER_NAMES } from "../server/engines/onnx/schedulers/index.ts";
 import { ensureTinyModels, writeTinyModel } from "./fixtures/make-tiny-models.ts";
 
 let models: Awaited<ReturnType<typeof ensureTinyModels>>;
-const engine = new OnnxEngine({ threads: 1 });
+// Batched guidance (the GPU default) is what most of these tests look at; the CPU default is checked below.
+const engine = new OnnxEngine({ threads: 1, guidanceCalls: "batched" });
 
 beforeAll(async () => {
   models = await ensureTinyModels();
@@ -63,8 +64,9 @@ describe("local ONNX engine on the tiny models", () => {
     expect(legacy.info).toMatchObject({ unetInChannels: 4, floatType: "float32", timestepType: "float32" });
   });
 
-  it("gives the same pixels with the memory settings of real-size models: no arena, text encoder and VAE reopened per run, guidance in two calls", async () => {
-    const lean = new OnnxEngine({ threads: 1, tuning: { cpuMemArena: false, memPattern: false }, residentSessions: "unet", guidanceCalls: "sequential" });
+  it("gives the same pixels with the CPU defaults for real-size memory (guidance in two calls, text encoder and VAE reopened per run) as batched and resident", async () => {
+    const lean = new OnnxEngine({ threads: 1 });
+    expect([lean.device, lean.guidanceCalls, lean.residentSessions]).toEqual(["cpu", "sequential", "unet"]);
     try {
       for (const modelDir of [models.fp32, models.fp16, models.legacy]) {
         const job = request({ strength: 0.7, samples: 2 });

@@ -11,8 +11,19 @@ import { type GuidanceCalls, loadSdModel, MODEL_PARTS, type ResidentSessions, ty
 import { WARM_UP_PHASE, warmUpUnet } from "./unet-warm-up.ts";
 
 export const DEFAULT_MODEL_DIR = "models/sd15-inpainting";
-export const DEFAULT_GUIDANCE_CALLS: GuidanceCalls = "batched";
-export const DEFAULT_RESIDENT_SESSIONS: ResidentSessions = "all";
+/**
+ * On CPU a real-size SD 1.5 peaks at 13.3 GB with every session held, batched guidance and onnxruntime's
+ * arena; two guidance calls (4 % slower a step), only the UNet held (the others reopen per run, about 1.5 s
+ * a job) and no arena bring it under 6 GB (README, "Real-size models"). A GPU keeps the faster batched call
+ * and its sessions: its memory is the card's, not the host's.
+ */
+export function defaultGuidanceCalls(device: DeviceName): GuidanceCalls {
+  return device === "cpu" ? "sequential" : "batched";
+}
+
+export function defaultResidentSessions(device: DeviceName): ResidentSessions {
+  return device === "cpu" ? "unet" : "all";
+}
 
 export interface OnnxEngineOptions {
   /** Used when a node names no model: --model, MASKFLOW_MODEL_DIR, else models/sd15-inpainting. */
@@ -57,8 +68,8 @@ export class OnnxEngine implements LocalInpaintEngine {
     this.device = parseDevice(options.device ?? process.env.MASKFLOW_DEVICE ?? "cpu");
     this.threads = options.threads ?? os.availableParallelism();
     this.tuning = options.tuning ?? {};
-    this.guidanceCalls = options.guidanceCalls ?? DEFAULT_GUIDANCE_CALLS;
-    this.residentSessions = options.residentSessions ?? DEFAULT_RESIDENT_SESSIONS;
+    this.guidanceCalls = options.guidanceCalls ?? defaultGuidanceCalls(this.device);
+    this.residentSessions = options.residentSessions ?? defaultResidentSessions(this.device);
   }
 
   get defaultModelDir(): string {
