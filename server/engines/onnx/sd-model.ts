@@ -97,20 +97,24 @@ export async function loadSdModel(
   let sessionOptions = { device: options.device ?? "cpu", threads: options.threads ?? os.availableParallelism(), tuning: options.tuning };
   let loaded = 0;
   // A real UNet takes seconds to load: say which part is done so the user sees the wait move.
-  const open = async (file: string) => {
+  const open = async (file: string, report = true) => {
     const resident = options.residentSessions !== "unet" || file.startsWith("unet/");
     const session = await OnnxSession.create(path.join(root, file), path.join(root, file), { ...sessionOptions, resident });
-    options.onProgress?.(++loaded, MODEL_PARTS.length, file.split("/")[0]);
+    if (report) options.onProgress?.(++loaded, MODEL_PARTS.length, file.split("/")[0]);
     return session;
   };
 
   const sessions: OnnxSession[] = [];
   try {
-    const textEncoder = await open("text_encoder/model.onnx");
-    sessions.push(textEncoder);
+    let textEncoder = await open("text_encoder/model.onnx", false);
     if (sessionOptions.device === "cpu" && textEncoder.outputs.get("last_hidden_state")?.type === "float16") {
+      // The first session says the export is fp16: it too is opened again with the settings for that.
       sessionOptions = { ...sessionOptions, tuning: { ...FP16_ON_CPU, ...options.tuning } };
+      await textEncoder.release();
+      textEncoder = await open("text_encoder/model.onnx", false);
     }
+    options.onProgress?.(++loaded, MODEL_PARTS.length, "text_encoder");
+    sessions.push(textEncoder);
     const unet = await open("unet/model.onnx");
     sessions.push(unet);
     const vaeEncoder = await open("vae_encoder/model.onnx");
