@@ -17,7 +17,10 @@ const commands: Record<string, { run: () => Promise<Command>; summary: string }>
       "serve [--host 127.0.0.1] [--port 8188] [--data DIR] [--model DIR] [--device cpu|cuda] [--max-queue N]\n" +
       "                 [--max-queue-per-client N] [--redis URL] [--allow-remote-without-key]   start the editor, API and WebSocket",
   },
-  run: { run: async () => runCommand, summary: "run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--out DIR]   run a workflow headless" },
+  run: {
+    run: async () => runCommand,
+    summary: "run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--batch NODE.INPUT=FOLDER ...] [--out DIR]   run a workflow headless, once or per picture",
+  },
   validate: { run: async () => validateCommand, summary: "validate WORKFLOW.json [--data DIR] [--json]   check a workflow and list every problem" },
   models: {
     run: async () => (await import("./models-command.ts")).modelsCommand,

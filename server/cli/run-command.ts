@@ -15,10 +15,12 @@ import { formatProblem } from "../workflow/workflow-problem.ts";
 import { cliDataFolders } from "./cli-data-folders.ts";
 import type { CliIo } from "./main.ts";
 import { readWorkflowFile } from "./read-workflow-file.ts";
+import { runBatch } from "./run-batch.ts";
 import { applyOverrides } from "./set-overrides.ts";
 import { describeSplitSetting, sortPositionals } from "./stray-set-words.ts";
 
-const USAGE = "usage: maskflow run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--out DIR] [--data DIR] [--model DIR] [--device cpu|cuda] [--json]";
+const USAGE =
+  "usage: maskflow run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--batch NODE.INPUT=FOLDER ...] [--out DIR] [--data DIR] [--model DIR] [--device cpu|cuda] [--json]";
 
 export async function runCommand(args: string[], io: CliIo): Promise<number> {
   const { values, tokens } = parseArgs({
@@ -27,6 +29,7 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
     tokens: true,
     options: {
       set: { type: "string", multiple: true, default: [] },
+      batch: { type: "string", multiple: true, default: [] },
       out: { type: "string" },
       data: { type: "string" },
       model: { type: "string" },
@@ -61,6 +64,30 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
   // Nothing is created up front: output/ and the temp folder appear with their first file.
   const folders = cliDataFolders({ workflowFile: name, data: dataRoot, out, temp: runTemp });
   const registry = createBuiltinRegistry();
+
+  if (values.batch?.length) {
+    const abort = new AbortController();
+    const onSigint = () => abort.abort(new JobInterruptedError());
+    process.once("SIGINT", onSigint);
+    try {
+      return await runBatch({
+        io,
+        name,
+        workflow,
+        specs: values.batch,
+        json: Boolean(values.json),
+        folders,
+        registry,
+        signal: abort.signal,
+        createEngines: async () =>
+          createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(await new SettingsStore(folders.settingsFile).load()) } }),
+      });
+    } finally {
+      process.off("SIGINT", onSigint);
+      await rm(runTemp, { recursive: true, force: true });
+      if (out && !outExisted) await removeIfEmpty(out);
+    }
+  }
 
   // Every check that needs no model, the input files included, before any engine is set up.
   const validation = validateWorkflow(workflow, registry, { requireOutputNode: true, files: folders });

@@ -9,6 +9,7 @@ import { resizeMask, resizeRgb } from "../../../nodes/image/sharp-conversions.ts
 import type { Mask, RgbImage } from "../../../nodes/socket-types.ts";
 import { downsampleNearest, imageToTensor, maskToTensor, tensorToImage } from "./image-tensors.ts";
 import { latentPreview } from "./latent-preview.ts";
+import { promptEmbedding } from "./prompt-embeddings.ts";
 import { createScheduler, isSchedulerName, SCHEDULER_NAMES } from "./schedulers/index.ts";
 import { type Scheduler, timestepsForStrength } from "./schedulers/scheduler.ts";
 import type { SdModel } from "./sd-model.ts";
@@ -266,13 +267,15 @@ function onnxTime(model: SdModel): number {
   return model.textEncoder.runMs + model.unet.runMs + model.vaeEncoder.runMs + model.vaeDecoder.runMs;
 }
 
-async function encodeText(model: SdModel, text: string): Promise<Float32Array> {
-  const { ids } = model.tokenizer.encode(text);
-  const output = await model.textEncoder.run(
-    { [model.info.inputIdsName]: { kind: "int", data: ids, dims: [1, ids.length] } },
-    ["last_hidden_state"],
-  );
-  return output.last_hidden_state.data;
+function encodeText(model: SdModel, text: string): Promise<Float32Array> {
+  return promptEmbedding(model, text, async () => {
+    const { ids } = model.tokenizer.encode(text);
+    const output = await model.textEncoder.run(
+      { [model.info.inputIdsName]: { kind: "int", data: ids, dims: [1, ids.length] } },
+      ["last_hidden_state"],
+    );
+    return output.last_hidden_state.data;
+  });
 }
 
 /**
