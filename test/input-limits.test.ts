@@ -7,6 +7,7 @@ import { decodePicture } from "../nodes/image/decode-picture.ts";
 import { planRun, stillNeeded } from "../server/executor/run-plan.ts";
 import type { RunningServer } from "../server/maskflow-server.ts";
 import { findCycles } from "../server/workflow/find-cycles.ts";
+import { MAX_DISTINCT_KEYS, MAX_JSON_DEPTH, MAX_JSON_VALUES, MAX_OBJECT_MEMBERS } from "../server/http/json-shape.ts";
 import type { WorkflowDocument } from "../server/workflow/workflow-document.ts";
 import { MAX_NODE_INPUTS, MAX_PROMPT_CHARACTERS, MAX_WORKFLOW_NODES } from "../server/workflow/workflow-limits.ts";
 import { createCountingRegistry, workflow } from "./helpers/counting-nodes.ts";
@@ -62,7 +63,7 @@ describe("workflow size limits: 400 naming the node, the input and the limit", (
     }
   });
 
-  it("answers one node with 400,000 unknown inputs (an 8.7 MB request) with one small problem; 1,000,000 (14 MB) is refused unparsed", async () => {
+  it("refuses one node with 400,000 unknown inputs (an 8.7 MB request) in a worker, naming the object and the limit; 1,000,000 (14 MB) unread", async () => {
     const server = await start();
     const post = (count: number) => {
       const inputs: Record<string, number> = {};
@@ -88,11 +89,45 @@ describe("workflow size limits: 400 naming the node, the input and the limit", (
     const text = await response.text();
     expect(response.status).toBe(400);
     expect(text.length).toBeLessThan(2_000);
-    const problems = (JSON.parse(text) as { error: { details: { problems: Problem[] } } }).error.details.problems;
-    expect(problems).toEqual([
-      { code: "too_large", nodeId: "1", message: `inputs: the node has 400,000 inputs; the limit is ${MAX_NODE_INPUTS}` },
-      { code: "too_large", message: "workflow: the document holds more than 4,000,000 characters of text, the limit" },
+    expect(JSON.parse(text).error).toEqual({
+      code: "too_large",
+      message: `workflow.nodes.0.inputs has 400,000 members; the limit for one object is ${MAX_OBJECT_MEMBERS.toLocaleString("en-US")}`,
+      details: { field: "workflow.nodes.0.inputs" },
+    });
+
+    // Under the body's shape limits, the workflow's own: a node names at most 64 inputs.
+    const inputs: Record<string, number> = {};
+    for (let i = 0; i < 1_000; i++) inputs[`unknown${i}`] = i;
+    const many = await api(server, "POST", "/api/prompt", { workflow: workflow([{ id: "1", type: "Collect", inputs }]) });
+    expect(many.status).toBe(400);
+    expect(many.body.error.details.problems).toEqual([
+      { code: "too_large", nodeId: "1", message: `inputs: the node has 1,000 inputs; the limit is ${MAX_NODE_INPUTS}` },
     ]);
+  });
+
+  it("refuses bodies whose shape would be costly to rebuild: too deep, too many values, too many names", async () => {
+    const server = await start();
+    const send = async (body: string) => {
+      const response = await fetch(`${server.url}/api/prompt`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      return { status: response.status, error: ((await response.json()) as { error: { code: string; message: string } }).error };
+    };
+    const deep = await send(`{"workflow":${"[".repeat(100_000)}${"]".repeat(100_000)}}`);
+    expect(deep.status).toBe(400);
+    expect(deep.error.message).toBe(`workflow${".0".repeat(MAX_JSON_DEPTH - 1)} is nested deeper than ${MAX_JSON_DEPTH} levels, the limit`);
+
+    const values = await send(JSON.stringify({ workflow: { ui: { numbers: Array.from({ length: MAX_JSON_VALUES }, (_, i) => i) } } }));
+    expect(values).toEqual({ status: 400, error: expect.objectContaining({ code: "too_large", message: `request body holds more than ${MAX_JSON_VALUES.toLocaleString("en-US")} JSON values, the limit` }) });
+
+    const names = Array.from({ length: 20 }, (_, n) => Object.fromEntries(Array.from({ length: 1_000 }, (_, i) => [`k${n}_${i}`, 0])));
+    const distinct = await send(JSON.stringify({ workflow: { ui: { names } } }));
+    expect(distinct.status).toBe(400);
+    expect(distinct.error.message).toBe(`request body uses more than ${MAX_DISTINCT_KEYS.toLocaleString("en-US")} different member names, the limit`);
+
+    const malformed = await send(`{"workflow": {"nodes": [${"1,".repeat(10_000)}`);
+    expect(malformed.status).toBe(400);
+    expect(malformed.error.code).toBe("malformed_json");
+    // The server answered each of them and still does.
+    expect((await fetch(`${server.url}/api/system`)).status).toBe(200);
   });
 
   it("lists at most 100 problems and counts the rest", async () => {
@@ -234,10 +269,14 @@ describe("PUT /api/workflows/:name checks before it saves", () => {
       expect(response.status).toBe(400);
       expect(response.body.error.details.problems[0].message).toBe("nodes: the workflow has 9,990 nodes; the limit is 2,000");
     }
-    const inputs = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`x${i}`, i]));
+    const inputs = Object.fromEntries(Array.from({ length: 1_000 }, (_, i) => [`x${i}`, i]));
     const wide = await api(server, "PUT", "/api/workflows/keep", workflow([{ id: "1", type: "Collect", inputs }]));
     expect(wide.status).toBe(400);
-    expect(wide.body.error.details.problems[0].message).toBe(`inputs: the node has 100,000 inputs; the limit is ${MAX_NODE_INPUTS}`);
+    expect(wide.body.error.details.problems[0].message).toBe(`inputs: the node has 1,000 inputs; the limit is ${MAX_NODE_INPUTS}`);
+    const wider = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`x${i}`, i]));
+    const refused = await api(server, "PUT", "/api/workflows/keep", workflow([{ id: "1", type: "Collect", inputs: wider }]));
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.details).toEqual({ field: "nodes.0.inputs" });
     expect(await readFile(file, "utf8")).toBe(before);
     // An unfinished graph within the limits is still saved, with its problems (the editor saves work in progress).
     const unfinished = await api(server, "PUT", "/api/workflows/keep", workflow([{ id: "1", type: "Collect" }]));

@@ -3,7 +3,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OnnxEngine } from "../server/engines/onnx/onnx-engine.ts";
+import { OnnxEngine, type LocalInpaintEngine } from "../server/engines/onnx/onnx-engine.ts";
 import type { RunningServer } from "../server/maskflow-server.ts";
 import { ensureTinyModels } from "./fixtures/make-tiny-models.ts";
 import { startTestServer } from "./helpers/test-server.ts";
@@ -158,15 +158,31 @@ describe("Segmind-compatible endpoint", () => {
   });
 
   it("answers 429 with Retry-After when the queue is full", async () => {
-    const small = await startTestServer({ engines: { local: engine }, maxPending: 1 });
+    // The engine waits until the third request has its answer, so the first job is surely still running then.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const held: LocalInpaintEngine = {
+      async inpaint(request, options) {
+        await released;
+        return engine.inpaint(request, options);
+      },
+    };
+    const small = await startTestServer({ engines: { local: held }, maxPending: 1 });
     try {
-      const body = docsExample({ num_inference_steps: 100 });
-      const statuses = await Promise.all([post(small, body), post(small, body), post(small, body)].map((p) => p.then((r) => ({ status: r.status, retryAfter: r.headers.get("retry-after") }))));
+      const body = docsExample({ num_inference_steps: 20 });
+      const answers = [post(small, body), post(small, body), post(small, body)].map((p) =>
+        p.then((r) => {
+          if (r.status === 429) release();
+          return { status: r.status, retryAfter: r.headers.get("retry-after") };
+        }),
+      );
+      const statuses = await Promise.all(answers);
       const refused = statuses.filter((s) => s.status === 429);
       expect(statuses.filter((s) => s.status === 200)).toHaveLength(2);
       expect(refused).toHaveLength(1);
       expect(Number(refused[0].retryAfter)).toBeGreaterThanOrEqual(1);
     } finally {
+      release();
       await small.close();
     }
   });

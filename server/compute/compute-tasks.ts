@@ -9,6 +9,7 @@ import { teleaInpaint } from "../../nodes/fill/telea-inpaint.ts";
 import { blendPixels, type BlendMode } from "../../nodes/image/blend-pixels.ts";
 import { outpaintMask, type Padding } from "../../nodes/image/outpaint-mask.ts";
 import { embedWorkflow } from "../../nodes/image/png-workflow-chunk.ts";
+import { parseBoundedJson, type BoundedJsonOptions } from "../http/bounded-json.ts";
 import { blendIntoBox } from "../../nodes/mask/blend-into-box.ts";
 import type { CropRegion } from "../../nodes/mask/crop-region.ts";
 import { maskBounds } from "../../nodes/mask/mask-bounds.ts";
@@ -33,6 +34,8 @@ export const COMPUTE_TASKS = {
   /** Stitch: the inpainted box mixed into the original through the feathered weights. */
   blendIntoBox: ({ original, patch, alpha, region }: { original: RgbImage; patch: RgbImage; alpha: Uint8Array; region: CropRegion }) =>
     blendIntoBox(original, patch, alpha, region),
+  /** A request body: JSON.parse of up to 60 MB, refused when its shape would be costly to carry back (json-shape.ts). */
+  parseJson: ({ bytes, options }: { bytes: Uint8Array; options: BoundedJsonOptions }) => parseBoundedJson(bytes, options),
 } as const;
 
 export type ComputeTasks = typeof COMPUTE_TASKS;

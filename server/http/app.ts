@@ -8,6 +8,7 @@ import type { SettingsStore } from "../storage/settings-store.ts";
 import type { WorkflowLibrary } from "../storage/workflow-library.ts";
 import { z } from "zod";
 import type { ApiKeys } from "./api-keys.ts";
+import { jsonBody } from "./json-body.ts";
 import { HttpError } from "./http-error.ts";
 import { callerOf, requireKey } from "./key-gate.ts";
 import type { OriginPolicy } from "./origin-guard.ts";
@@ -65,7 +66,7 @@ export function createApp(parts: AppParts): Express {
   // The key before the body: nothing is parsed or inflated for a request that has none.
   // A workflow is at most 4,000,000 characters (server/workflow/workflow-limits.ts); 12 MB holds that in any UTF-8, and
   // a body past it is refused unparsed.
-  app.use("/api", requireKey(parts.keys), express.json({ limit: "12mb" }));
+  app.use("/api", requireKey(parts.keys), ...jsonBody("12mb"));
 
   const api = express.Router();
   api.get("/system", (_req, res) => void res.json(parts.system()));

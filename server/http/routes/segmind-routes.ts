@@ -9,7 +9,7 @@ import { readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import express, { Router, type Response } from "express";
 import sharp from "sharp";
-import { parseSegmindJsonBody, parseSegmindRequest, type SegmindRequest } from "../../engines/segmind/segmind-request.ts";
+import { parseSegmindRequest, type SegmindRequest } from "../../engines/segmind/segmind-request.ts";
 import { decodeImageInput } from "../../net/decode-image-input.ts";
 import { ImageInputError } from "../../net/image-input-error.ts";
 import type { JobQueuePort } from "../../queue/job-queue-port.ts";
@@ -18,6 +18,7 @@ import type { DataFolders } from "../../storage/data-folders.ts";
 import type { HistoryEntry } from "../../storage/history-store.ts";
 import type { ApiKeys } from "../api-keys.ts";
 import { HttpError } from "../http-error.ts";
+import { parseJsonBytes } from "../json-body.ts";
 import { callerOf, requireKey } from "../key-gate.ts";
 import { PreparationSlots } from "./preparation-slots.ts";
 
@@ -58,16 +59,12 @@ export function segmindRoutes(options: SegmindRouteOptions): Router {
       res.once("close", () => preparing.release(res));
       next();
     },
-    // Raw text, not express.json: seeds up to 2^64 − 1 must not pass through a JS number.
-    express.text({ type: () => true, limit: "60mb" }),
+    // Raw bytes, not express.json: seeds up to 2^64 − 1 must not pass through a JS number, and a body of
+    // up to 60 MB is parsed on a worker thread.
+    express.raw({ type: () => true, limit: "60mb" }),
     async (req, res) => {
-      const text = typeof req.body === "string" ? req.body : "";
-      let body: unknown;
-      try {
-        body = parseSegmindJsonBody(text);
-      } catch (error) {
-        throw new HttpError(400, "malformed_json", `request body is not valid JSON: ${(error as Error).message}`);
-      }
+      const bytes: unknown = req.body;
+      const body = await parseJsonBytes(bytes instanceof Uint8Array ? bytes : new Uint8Array(0), { keepLongSeeds: true });
       const parsed = parseSegmindRequest(body);
       if (!parsed.ok) {
         throw new HttpError(400, "invalid_request", parsed.problems.map((p) => p.message).join("; "), { problems: parsed.problems });
