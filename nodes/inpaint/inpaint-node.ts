@@ -29,6 +29,14 @@ const INPAINT_INPUTS = {
     description:
       "What the masked area starts from when strength < 1: the picture itself, a classical fill of the hole (removes the object first), fresh noise, or nothing.",
   },
+  soft_mask: {
+    type: "BOOLEAN",
+    widget: "toggle",
+    default: false,
+    description:
+      "Soft inpainting (differential diffusion): grey mask values say how much each place may change (0 keeps, 1 repaints, 0.5 half way), " +
+      "instead of a yes/no at 50 %. Local backend only. Paste-back then keeps only the mask's 0 pixels.",
+  },
 } as const satisfies InputSpecs;
 
 /** Stable Diffusion inpainting: repaints the white part of the mask from the prompt. */
@@ -41,8 +49,9 @@ export const InpaintNode = defineNode({
     "mask are the original ones, blended across mask_blur pixels inside it.",
   inputs: INPAINT_INPUTS,
   outputs: { images: { type: "IMAGE" } },
-  check({ backend, width, height }) {
-    const problems: InputProblem<"width" | "height">[] = [];
+  check({ backend, width, height, soft_mask }) {
+    const problems: InputProblem<"width" | "height" | "soft_mask">[] = [];
+    if (backend === "segmind" && soft_mask === true) problems.push({ input: "soft_mask", message: SOFT_MASK_ON_SEGMIND });
     for (const [input, size] of [["width", width], ["height", height]] as const) {
       if (size === undefined) continue;
       if (backend === "segmind" && !(SEGMIND_IMAGE_SIZES as readonly number[]).includes(size)) {
@@ -59,11 +68,13 @@ export const InpaintNode = defineNode({
     const { mask, scheduler } = inputs;
     // "fill": the hole is filled from its surroundings first, so a strength below 1 keeps no trace of what was there.
     const sources = inputs.masked_content === "fill" ? inputs.image.map((picture) => fillHole(picture, mask)) : inputs.image;
+    // A linked backend is not seen by check(): the same refusal, before any picture is sent.
+    if (inputs.backend === "segmind" && inputs.soft_mask) throw new Error(`Inpaint: input \`soft_mask\` ${SOFT_MASK_ON_SEGMIND}`);
     const paint = inputs.backend === "segmind" ? paintOnSegmind : paintLocally;
     const images: RgbImage[] = [];
     for (let index = 0; index < sources.length; index++) {
       for (const output of await paint(inputs, ctx, sources[index], { index, count: sources.length })) {
-        images.push(inputs.paste_back ? await pasteBack(inputs.image[index], output, mask, inputs.mask_blur) : output);
+        images.push(inputs.paste_back ? await pasteBack(inputs.image[index], output, mask, inputs.mask_blur, { soft: inputs.soft_mask }) : output);
       }
     }
     // Shown on the node itself (the editor puts pictures where they are made), kept in temp/.
@@ -76,6 +87,10 @@ export const InpaintNode = defineNode({
     return { images };
   },
 });
+
+const SOFT_MASK_ON_SEGMIND =
+  'is true, but backend "segmind" has no soft inpainting (its API takes a black-and-white mask and repaints where it is white); ' +
+  'use backend "local", or set soft_mask to false (a grey mask is then cut at 50 %)';
 
 /** The classical fill works on the picture's own grid, so unlike the painters it cannot resize the mask. */
 function fillHole(picture: RgbImage, mask: Mask): RgbImage {
@@ -109,6 +124,7 @@ const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
       width: inputs.width,
       height: inputs.height,
       maskedContent: inputs.masked_content === "fill" ? "original" : (inputs.masked_content as LatentMaskedContent),
+      softMask: inputs.soft_mask,
     },
     {
       modelDir: inputs.model || undefined,

@@ -7,6 +7,7 @@
  */
 import { resizeMask, resizeRgb } from "../../../nodes/image/sharp-conversions.ts";
 import type { Mask, RgbImage } from "../../../nodes/socket-types.ts";
+import { heldBeforeStep, holdToOriginal, latentChangeMask } from "./differential-diffusion.ts";
 import { downsampleNearest, imageToTensor, maskToTensor, tensorToImage } from "./image-tensors.ts";
 import { latentPreview } from "./latent-preview.ts";
 import { promptEmbedding } from "./prompt-embeddings.ts";
@@ -35,6 +36,11 @@ export interface InpaintRequest {
    * "fill" is done on the picture before it gets here.
    */
   readonly maskedContent?: LatentMaskedContent;
+  /**
+   * Soft inpainting (differential diffusion, see differential-diffusion.ts): grey mask values are how much
+   * each place may change, not a yes/no at 0.5. The UNet's own mask input stays the binarised one.
+   */
+  readonly softMask?: boolean;
 }
 
 export const LATENT_MASKED_CONTENT = ["original", "latent noise", "latent nothing"] as const;
@@ -155,6 +161,7 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
   const noise = generator.randn(batch * latentSize);
   let latents: Float32Array;
   const maskLatent = downsampleNearest(maskTensor, width, height, latentWidth, latentHeight);
+  const changeMask = request.softMask ? latentChangeMask(mask, model.info.vaeScaleFactor) : undefined;
   if (imageLatents && request.maskedContent && request.maskedContent !== "original") {
     // Replace what the model starts from under the mask; the 4-channel blend-back keeps using it too.
     imageLatents = imageLatents.slice();
@@ -173,6 +180,12 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
   if (info.unetInChannels === 9) {
     maskedImageLatents = await encodeImage(model, maskedImage, width, height, generator);
   }
+  if (changeMask && !imageLatents) {
+    // Strength 1 on a 9-channel UNet encodes no image latents; the held places need them. The latent mean
+    // draws nothing from the generator, so the noise, and a mask of all 1, stay as without soft_mask.
+    imageLatents = repeat(await encodeImage(model, imageTensor, width, height, undefined), batch);
+  }
+  if (changeMask) holdToOriginal(latents, scheduler.addNoise(imageLatents!, noise, timesteps[0]), heldBeforeStep(changeMask, 0, timesteps.length));
   signal?.throwIfAborted();
 
   // 5. The denoising loop.
@@ -226,7 +239,12 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
     }
     latents = scheduler.step(noisePred, t, latents, generator);
 
-    if (channels === 4) {
+    if (changeMask) {
+      // The hold for step i + 1, done here so the preview shows it; after the last step, the clean latents.
+      const last = i === timesteps.length - 1;
+      const known = last ? imageLatents! : scheduler.addNoise(imageLatents!, noise, timesteps[i + 1]);
+      holdToOriginal(latents, known, heldBeforeStep(changeMask, i + 1, timesteps.length));
+    } else if (channels === 4) {
       // Keep the known region: blend the original latents, noised to the next timestep, outside the mask.
       let known = imageLatents!;
       if (i < timesteps.length - 1) known = scheduler.addNoise(imageLatents!, noise, timesteps[i + 1]);
@@ -280,17 +298,17 @@ function encodeText(model: SdModel, text: string): Promise<Float32Array> {
 
 /**
  * VAE-encodes [1, 3, H, W] to scaled latents [1, 4, h, w]. With mean ‖ logvar the latent is sampled
- * as diffusers does (mean + std × randn from the pipeline's generator); an export that outputs
- * latent_sample has sampled already.
+ * as diffusers does (mean + std × randn from the pipeline's generator); without a generator it is the
+ * mean (diffusers' sample_mode "argmax"). An export that outputs latent_sample has sampled already.
  */
-async function encodeImage(model: SdModel, tensor: Float32Array, width: number, height: number, generator: TorchGenerator): Promise<Float32Array> {
+async function encodeImage(model: SdModel, tensor: Float32Array, width: number, height: number, generator: TorchGenerator | undefined): Promise<Float32Array> {
   const outputName = model.info.vaeEncoderOutput;
   const output = await model.vaeEncoder.run({ sample: { kind: "float", data: tensor, dims: [1, 3, height, width] } }, [outputName]);
   const values = output[outputName].data;
   const size = 4 * (width / model.info.vaeScaleFactor) * (height / model.info.vaeScaleFactor);
   const latents = new Float32Array(size);
   const scale = model.info.vaeScalingFactor;
-  if (outputName === "latent_parameters") {
+  if (outputName === "latent_parameters" && generator) {
     const draw = generator.randn(size);
     for (let i = 0; i < size; i++) {
       const logvar = Math.min(20, Math.max(-30, values[size + i]));
