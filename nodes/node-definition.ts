@@ -4,6 +4,8 @@
  */
 import type { LocalInpaintEngine } from "../server/engines/onnx/onnx-engine.ts";
 import type { SegmindClient } from "../server/engines/segmind/segmind-client.ts";
+import type { LearnedFillEngine } from "../server/engines/fill/learned-fill-engine.ts";
+import type { SegmentEngine } from "../server/engines/segment/segment-engine.ts";
 import type { Mask, RgbImage, SocketType, SocketValues } from "./socket-types.ts";
 
 export type WidgetKind = "number" | "slider" | "combo" | "text" | "multiline" | "seed" | "toggle" | "image" | "mask";
@@ -81,6 +83,10 @@ export interface NodeEngines {
   readonly local?: LocalInpaintEngine;
   /** Segmind's hosted API (the key is checked when a node uses it). */
   readonly segmind?: SegmindClient;
+  /** Segment Anything for click-to-select (the SegmentAnything node, POST /api/segment). */
+  readonly segment?: SegmentEngine;
+  /** LaMa for learned object removal (the LearnedFill node). */
+  readonly learnedFill?: LearnedFillEngine;
 }
 
 export interface NodeContext {

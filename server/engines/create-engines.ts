@@ -1,5 +1,7 @@
 import type { NodeEngines } from "../../nodes/node-definition.ts";
+import { LearnedFillEngine } from "./fill/learned-fill-engine.ts";
 import { OnnxEngine } from "./onnx/onnx-engine.ts";
+import { SegmentEngine } from "./segment/segment-engine.ts";
 import { parseDevice } from "./onnx/onnx-engine.ts";
 import { SegmindClient, type SegmindClientOptions } from "./segmind/segmind-client.ts";
 
@@ -14,6 +16,9 @@ export interface Engines {
   readonly nodeEngines: NodeEngines;
   readonly local: OnnxEngine;
   readonly segmind: SegmindClient;
+  /** Helper models (models/mobile-sam, models/lama), loaded on first use on the same device as the local engine. */
+  readonly segment: SegmentEngine;
+  readonly learnedFill: LearnedFillEngine;
   /** What `maskflow serve` prints and GET /api/system reports. */
   status(): Record<string, { summary: string } & Record<string, unknown>>;
   dispose(): Promise<void>;
@@ -26,10 +31,14 @@ export async function createEngines(options: EngineOptions = {}): Promise<Engine
     device: options.device === undefined ? undefined : parseDevice(options.device),
   });
   const segmind = new SegmindClient(options.segmind);
+  const segment = new SegmentEngine({ device: local.device });
+  const learnedFill = new LearnedFillEngine({ device: local.device });
   return {
-    nodeEngines: { local, segmind },
+    nodeEngines: { local, segmind, segment, learnedFill },
     local,
     segmind,
+    segment,
+    learnedFill,
     status: () => ({
       local: local.status(),
       segmind: {
@@ -38,6 +47,8 @@ export async function createEngines(options: EngineOptions = {}): Promise<Engine
         baseUrl: segmind.baseUrl,
       },
     }),
-    dispose: () => local.release(),
+    dispose: async () => {
+      await Promise.all([local.release(), segment.release(), learnedFill.release()]);
+    },
   };
 }
