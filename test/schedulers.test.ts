@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { TorchGenerator } from "../server/engines/onnx/torch-generator.ts";
-import { createScheduler, SCHEDULER_NAMES, type SchedulerName } from "../server/engines/onnx/schedulers/index.ts";
+import { createScheduler, SCHEDULER_NAMES, SEGMIND_SCHEDULER_NAMES, type SchedulerName } from "../server/engines/onnx/schedulers/index.ts";
 import { DDIMScheduler } from "../server/engines/onnx/schedulers/ddim.ts";
 import { DPMSolverSinglestepScheduler } from "../server/engines/onnx/schedulers/dpm-solver-singlestep.ts";
 import { HeunDiscreteScheduler } from "../server/engines/onnx/schedulers/heun.ts";
@@ -279,11 +279,12 @@ const SD15_CONFIG = {
 };
 
 describe("factory", () => {
-  it("lists the eleven Segmind names in order", () => {
-    expect([...SCHEDULER_NAMES]).toEqual(["DDIM", "DPM Multi", "DPM Single", "Euler a", "Euler", "Heun", "DPM2 a Karras", "DPM2 Karras", "LMS", "PNDM", "DDPM"]);
+  it("lists the eleven Segmind names in order, then LCM (local only)", () => {
+    expect([...SEGMIND_SCHEDULER_NAMES]).toEqual(["DDIM", "DPM Multi", "DPM Single", "Euler a", "Euler", "Heun", "DPM2 a Karras", "DPM2 Karras", "LMS", "PNDM", "DDPM"]);
+    expect([...SCHEDULER_NAMES]).toEqual([...SEGMIND_SCHEDULER_NAMES, "LCM"]);
   });
   it("rejects an unknown name, listing the allowed ones", () => {
-    expect(() => createScheduler("Euler b", SD15_CONFIG)).toThrow(/unknown scheduler "Euler b".*DDIM, DPM Multi, DPM Single, Euler a, Euler, Heun, DPM2 a Karras, DPM2 Karras, LMS, PNDM, DDPM/);
+    expect(() => createScheduler("Euler b", SD15_CONFIG)).toThrow(/unknown scheduler "Euler b".*DDIM, DPM Multi, DPM Single, Euler a, Euler, Heun, DPM2 a Karras, DPM2 Karras, LMS, PNDM, DDPM, LCM/);
   });
   it("rejects a config value of the wrong type", () => {
     expect(() => createScheduler("DDIM", { ...SD15_CONFIG, steps_offset: "1" })).toThrow(/steps_offset must be a number/);

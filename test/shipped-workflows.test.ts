@@ -169,6 +169,23 @@ describe("shipped workflows run through `maskflow run`", () => {
     expect(Buffer.compare(euler.pixels.data, first.pixels.data)).not.toBe(0);
   });
 
+  it("lcm-inpaint.json: LCM in 4 steps without guidance; the original outside the mask, the same pixels for the same seed", async () => {
+    const original = await raw(path.join(repo, "workflows/examples/room.png"));
+    const mask = await maskOf("room-mask.png");
+    const first = await runShipped("lcm-inpaint");
+    expect([first.pixels.width, first.pixels.height]).toEqual([512, 512]);
+    expect(readWorkflowFromPng(first.png)).toMatchObject({ name: "lcm-inpaint", nodes: expect.arrayContaining([expect.objectContaining({ id: "4", inputs: expect.objectContaining({ scheduler: "LCM", steps: 4, guidance: 1 }) })]) });
+    expect(countChanged(first.pixels, original, (x, y) => mask.data[y * 512 + x] === 0)).toBe(0);
+    expect(countChanged(first.pixels, original, (x, y) => mask.data[y * 512 + x] === 255)).toBeGreaterThan(1000);
+    const again = await runShipped("lcm-inpaint");
+    expect(Buffer.compare(again.pixels.data, first.pixels.data)).toBe(0);
+    // Another step count, and DDIM on the same settings, each fill differently.
+    const eight = await runShipped("lcm-inpaint", ["--set", "4.steps=8"]);
+    expect(Buffer.compare(eight.pixels.data, first.pixels.data)).not.toBe(0);
+    const ddim = await runShipped("lcm-inpaint", ["--set", "4.scheduler=DDIM"]);
+    expect(Buffer.compare(ddim.pixels.data, first.pixels.data)).not.toBe(0);
+  });
+
   it("remove-object.json: needs no model; the object is gone and nothing else changed", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-remove-"));
     const stdout = sink();

@@ -9,7 +9,8 @@ export const SchedulerNode = defineNode({
   type: "Scheduler",
   category: "sampling",
   description:
-    "How to denoise: the scheduler (the eleven of the Segmind API), steps, guidance scale, strength " +
+    "How to denoise: the scheduler (the eleven of the Segmind API, and LCM for LCM-distilled models: 4–8 steps, " +
+    "guidance 1–2, local backend only), steps, guidance scale, strength " +
     "(1 repaints the mask from noise; less keeps some of the original) and the torch seed (-1: random, reported).",
   inputs: {
     scheduler: { type: "STRING", widget: "combo", options: SCHEDULER_NAMES, default: "DDIM" },

@@ -94,6 +94,8 @@ const schedulerGoldens = z.object({
   runs: z.array(
     z.object({
       name: z.string(),
+      /** Config keys this run changes (lcm-scheduler.json). */
+      overrides: z.record(z.string(), z.unknown()).optional(),
       steps: z.number().int(),
       strength: z.number(),
       timesteps: z.array(z.number()),
@@ -108,8 +110,9 @@ const schedulerGoldens = z.object({
 export type SchedulerGoldens = z.infer<typeof schedulerGoldens>;
 export type SchedulerGoldenRun = SchedulerGoldens["runs"][number];
 
-export function loadSchedulerGoldens(): SchedulerGoldens {
-  return schedulerGoldens.parse(JSON.parse(readFileSync(path.join(PARITY_FIXTURES, "schedulers.json"), "utf8")));
+/** schedulers.json (the eleven) or lcm-scheduler.json (test/parity/lcm_goldens.py). */
+export function loadSchedulerGoldens(file = "schedulers.json"): SchedulerGoldens {
+  return schedulerGoldens.parse(JSON.parse(readFileSync(path.join(PARITY_FIXTURES, file), "utf8")));
 }
 
 /** The fake denoiser of scheduler_goldens.py: 0.3·x·cos(t/100) + 0.05·sin(3x) in double, rounded to float32. */
@@ -132,7 +135,7 @@ export interface SchedulerReplay {
 
 /** One golden run driven through Maskflow's scheduler of that name, noise from TorchGenerator(noise_seed). */
 export function replaySchedulerRun(goldens: SchedulerGoldens, run: SchedulerGoldenRun): SchedulerReplay {
-  const scheduler = createScheduler(run.name, goldens.config);
+  const scheduler = createScheduler(run.name, { ...goldens.config, ...run.overrides });
   scheduler.setTimesteps(run.steps);
   const ownSigmas = (scheduler as { sigmas?: Float32Array }).sigmas;
   const timestepsDistance = distance(scheduler.timesteps, run.timesteps);

@@ -3,12 +3,12 @@
 // own Segmind-compatible endpoint validates incoming requests with it, so both agree on what a
 // valid request is and say the same thing about an invalid one.
 import { z } from "zod";
-import { SCHEDULER_NAMES } from "../onnx/schedulers/index.ts";
+import { SEGMIND_SCHEDULER_NAMES } from "../onnx/schedulers/index.ts";
 import { parseSeed } from "../onnx/torch-generator.ts";
 import { MAX_PROMPT_CHARACTERS, promptLengthProblem } from "../../workflow/workflow-limits.ts";
 
-/** Segmind's scheduler names are the local engine's: one list, so the two backends cannot drift apart. */
-export const SEGMIND_SCHEDULERS = SCHEDULER_NAMES;
+/** Segmind's scheduler names are the local engine's first eleven: one list, so the two backends cannot drift apart. */
+export const SEGMIND_SCHEDULERS = SEGMIND_SCHEDULER_NAMES;
 
 export type SegmindScheduler = (typeof SEGMIND_SCHEDULERS)[number];
 

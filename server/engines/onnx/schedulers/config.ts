@@ -85,10 +85,10 @@ const BETA_SCHEDULES: readonly BetaSchedule[] = ["linear", "scaled_linear", "squ
 export const PREDICTION_TYPES: readonly PredictionType[] = ["epsilon", "v_prediction", "sample"];
 export const TIMESTEP_SPACINGS: readonly TimestepSpacing[] = ["leading", "trailing", "linspace"];
 
-/** The beta keys with the defaults most diffusers schedulers use (Heun and DPM2 override them). */
+/** The beta keys with the defaults most diffusers schedulers use (Heun, DPM2 and LCM override them). */
 export function readBetaConfig(
   config: RawConfig,
-  defaults: { betaStart: number; betaEnd: number } = { betaStart: 0.0001, betaEnd: 0.02 },
+  defaults: { betaStart: number; betaEnd: number; betaSchedule?: BetaSchedule } = { betaStart: 0.0001, betaEnd: 0.02 },
 ): BetaConfig {
   const trained = config["trained_betas"];
   let trainedBetas: number[] | null = null;
@@ -102,7 +102,7 @@ export function readBetaConfig(
     numTrainTimesteps: readInteger(config, "num_train_timesteps", 1000),
     betaStart: readNumber(config, "beta_start", defaults.betaStart),
     betaEnd: readNumber(config, "beta_end", defaults.betaEnd),
-    betaSchedule: readChoice(config, "beta_schedule", BETA_SCHEDULES, "linear"),
+    betaSchedule: readChoice(config, "beta_schedule", BETA_SCHEDULES, defaults.betaSchedule ?? "linear"),
     trainedBetas,
   };
 }

@@ -1,6 +1,7 @@
 /**
- * The Segmind scheduler names and the factory that builds each from a `scheduler_config.json`
- * object, with the overrides Segmind's names imply (DPM++ 2M, PLMS, Karras sigmas).
+ * The scheduler names and the factory that builds each from a `scheduler_config.json` object, with the
+ * overrides Segmind's names imply (DPM++ 2M, PLMS, Karras sigmas): the eleven of the Segmind API, and LCM
+ * for LCM-distilled models, which only the local engine runs.
  */
 import { asRawConfig } from "./config.ts";
 import { DDIMScheduler } from "./ddim.ts";
@@ -12,6 +13,7 @@ import { EulerDiscreteScheduler } from "./euler.ts";
 import { HeunDiscreteScheduler } from "./heun.ts";
 import { KDPM2AncestralDiscreteScheduler } from "./kdpm2-ancestral.ts";
 import { KDPM2DiscreteScheduler } from "./kdpm2.ts";
+import { LCMScheduler } from "./lcm.ts";
 import { LMSDiscreteScheduler } from "./lms.ts";
 import { PNDMScheduler } from "./pndm.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -19,7 +21,8 @@ import type { Scheduler } from "./scheduler.ts";
 export type { NoiseSource, Scheduler } from "./scheduler.ts";
 export { timestepsForStrength } from "./scheduler.ts";
 
-export const SCHEDULER_NAMES = [
+/** The schedulers Segmind's API accepts, in its documentation's order. */
+export const SEGMIND_SCHEDULER_NAMES = [
   "DDIM",
   "DPM Multi",
   "DPM Single",
@@ -32,6 +35,8 @@ export const SCHEDULER_NAMES = [
   "PNDM",
   "DDPM",
 ] as const;
+
+export const SCHEDULER_NAMES = [...SEGMIND_SCHEDULER_NAMES, "LCM"] as const;
 
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
@@ -69,6 +74,8 @@ export function createScheduler(name: string, config: object): Scheduler {
       return new PNDMScheduler({ ...base, skip_prk_steps: true });
     case "DDPM":
       return new DDPMScheduler(base);
+    case "LCM":
+      return new LCMScheduler(base);
     default:
       throw new Error(`unknown scheduler ${JSON.stringify(name)}; expected one of: ${SCHEDULER_NAMES.join(", ")}`);
   }
