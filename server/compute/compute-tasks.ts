@@ -11,6 +11,7 @@ import { outpaintMask, type Padding } from "../../nodes/image/outpaint-mask.ts";
 import { embedWorkflow } from "../../nodes/image/png-workflow-chunk.ts";
 import { parseBoundedJson, type BoundedJsonOptions } from "../http/bounded-json.ts";
 import { blendIntoBox } from "../../nodes/mask/blend-into-box.ts";
+import { type ColorMatchInput, matchColors } from "../../nodes/mask/color-match.ts";
 import type { CropRegion } from "../../nodes/mask/crop-region.ts";
 import { maskBounds } from "../../nodes/mask/mask-bounds.ts";
 import { dilateMask, erodeMask } from "../../nodes/mask/square-morphology.ts";
@@ -34,6 +35,8 @@ export const COMPUTE_TASKS = {
   /** Stitch: the inpainted box mixed into the original through the feathered weights. */
   blendIntoBox: ({ original, patch, alpha, region }: { original: RgbImage; patch: RgbImage; alpha: Uint8Array; region: CropRegion }) =>
     blendIntoBox(original, patch, alpha, region),
+  /** Inpaint's paste-back and Stitch: the repainted area's colours mapped to the original's on the ring around the mask. */
+  colorMatch: (input: ColorMatchInput) => matchColors(input),
   /** A request body: JSON.parse of up to 60 MB, refused when its shape would be costly to carry back (json-shape.ts). */
   parseJson: ({ bytes, options }: { bytes: Uint8Array; options: BoundedJsonOptions }) => parseBoundedJson(bytes, options),
 } as const;
