@@ -1,5 +1,6 @@
 /** Every node type that ships with Maskflow, registered in one place. */
 import { craftNodes } from "./craft-nodes.ts";
+import { helperModelNodes } from "./helper-model-nodes.ts";
 import { imageNodes } from "./image/index.ts";
 import { InpaintNode } from "./inpaint/inpaint-node.ts";
 import { maskNodes } from "./mask/index.ts";
@@ -9,5 +10,5 @@ import { NodeRegistry } from "./registry.ts";
 import { SchedulerNode } from "./sampling/scheduler-node.ts";
 
 export function createBuiltinRegistry(): NodeRegistry {
-  return new NodeRegistry().register(...imageNodes, ...maskNodes, ...craftNodes, PromptNode, SchedulerNode, InpaintNode, ...primitiveNodes);
+  return new NodeRegistry().register(...imageNodes, ...maskNodes, ...craftNodes, ...helperModelNodes, PromptNode, SchedulerNode, InpaintNode, ...primitiveNodes);
 }
