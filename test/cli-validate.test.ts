@@ -107,7 +107,7 @@ describe("maskflow validate runs every check that needs no model", () => {
 
   it("passes every shipped workflow: their pictures are found among the shipped examples", async () => {
     const data = path.join(await mkdtemp(path.join(os.tmpdir(), "maskflow-validate-")), "data");
-    for (const name of ["inpaint", "lcm-inpaint", "remove-object", "outpaint", "detail-pass", "segmind-inpaint"]) {
+    for (const name of ["inpaint", "lcm-inpaint", "remove-object", "remove-object-learned", "outpaint", "detail-pass", "segmind-inpaint"]) {
       const result = await cli(["validate", path.join(repo, "workflows", `${name}.json`), "--data", data]);
       expect(result.stderr).toBe("");
       expect(result.code).toBe(0);

@@ -7,6 +7,7 @@ import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readWorkflowFromPng } from "../nodes/image/png-workflow-chunk.ts";
 import { main } from "../server/cli/main.ts";
+import { ensureTinyHelperModels } from "./fixtures/make-tiny-helper-models.ts";
 import { ensureTinyModels } from "./fixtures/make-tiny-models.ts";
 import { startFakeSegmind } from "./helpers/fake-segmind.ts";
 
@@ -212,6 +213,25 @@ describe("shipped workflows run through `maskflow run`", () => {
     expect(fill.tableGradient).toBeLessThan(fill.knownTableGradient + 0.5);
     expect(fill.wallColourError).toBeLessThan(1);
     expect(fill.wallGradient).toBeLessThan(fill.knownWallGradient + 0.3);
+  });
+
+  it("remove-object-learned.json: LearnedFill on the LaMa miniature; the object is gone and nothing else changed", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-remove-learned-"));
+    const lama = (await ensureTinyHelperModels()).lama;
+    const stdout = sink();
+    const stderr = sink();
+    const code = await main(["run", path.join(repo, "workflows/remove-object-learned.json"), "--set", `4.model=${lama}`, "--out", dir, "--data", dir], { stdout: stdout.stream, stderr: stderr.stream });
+    expect(code, stderr.text()).toBe(0);
+    const result = await raw(stdout.text().trim());
+    const original = await raw(path.join(repo, "workflows/examples/room.png"));
+    const mask = await maskOf("room-mask.png");
+    // Only the (grown) mask's pixels are pasted back: beyond it every byte is the original's.
+    expect(countChanged(result, original, farFromMask(mask, 4))).toBe(0);
+    let red = 0;
+    for (let p = 0; p < mask.data.length; p++) {
+      if (mask.data[p] === 255 && result.data[p * 3] > 150 && result.data[p * 3 + 1] < 90) red++;
+    }
+    expect(red).toBe(0);
   });
 
   it("outpaint.json: 128 px added on the right, the original kept left of the seam", async () => {
