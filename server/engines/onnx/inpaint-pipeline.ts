@@ -15,6 +15,8 @@ import { createScheduler, isSchedulerName, SCHEDULER_NAMES } from "./schedulers/
 import { type Scheduler, timestepsForStrength } from "./schedulers/scheduler.ts";
 import type { SdModel } from "./sd-model.ts";
 import { TorchGenerator } from "./torch-generator.ts";
+import { decodeLatents, encodePixels, vaeTiled } from "./vae-codec.ts";
+import { VAE_TILING_MODES, type VaeTiling } from "./vae-tiling.ts";
 
 export interface InpaintRequest {
   readonly image: RgbImage;
@@ -41,6 +43,12 @@ export interface InpaintRequest {
    * each place may change, not a yes/no at 0.5. The UNet's own mask input stays the binarised one.
    */
   readonly softMask?: boolean;
+  /**
+   * VAE encode and decode in overlapping tiles (diffusers' tiled_encode / tiled_decode), which bounds the VAE's
+   * memory by one tile: "auto" (the default) from twice the model's native size on either side (1024 px for
+   * SD 1.5), "on" whenever the picture is larger than one tile (512 px), "off" never.
+   */
+  readonly vaeTiling?: VaeTiling;
 }
 
 export const LATENT_MASKED_CONTENT = ["original", "latent noise", "latent nothing"] as const;
@@ -101,6 +109,9 @@ export function checkInpaintRequest(request: InpaintRequest, vaeScaleFactor = 8)
   if (request.maskedContent !== undefined && !(LATENT_MASKED_CONTENT as readonly string[]).includes(request.maskedContent)) {
     throw new InpaintRequestError("masked_content", `must be one of ${LATENT_MASKED_CONTENT.join(", ")}, got "${request.maskedContent}"`);
   }
+  if (request.vaeTiling !== undefined && !(VAE_TILING_MODES as readonly string[]).includes(request.vaeTiling)) {
+    throw new InpaintRequestError("vae_tiling", `must be one of ${VAE_TILING_MODES.join(", ")}, got "${request.vaeTiling}"`);
+  }
   if (request.image.width < 8 || request.image.height < 8) throw new InpaintRequestError("image", "is smaller than 8×8 pixels");
   if (request.mask.data.length !== request.mask.width * request.mask.height) {
     throw new InpaintRequestError("mask", `holds ${request.mask.data.length} bytes for ${request.mask.width}×${request.mask.height}`);
@@ -117,6 +128,7 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
   const latentSize = 4 * latentWidth * latentHeight;
   const { unet, info } = model;
   const signal = hooks.signal;
+  const tiledVae = vaeTiled(model, request.vaeTiling ?? "auto", width, height);
 
   // 1. Pictures at the working size; the mask follows the image.
   const image = await resizeRgb(request.image, width, height);
@@ -156,7 +168,7 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
   // 4. Latents, drawing from the generator in diffusers' order: image latents (when needed), noise, masked-image latents.
   let imageLatents: Float32Array | undefined;
   if (!strengthIsMax || info.unetInChannels === 4) {
-    imageLatents = repeat(await encodeImage(model, imageTensor, width, height, generator), batch);
+    imageLatents = repeat(await encodeImage(model, imageTensor, width, height, generator, tiledVae), batch);
   }
   const noise = generator.randn(batch * latentSize);
   let latents: Float32Array;
@@ -178,12 +190,12 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
   }
   let maskedImageLatents: Float32Array | undefined;
   if (info.unetInChannels === 9) {
-    maskedImageLatents = await encodeImage(model, maskedImage, width, height, generator);
+    maskedImageLatents = await encodeImage(model, maskedImage, width, height, generator, tiledVae);
   }
   if (changeMask && !imageLatents) {
     // Strength 1 on a 9-channel UNet encodes no image latents; the held places need them. The latent mean
     // draws nothing from the generator, so the noise, and a mask of all 1, stay as without soft_mask.
-    imageLatents = repeat(await encodeImage(model, imageTensor, width, height, undefined), batch);
+    imageLatents = repeat(await encodeImage(model, imageTensor, width, height, undefined, tiledVae), batch);
   }
   if (changeMask) holdToOriginal(latents, scheduler.addNoise(imageLatents!, noise, timesteps[0]), heldBeforeStep(changeMask, 0, timesteps.length));
   signal?.throwIfAborted();
@@ -268,8 +280,7 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
     const latent = new Float32Array(latentSize);
     const one = latents.subarray(n * latentSize, (n + 1) * latentSize);
     for (let k = 0; k < latentSize; k++) latent[k] = one[k] / info.vaeScalingFactor;
-    const decoded = await model.vaeDecoder.run({ latent_sample: { kind: "float", data: latent, dims: [1, 4, latentHeight, latentWidth] } }, ["sample"]);
-    images.push(tensorToImage(decoded.sample.data, width, height));
+    images.push(tensorToImage(await decodeLatents(model, latent, latentWidth, latentHeight, tiledVae), width, height));
   }
   return {
     images,
@@ -301,10 +312,16 @@ function encodeText(model: SdModel, text: string): Promise<Float32Array> {
  * as diffusers does (mean + std × randn from the pipeline's generator); without a generator it is the
  * mean (diffusers' sample_mode "argmax"). An export that outputs latent_sample has sampled already.
  */
-async function encodeImage(model: SdModel, tensor: Float32Array, width: number, height: number, generator: TorchGenerator | undefined): Promise<Float32Array> {
+async function encodeImage(
+  model: SdModel,
+  tensor: Float32Array,
+  width: number,
+  height: number,
+  generator: TorchGenerator | undefined,
+  tiled: boolean,
+): Promise<Float32Array> {
   const outputName = model.info.vaeEncoderOutput;
-  const output = await model.vaeEncoder.run({ sample: { kind: "float", data: tensor, dims: [1, 3, height, width] } }, [outputName]);
-  const values = output[outputName].data;
+  const values = await encodePixels(model, tensor, width, height, tiled);
   const size = 4 * (width / model.info.vaeScaleFactor) * (height / model.info.vaeScaleFactor);
   const latents = new Float32Array(size);
   const scale = model.info.vaeScalingFactor;

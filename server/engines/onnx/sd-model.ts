@@ -25,6 +25,10 @@ export interface SdModelInfo {
   readonly vaeScalingFactor: number;
   /** Pixels per latent along each side: 2^(VAE blocks − 1), 8 for SD 1.5 (diffusers' vae_scale_factor). */
   readonly vaeScaleFactor: number;
+  /** Side of a tiled VAE's tile in pixels: the VAE's sample_size (diffusers' tile_sample_min_size), 512 for SD 1.5. */
+  readonly vaeTileSize: number;
+  /** The size the UNet was trained at, in pixels: unet/config.json's sample_size × vaeScaleFactor (512 for SD 1.5). */
+  readonly nativeSize: number;
   readonly inputIdsName: string;
 }
 
@@ -161,6 +165,8 @@ export async function loadSdModel(
         vaeEncoderOutput: latentOut.name as SdModelInfo["vaeEncoderOutput"],
         vaeScalingFactor: typeof vaeConfig.scaling_factor === "number" ? vaeConfig.scaling_factor : 0.18215,
         vaeScaleFactor,
+        vaeTileSize: vaeTileSizeOf(vaeConfig, vaeScaleFactor),
+        nativeSize: (positiveInteger(unetConfig?.sample_size) ?? 64) * vaeScaleFactor,
         inputIdsName: inputIds.name,
       },
       tokenizer,
@@ -193,6 +199,20 @@ function vaeScaleFactorOf(vaeConfig: Record<string, unknown>, file: string): num
     );
   }
   return 2 ** (blocks.length - 1);
+}
+
+/**
+ * The VAE's sample_size when a tile of it overlaps by a quarter on whole latents (a multiple of 4 latents);
+ * otherwise, or without one, SD's 512 pixels.
+ */
+function vaeTileSizeOf(vaeConfig: Record<string, unknown>, vaeScaleFactor: number): number {
+  const size = positiveInteger(vaeConfig.sample_size);
+  if (size !== undefined && size % (4 * vaeScaleFactor) === 0) return size;
+  return Math.max(512, 4 * vaeScaleFactor);
+}
+
+function positiveInteger(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
 function numericDim(dim: number | string | undefined): number | undefined {
