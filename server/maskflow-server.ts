@@ -122,6 +122,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     origins,
     privateFolders: [folders.root, folders.output, folders.temp, PROJECT_ROOT],
     models: options.modelPulls,
+    segment: options.engines?.segment,
     maxUploadBytes: options.maxUploadBytes ?? 50 * 1024 * 1024,
     clientDir: options.clientDir ?? path.join(PROJECT_ROOT, "client", "dist"),
     extraRoutes: [

@@ -2,6 +2,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { SingleBar } from "cli-progress";
 import { DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION } from "../models/default-model.ts";
+import { type HelperModel, HELPER_MODELS } from "../models/helper-model-catalog.ts";
+import { planHelperPull } from "../models/helper-model-pull.ts";
 import { HubClient } from "../models/hub-client.ts";
 import { describeModelSource, formatBytes, listModels, verifyModel } from "../models/inspect-models.ts";
 import { isSafeModelName, modelNameFromRepo, resolveModelsDir } from "../models/models-folder.ts";
@@ -9,13 +11,14 @@ import { type PullEvent, pullModel } from "../models/pull-model.ts";
 import type { CliIo } from "./main.ts";
 
 const USAGE = [
-  "usage: maskflow models pull [REPO] [--revision REV] [--name NAME] [--models DIR]",
+  "usage: maskflow models pull [REPO|HELPER] [--revision REV] [--name NAME] [--models DIR]",
   "       maskflow models list [--models DIR]",
   "       maskflow models verify [NAME|DIR] [--models DIR]",
   "",
   "list judges each folder by its files and sizes; verify also opens its sessions and re-hashes a pulled model.",
   "",
   `REPO defaults to ${DEFAULT_MODEL_REPO} (revision ${DEFAULT_MODEL_REVISION}). DIR defaults to $MASKFLOW_MODELS_DIR or ./models.`,
+  `HELPER is a helper model Maskflow knows, pulled into DIR/HELPER with its checksums checked: ${HELPER_MODELS.map((m) => `${m.name} (${m.repo})`).join(", ")}.`,
   "HF_ENDPOINT and HF_TOKEN are honoured as in huggingface_hub.",
 ].join("\n");
 
@@ -26,6 +29,8 @@ export interface ModelsCommandContext {
   /** Backoff base for retries (tests make it tiny). */
   readonly retryDelayMs?: number;
   readonly maxAttempts?: number;
+  /** The helper models `pull NAME` knows; tests pass entries describing the miniatures a fake hub serves. */
+  readonly helperModels?: readonly HelperModel[];
 }
 
 export async function modelsCommand(args: string[], io: CliIo, context: ModelsCommandContext = {}): Promise<number> {
@@ -49,11 +54,12 @@ async function pull(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: stri
     io.stderr.write(USAGE + "\n");
     return 2;
   }
-  const repo = positionals[0] ?? DEFAULT_MODEL_REPO;
-  const revision = values.revision ?? (positionals[0] ? "main" : DEFAULT_MODEL_REVISION);
-  // The default repository lands where the engine looks by default (models/sd15-inpainting), so
-  // `maskflow models pull && maskflow serve` works with no flags.
-  const name = values.name ?? (positionals[0] ? modelNameFromRepo(repo) : "sd15-inpainting");
+  const helper = (context.helperModels ?? HELPER_MODELS).find((model) => model.name === positionals[0]);
+  const repo = helper?.repo ?? positionals[0] ?? DEFAULT_MODEL_REPO;
+  const revision = values.revision ?? helper?.revision ?? (positionals[0] ? "main" : DEFAULT_MODEL_REVISION);
+  // The default repository lands where the engine looks by default (models/sd15-inpainting), and a helper model
+  // where its nodes look (models/NAME), so `maskflow models pull && maskflow serve` works with no flags.
+  const name = values.name ?? helper?.name ?? (positionals[0] ? modelNameFromRepo(repo) : "sd15-inpainting");
   if (!isSafeModelName(name)) {
     io.stderr.write(`maskflow models pull: invalid --name "${name}" (letters, digits, . _ - only)\n`);
     return 2;
@@ -72,7 +78,8 @@ async function pull(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: stri
   const onSigint = () => abort.abort(new Error("interrupted"));
   process.once("SIGINT", onSigint);
   try {
-    const result = await pullModel({ client, repo, revision, modelDir, onEvent: progress.onEvent, signal: abort.signal });
+    const plan = helper ? await planHelperPull(client, helper, revision) : undefined;
+    const result = await pullModel({ client, repo, revision, modelDir, plan, onEvent: progress.onEvent, signal: abort.signal });
     progress.stop();
     const total = result.files.reduce((sum, file) => sum + file.size, 0);
     io.stdout.write(

@@ -14,6 +14,9 @@ import { callerOf, requireKey } from "./key-gate.ts";
 import type { OriginPolicy } from "./origin-guard.ts";
 import { parseBody } from "./request-body.ts";
 import { filesRoutes } from "./routes/files-routes.ts";
+import { helperModelsRoutes } from "./routes/helper-models-routes.ts";
+import { segmentRoutes } from "./routes/segment-routes.ts";
+import type { SegmentEngine } from "../engines/segment/segment-engine.ts";
 import { jobsRoutes } from "./routes/jobs-routes.ts";
 import { modelsRoutes } from "./routes/models-routes.ts";
 import type { ModelPullService } from "../models/model-pull-service.ts";
@@ -48,6 +51,8 @@ export interface AppParts {
   readonly privateFolders?: readonly string[];
   /** Installed models and pulling one from the hub (/api/models…); absent, those routes are 404. */
   readonly models?: ModelPullService;
+  /** Click-to-select for the mask painter (POST /api/segment, GET /api/helper-models); absent, those routes are 404. */
+  readonly segment?: SegmentEngine;
   /** Extra routers mounted at the root (the Segmind-compatible endpoint); each checks the key before its body. */
   readonly extraRoutes?: readonly express.Router[];
 }
@@ -82,6 +87,7 @@ export function createApp(parts: AppParts): Express {
   api.use(jobsRoutes(parts.queue, parts.history, callerOf));
   api.use(filesRoutes(parts.folders, { maxUploadBytes: parts.maxUploadBytes }));
   if (parts.models) api.use(modelsRoutes(parts.models));
+  if (parts.segment) api.use(segmentRoutes(parts.folders, parts.segment), helperModelsRoutes(parts.segment.modelsDir));
   api.use((req) => {
     throw new HttpError(404, "not_found", `no API route ${req.method} ${req.originalUrl.slice(0, 200)}`);
   });

@@ -6,6 +6,8 @@
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { sha256OfFile } from "./file-digest.ts";
+import { helperModelFor } from "./helper-model-catalog.ts";
+import { checkHelperModelLayout, checkHelperModelSessions } from "./helper-model-layout.ts";
 import { checkModelLayout, type FolderProblem, partialDownloads } from "./model-layout.ts";
 import { MANIFEST_NAME, type ManifestFile, type ModelManifest, readManifest } from "./model-manifest.ts";
 import { checkModelSessions } from "./model-sessions.ts";
@@ -66,7 +68,9 @@ export interface ModelVerification {
 /** The thorough check: layout, checksums of a pulled model (re-hashed), and the engine's own session loader. */
 export async function verifyModel(modelDir: string): Promise<ModelVerification> {
   const source = await readSource(modelDir);
-  const layout = await checkModelLayout(modelDir);
+  // A helper model (mobile-sam, lama) is judged by its own layout and loader, not the Stable Diffusion one.
+  const helper = helperModelFor(path.basename(modelDir), source.manifest?.repo);
+  const layout = helper ? await checkHelperModelLayout(modelDir, helper) : await checkModelLayout(modelDir);
   const problems = [...source.problems, ...layout];
   const reported = new Set(problems.map((problem) => problem.path));
   for (const file of source.manifest?.files ?? []) {
@@ -76,7 +80,7 @@ export async function verifyModel(modelDir: string): Promise<ModelVerification> 
   }
   // A partial download does not stop the finished files from loading; a missing or malformed one does.
   const sessionsOpened = layout.every((problem) => problem.path.endsWith(".part"));
-  if (sessionsOpened) problems.push(...(await checkModelSessions(modelDir)));
+  if (sessionsOpened) problems.push(...(helper ? await checkHelperModelSessions(modelDir, helper) : await checkModelSessions(modelDir)));
   return { modelDir, kind: source.kind, manifest: source.manifest, checkedFiles: source.manifest?.files.length ?? 0, sessionsOpened, problems };
 }
 
@@ -101,6 +105,8 @@ export interface ModelListing {
   /** complete: the layout is whole and, for a pulled model, every file has the size the manifest records. Nothing is hashed or opened. */
   readonly status: "complete" | "incomplete";
   readonly bytes: number;
+  /** The helper model (mobile-sam, lama) the folder holds; absent for a Stable Diffusion export. */
+  readonly helper?: string;
   readonly repo?: string;
   readonly revision?: string;
   readonly commit?: string | null;
@@ -126,7 +132,8 @@ export async function listModels(modelsDir: string): Promise<ModelListing[]> {
 /** One model folder judged as `listModels` judges each (its name is the folder's name). */
 export async function listModel(modelDir: string): Promise<ModelListing> {
   const source = await readSource(modelDir);
-  const problems = [...source.problems, ...(await checkModelLayout(modelDir))];
+  const helper = helperModelFor(path.basename(modelDir), source.manifest?.repo);
+  const problems = [...source.problems, ...(helper ? await checkHelperModelLayout(modelDir, helper) : await checkModelLayout(modelDir))];
   const reported = new Set(problems.map((problem) => problem.path));
   for (const file of source.manifest?.files ?? []) {
     if (reported.has(file.path)) continue;
@@ -139,6 +146,7 @@ export async function listModel(modelDir: string): Promise<ModelListing> {
     kind: source.kind,
     status: problems.length ? "incomplete" : "complete",
     bytes: await folderSize(modelDir),
+    helper: helper?.name,
     repo: source.manifest?.repo,
     revision: source.manifest?.revision,
     commit: source.manifest?.commit,
