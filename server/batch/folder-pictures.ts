@@ -51,7 +51,7 @@ export async function listFolderPictures(folder: string, options: ListOptions): 
     try {
       real = await realpath(folder);
     } catch (error) {
-      throw new BatchFolderError(label, `${label} is not a folder (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+      throw new BatchFolderError(label, `${label} ${whyUnreadable(error)}`);
     }
     const root = await realpath(options.confineTo);
     if (real !== root && !real.startsWith(root + path.sep)) {
@@ -62,9 +62,7 @@ export async function listFolderPictures(folder: string, options: ListOptions): 
   try {
     dir = await opendir(folder);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "does not exist" : code === "ENOTDIR" ? "is a file, not a folder" : `cannot be read (${code})`;
-    throw new BatchFolderError(label, `${label} ${why}`);
+    throw new BatchFolderError(label, `${label} ${whyUnreadable(error)}`);
   }
   const pictures: FolderPicture[] = [];
   const skipped: string[] = [];
@@ -91,4 +89,9 @@ export async function listFolderPictures(folder: string, options: ListOptions): 
     await dir.close().catch(() => {});
   }
   return { pictures, skipped: skipped.sort() };
+}
+
+function whyUnreadable(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ENOENT" ? "does not exist" : code === "ENOTDIR" ? "is a file, not a folder" : `cannot be read (${code ?? (error as Error).message})`;
 }

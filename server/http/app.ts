@@ -17,6 +17,7 @@ import { filesRoutes } from "./routes/files-routes.ts";
 import { helperModelsRoutes } from "./routes/helper-models-routes.ts";
 import { segmentRoutes } from "./routes/segment-routes.ts";
 import type { SegmentEngine } from "../engines/segment/segment-engine.ts";
+import { batchRoutes } from "./routes/batch-routes.ts";
 import { jobsRoutes } from "./routes/jobs-routes.ts";
 import { modelsRoutes } from "./routes/models-routes.ts";
 import type { ModelPullService } from "../models/model-pull-service.ts";
@@ -85,6 +86,7 @@ export function createApp(parts: AppParts): Express {
   api.use(settingsRoutes(parts.settings));
   api.use(workflowsRoutes(parts.library, parts.registry));
   api.use(jobsRoutes(parts.queue, parts.history, callerOf));
+  api.use(batchRoutes(parts.queue, parts.registry, parts.folders, callerOf));
   api.use(filesRoutes(parts.folders, { maxUploadBytes: parts.maxUploadBytes }));
   if (parts.models) api.use(modelsRoutes(parts.models));
   if (parts.segment) api.use(segmentRoutes(parts.folders, parts.segment), helperModelsRoutes(parts.segment.modelsDir));

@@ -23,6 +23,7 @@ import { HttpError } from "../http/http-error.ts";
 import { FinishedJobWaiters } from "./finished-job-waiters.ts";
 import type { HistoryEntry, HistoryStore } from "../storage/history-store.ts";
 import type {
+  BatchJob,
   EnqueueOptions,
   EnqueueResult,
   JobQueuePort,
@@ -33,7 +34,7 @@ import type {
   QueueSnapshot,
   QueueStatus,
 } from "./job-queue-port.ts";
-import { clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
+import { batchDoesNotFitError, batchOverLimitError, clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
 import { connectRedis, oncePerOutage } from "./redis-connection.ts";
 import {
   channelNames,
@@ -160,6 +161,55 @@ export class BullMqJobQueue implements JobQueuePort {
   async enqueue(workflow: unknown, options: EnqueueOptions = {}): Promise<EnqueueResult> {
     const valid = this.#executor.validate(workflow);
     return this.#withRedis("queue the job", () => this.#withEnqueueLock(() => this.#addWithinLimits(valid, options)));
+  }
+
+  /** Every job of the batch queued, or none (see JobQueuePort.enqueueBatch): counted and added under the enqueue lock. */
+  async enqueueBatch(jobs: readonly BatchJob[], options: Omit<EnqueueOptions, "id"> = {}): Promise<EnqueueResult[]> {
+    const valid = jobs.map((job) => this.#executor.validate(job.workflow));
+    const limitKey = options.limitKey ?? options.clientId;
+    if (jobs.length > this.#maxPending) throw batchOverLimitError(jobs.length, this.#maxPending, "the queue");
+    if (limitKey !== undefined && jobs.length > this.#maxPendingPerClient) throw batchOverLimitError(jobs.length, this.#maxPendingPerClient, "one client");
+    return this.#withRedis("queue the batch", () =>
+      this.#withEnqueueLock(async () => {
+        const counts = await this.#queue.getJobCounts(...PENDING_STATES);
+        const room = this.#maxPending - PENDING_STATES.reduce((sum, state) => sum + (counts[state] ?? 0), 0);
+        if (jobs.length > room) throw batchDoesNotFitError(jobs.length, Math.max(0, room), undefined, retryAfterSeconds(jobs.length - room, this.#recentDurationsMs));
+        if (limitKey !== undefined && Number.isFinite(this.#maxPendingPerClient)) {
+          const waiting = await this.#queue.getJobs(PENDING_STATES, 0, this.#maxPending);
+          const own = waiting.filter((job) => (job.data?.limitKey ?? job.data?.clientId) === limitKey).sort((a, b) => a.timestamp - b.timestamp);
+          const clientRoom = this.#maxPendingPerClient - own.length;
+          if (jobs.length > clientRoom) {
+            const mustStart = own[jobs.length - clientRoom - 1];
+            const ahead = 1 + waiting.filter((job) => job.timestamp <= mustStart.timestamp).length;
+            throw batchDoesNotFitError(jobs.length, clientRoom, limitKey, retryAfterSeconds(ahead, this.#recentDurationsMs));
+          }
+        }
+        const priority = options.priority ?? 0;
+        const createdAt = new Date().toISOString();
+        const added = jobs.map((job, i) => ({
+          id: randomUUID(),
+          data: { workflow: valid[i], clientId: options.clientId, limitKey, priority, createdAt, batch: job.batch } satisfies MaskflowJobData,
+        }));
+        await this.#queue.addBulk(
+          added.map(({ id, data }) => ({
+            name: "workflow",
+            data,
+            opts: { jobId: id, priority: toBullPriority(priority), attempts: 3, backoff: { type: "fixed" as const, delay: 1000 } },
+          })),
+        );
+        const recorded = added.map(({ id, data }) =>
+          this.#history
+            .accepted({ id, clientId: data.clientId, workflow: data.workflow, createdAt, batch: data.batch })
+            .catch((error: unknown) => this.#log.error(`could not record queued job ${id} in history: ${(error as Error).message}`)),
+        );
+        const ranks = Array.from({ length: toBullPriority(priority) }, (_, index) => index + 1);
+        const ahead = Object.values(await this.#queue.getCountsPerPriority(ranks)).reduce((sum, count) => sum + count, 0) - added.length;
+        const active = (await this.#queue.getJobCounts("active")).active ?? 0;
+        this.#refreshStatus();
+        await Promise.all(recorded);
+        return added.map(({ id }, i) => ({ id, position: active + Math.max(0, ahead) + i }));
+      }),
+    );
   }
 
   /**
@@ -327,6 +377,7 @@ export class BullMqJobQueue implements JobQueuePort {
         clientId: job.data.clientId,
         priority: job.data.priority ?? fromBullPriority(job.priority),
         createdAt: job.data.createdAt,
+        ...(job.data.batch ? { batch: job.data.batch } : {}),
       },
     ];
   }
@@ -448,6 +499,7 @@ export class BullMqJobQueue implements JobQueuePort {
         error: returned.result.error,
         executed: returned.result.executed,
         cached: returned.result.cached,
+        ...(data.batch ? { batch: data.batch } : {}),
       };
     }
     const started = job.processedOn ?? job.timestamp;
@@ -466,6 +518,7 @@ export class BullMqJobQueue implements JobQueuePort {
       error: { message: `the job failed after ${job.attemptsMade} attempt(s): ${reason}` },
       executed: [],
       cached: [],
+      ...(data.batch ? { batch: data.batch } : {}),
     };
   }
 }

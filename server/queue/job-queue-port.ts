@@ -6,6 +6,7 @@
  * copy refreshed on every queue event).
  */
 import type { ExecutionEvent } from "../executor/execution-event.ts";
+import type { BatchRef } from "../storage/history-record.ts";
 import type { HistoryEntry } from "../storage/history-store.ts";
 import type { WorkflowDocument } from "../workflow/workflow-document.ts";
 
@@ -17,6 +18,7 @@ export interface QueuedJob {
   readonly limitKey?: string;
   readonly priority: number;
   readonly createdAt: string;
+  readonly batch?: BatchRef;
 }
 
 /** Enough of a job to route its events: the hub sends them to the client that queued it. */
@@ -63,6 +65,13 @@ export interface EnqueueOptions {
   readonly id?: string;
 }
 
+export type { BatchRef };
+
+export interface BatchJob {
+  readonly workflow: unknown;
+  readonly batch: BatchRef;
+}
+
 export interface EnqueueResult {
   readonly id: string;
   /** Jobs ahead of this one (running ones included): 0 means it starts right away. */
@@ -74,6 +83,12 @@ type Awaitable<T> = T | Promise<T>;
 export interface JobQueuePort {
   /** Validates and queues a workflow: 400 with every problem, 429 with Retry-After when full or over a client's limit. */
   enqueue(workflow: unknown, options?: EnqueueOptions): Awaitable<EnqueueResult>;
+  /**
+   * Validates every workflow and queues them all or none: 400 with the problems of the first invalid one, or
+   * when the batch is larger than the queue (or a client) may ever hold; 429 with Retry-After when they do not
+   * all fit now. Results in the batch's order.
+   */
+  enqueueBatch(jobs: readonly BatchJob[], options?: Omit<EnqueueOptions, "id">): Awaitable<EnqueueResult[]>;
   snapshot(): Awaitable<QueueSnapshot>;
   status(): QueueStatus;
   /** Stops the given running job (every running job when no id is given); false when none was running. */

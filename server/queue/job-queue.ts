@@ -8,8 +8,8 @@ import type { Executor, JobResult } from "../executor/executor.ts";
 import { JobInterruptedError } from "../executor/job-interrupted.ts";
 import { FinishedJobWaiters } from "./finished-job-waiters.ts";
 import { CUT_OFF_MESSAGE, type HistoryEntry, type HistoryStore } from "../storage/history-store.ts";
-import type { EnqueueOptions, EnqueueResult, JobQueuePort, QueuedJob, QueueEvent, QueueListener, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
-import { clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
+import type { BatchJob, EnqueueOptions, EnqueueResult, JobQueuePort, QueuedJob, QueueEvent, QueueListener, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
+import { batchDoesNotFitError, batchOverLimitError, clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
 
 export interface JobQueueOptions {
   readonly log?: ServerLog;
@@ -67,21 +67,63 @@ export class JobQueue implements JobQueuePort {
       priority: options.priority ?? 0,
       createdAt: new Date().toISOString(),
     };
-    // Stable insertion: after every job of the same or higher priority.
+    const position = this.#insert(job);
+    this.#broadcastStatus();
+    this.#pump();
+    await this.#recordAccepted(job);
+    return { id: job.id, position };
+  }
+
+  /** Every job of the batch queued, or none (see JobQueuePort.enqueueBatch). */
+  async enqueueBatch(jobs: readonly BatchJob[], options: Omit<EnqueueOptions, "id"> = {}): Promise<EnqueueResult[]> {
+    const valid = jobs.map((job) => this.#executor.validate(job.workflow));
+    const limitKey = options.limitKey ?? options.clientId;
+    if (jobs.length > this.#maxPending) throw batchOverLimitError(jobs.length, this.#maxPending, "the queue");
+    if (limitKey !== undefined && jobs.length > this.#maxPendingPerClient) throw batchOverLimitError(jobs.length, this.#maxPendingPerClient, "one client");
+    const room = this.#maxPending - this.#pending.length;
+    if (jobs.length > room) {
+      // Places free as running and waiting jobs end: this many must end first.
+      throw batchDoesNotFitError(jobs.length, room, undefined, retryAfterSeconds(jobs.length - room, this.#recentDurationsMs));
+    }
+    if (limitKey !== undefined) {
+      const own = this.#pending.filter((job) => job.limitKey === limitKey);
+      const clientRoom = this.#maxPendingPerClient - own.length;
+      if (jobs.length > clientRoom) {
+        const mustStart = jobs.length - clientRoom;
+        const ahead = this.#pending.indexOf(own[mustStart - 1]) + 1 + (this.#running ? 1 : 0);
+        throw batchDoesNotFitError(jobs.length, clientRoom, limitKey, retryAfterSeconds(ahead, this.#recentDurationsMs));
+      }
+    }
+    const createdAt = new Date().toISOString();
+    const queued = jobs.map(
+      (job, i): QueuedJob => ({ id: randomUUID(), workflow: valid[i], clientId: options.clientId, limitKey, priority: options.priority ?? 0, createdAt, batch: job.batch }),
+    );
+    // Positions are read once all are in: later jobs of the batch never go ahead of earlier ones.
+    for (const job of queued) this.#insert(job);
+    const running = this.#running ? 1 : 0;
+    const results = queued.map((job) => ({ id: job.id, position: this.#pending.indexOf(job) + running }));
+    this.#broadcastStatus();
+    this.#pump();
+    await Promise.all(queued.map((job) => this.#recordAccepted(job)));
+    return results;
+  }
+
+  /** Stable insertion, after every job of the same or higher priority; returns the jobs ahead of it (0: starts now). */
+  #insert(job: QueuedJob): number {
     let index = this.#pending.length;
     while (index > 0 && this.#pending[index - 1].priority < job.priority) index--;
     this.#pending.splice(index, 0, job);
-    // Jobs ahead of this one: 0 means it starts right away.
-    const position = index + (this.#running ? 1 : 0);
-    this.#broadcastStatus();
-    this.#pump();
+    return index + (this.#running ? 1 : 0);
+  }
+
+  /** Answers once the job is recorded in history as queued, so a job the caller was told about survives a crash as a record. */
+  async #recordAccepted(job: QueuedJob): Promise<void> {
     try {
       await this.#history.accepted(job);
     } catch (error) {
       // The job runs all the same; its end is recorded when it comes (a failed write must not stop the queue).
       this.#log.error(`could not record queued job ${job.id} in history: ${(error as Error).message}`);
     }
-    return { id: job.id, position };
   }
 
   snapshot(): QueueSnapshot {
@@ -204,6 +246,7 @@ export class JobQueue implements JobQueuePort {
       startedAt: new Date(started).toISOString(),
       finishedAt: new Date(finished).toISOString(),
       durationMs: finished - started,
+      ...(job.batch ? { batch: job.batch } : {}),
       outputs: result.outputs,
       error: result.error,
       executed: result.executed,

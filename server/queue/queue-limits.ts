@@ -50,3 +50,25 @@ export function clientQueueFullError(clientId: string, maxPendingPerClient: numb
     { "Retry-After": String(retryAfter) },
   );
 }
+
+/** A batch that could never fit: more jobs than the queue (or one client) may have waiting at all. A retry cannot help, so a 400. */
+export function batchOverLimitError(count: number, limit: number, whose: "the queue" | "one client"): HttpError {
+  return new HttpError(
+    400,
+    "batch_too_large",
+    `the batch has ${count} jobs and ${whose} may have at most ${limit} waiting; split it into batches of ${limit} or fewer`,
+    { count, limit },
+  );
+}
+
+/** A batch that fits the queue's size but not the room left in it now. */
+export function batchDoesNotFitError(count: number, room: number, limitKey: string | undefined, retryAfter: number): HttpError {
+  const whose = limitKey === undefined ? "the queue has" : `client "${limitKey}" has`;
+  return new HttpError(
+    429,
+    limitKey === undefined ? "queue_full" : "client_queue_full",
+    `the batch has ${count} jobs and ${whose} room for ${room} more now; nothing was queued; try again in about ${retryAfter} s`,
+    { count, room, ...(limitKey === undefined ? {} : { clientId: limitKey }) },
+    { "Retry-After": String(retryAfter) },
+  );
+}

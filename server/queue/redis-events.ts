@@ -17,6 +17,7 @@ import type { ExecutionEvent } from "../executor/execution-event.ts";
 import type { JobResult } from "../executor/executor.ts";
 import type { WorkflowDocument } from "../workflow/workflow-document.ts";
 import type { JobRef, QueueEvent } from "./job-queue-port.ts";
+import type { BatchRef } from "../storage/history-record.ts";
 
 export const DEFAULT_QUEUE_NAME = "maskflow";
 export const KEY_PREFIX = "maskflow";
@@ -30,6 +31,8 @@ export interface MaskflowJobData {
   /** Ours: higher first, −100…100 from the API. */
   readonly priority: number;
   readonly createdAt: string;
+  /** Its place in a batch queued at once. */
+  readonly batch?: BatchRef;
 }
 
 export interface MaskflowJobReturn {

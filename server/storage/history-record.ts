@@ -7,6 +7,16 @@ import { z } from "zod";
 import type { NodeOutputRecord } from "../executor/execution-event.ts";
 import type { JobStatus } from "../executor/executor.ts";
 
+/** A job's place in a batch queued at once (POST /api/prompt/batch): the queue panel shows a batch as one group. */
+export interface BatchRef {
+  readonly id: string;
+  /** From 0, in the batch's order. */
+  readonly index: number;
+  readonly count: number;
+  /** What this job is of the batch: its picture's file name without extension. */
+  readonly name: string;
+}
+
 export interface HistoryEntry {
   readonly id: string;
   readonly status: JobStatus;
@@ -24,6 +34,8 @@ export interface HistoryEntry {
   readonly cached: readonly string[];
   /** Present when the record was cut down to its size limit: what was left out and why. */
   readonly omitted?: string;
+  /** The batch the job was queued in (POST /api/prompt/batch). */
+  readonly batch?: BatchRef;
 }
 
 /** A job accepted and not finished yet: what a crash leaves behind, and what the next start marks as cut off. */
@@ -34,6 +46,7 @@ export interface QueuedRecord {
   readonly workflow: unknown;
   readonly createdAt: string;
   readonly omitted?: string;
+  readonly batch?: BatchRef;
 }
 
 export type HistoryRecord = HistoryEntry | QueuedRecord;
@@ -45,6 +58,8 @@ const outputSchema = z.object({
   images: z.array(imageRefSchema),
   values: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
 });
+
+const batchRefSchema = z.object({ id: z.string(), index: z.number().int().min(0), count: z.number().int().min(1), name: z.string() });
 
 export const historyEntrySchema = z.object({
   id: z.string(),
@@ -60,6 +75,7 @@ export const historyEntrySchema = z.object({
   executed: z.array(z.string()),
   cached: z.array(z.string()),
   omitted: z.string().optional(),
+  batch: batchRefSchema.optional(),
 });
 
 export const queuedRecordSchema = z.object({
@@ -69,6 +85,7 @@ export const queuedRecordSchema = z.object({
   workflow: z.unknown(),
   createdAt: z.string(),
   omitted: z.string().optional(),
+  batch: batchRefSchema.optional(),
 });
 
 /** Parses a record file's text; throws with a short reason when it is not JSON or not a record. */

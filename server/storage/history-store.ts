@@ -19,6 +19,7 @@ import { consoleLog, type ServerLog } from "../logging/server-log.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
 import { parseRecordFileName, recordFileName, type RecordStatus } from "./history-file-name.ts";
 import {
+  type BatchRef,
   DEFAULT_MAX_RECORD_BYTES,
   type HistoryEntry,
   historyEntrySchema,
@@ -179,10 +180,17 @@ export class HistoryStore {
   }
 
   /** Records a job the queue accepted; a job that already has a record (it finished first) is left alone. */
-  accepted(job: { readonly id: string; readonly clientId?: string; readonly workflow: unknown; readonly createdAt: string }): Promise<void> {
+  accepted(job: { readonly id: string; readonly clientId?: string; readonly workflow: unknown; readonly createdAt: string; readonly batch?: BatchRef }): Promise<void> {
     return this.#serial(job.id, async () => {
       if (this.#byId.has(job.id)) return;
-      const record: QueuedRecord = { id: job.id, status: "queued", clientId: job.clientId, workflow: job.workflow, createdAt: job.createdAt };
+      const record: QueuedRecord = {
+        id: job.id,
+        status: "queued",
+        clientId: job.clientId,
+        workflow: job.workflow,
+        createdAt: job.createdAt,
+        ...(job.batch ? { batch: job.batch } : {}),
+      };
       await this.#write(record, this.#nextStamp(job.createdAt));
     }).then(() => this.#prune());
   }
@@ -234,6 +242,7 @@ export class HistoryStore {
           executed: [],
           cached: [],
           ...(queued?.omitted ? { omitted: queued.omitted } : {}),
+          ...(queued?.batch ? { batch: queued.batch } : {}),
         },
         entry.stamp,
       );

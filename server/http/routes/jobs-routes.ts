@@ -39,7 +39,7 @@ const historyQuery = z.object({
 });
 
 function describeJob(job: QueuedJob) {
-  return { id: job.id, clientId: job.clientId ?? null, priority: job.priority, createdAt: job.createdAt, workflow: job.workflow };
+  return { id: job.id, clientId: job.clientId ?? null, priority: job.priority, createdAt: job.createdAt, workflow: job.workflow, ...(job.batch ? { batch: job.batch } : {}) };
 }
 
 /** `callerOf`: who a request is (its API key, else its address), for the per-client limit of a job without a clientId. */
