@@ -8,7 +8,8 @@
 import { resizeMask, resizeRgb } from "../../../nodes/image/sharp-conversions.ts";
 import type { Mask, RgbImage } from "../../../nodes/socket-types.ts";
 import { heldBeforeStep, holdToOriginal, latentChangeMask } from "./differential-diffusion.ts";
-import { downsampleNearest, imageToTensor, maskToTensor, tensorToImage } from "./image-tensors.ts";
+import { runCompute } from "../../compute/compute-pool.ts";
+import { downsampleNearest } from "./image-tensors.ts";
 import { latentPreview } from "./latent-preview.ts";
 import { promptEmbedding } from "./prompt-embeddings.ts";
 import { createScheduler, isSchedulerName, SCHEDULER_NAMES } from "./schedulers/index.ts";
@@ -72,6 +73,8 @@ export interface InpaintResult {
   readonly onnxMs: number;
   /** Shapes of the UNet's sample input, for tests and benchmarks. */
   readonly unetSampleDims: readonly number[];
+  /** Whether the VAE ran in tiles (the request's vaeTiling and the picture's size decide). */
+  readonly vaeTiled: boolean;
 }
 
 export class InpaintRequestError extends Error {
@@ -137,13 +140,7 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
     hooks.onNote?.(`mask is ${mask.width}×${mask.height} but the image is ${request.image.width}×${request.image.height}: resized the mask to fit`);
   }
   mask = await resizeMask(mask, width, height);
-  const imageTensor = imageToTensor(image);
-  const maskTensor = maskToTensor(mask);
-  const maskedImage = new Float32Array(imageTensor.length);
-  const plane = width * height;
-  for (let c = 0; c < 3; c++) {
-    for (let i = 0; i < plane; i++) maskedImage[c * plane + i] = maskTensor[i] < 0.5 ? imageTensor[c * plane + i] : 0;
-  }
+  const { imageTensor, maskTensor, maskedImage } = await runCompute("inpaintInputTensors", { image, mask }, signal);
   signal?.throwIfAborted();
 
   // 2. Prompt embeddings: [uncond × N, cond × N] when guiding, else [cond × N].
@@ -280,7 +277,8 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
     const latent = new Float32Array(latentSize);
     const one = latents.subarray(n * latentSize, (n + 1) * latentSize);
     for (let k = 0; k < latentSize; k++) latent[k] = one[k] / info.vaeScalingFactor;
-    images.push(tensorToImage(await decodeLatents(model, latent, latentWidth, latentHeight, tiledVae), width, height));
+    const decoded = await decodeLatents(model, latent, latentWidth, latentHeight, tiledVae);
+    images.push(await runCompute("tensorToImage", { tensor: decoded, width, height }, signal));
   }
   return {
     images,
@@ -289,6 +287,7 @@ export async function runInpaintPipeline(model: SdModel, request: InpaintRequest
     totalMs: performance.now() - started,
     onnxMs: onnxTime(model) - onnxBefore,
     unetSampleDims: sampleDims,
+    vaeTiled: tiledVae,
   };
 }
 
@@ -298,7 +297,7 @@ function onnxTime(model: SdModel): number {
 
 function encodeText(model: SdModel, text: string): Promise<Float32Array> {
   return promptEmbedding(model, text, async () => {
-    const { ids } = model.tokenizer.encode(text);
+    const { ids } = await model.tokenizer.encode(text);
     const output = await model.textEncoder.run(
       { [model.info.inputIdsName]: { kind: "int", data: ids, dims: [1, ids.length] } },
       ["last_hidden_state"],
