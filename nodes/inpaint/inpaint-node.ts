@@ -21,6 +21,14 @@ const INPAINT_INPUTS = {
   height: { type: "INT", widget: "number", default: 512, min: 64, max: 2048, step: 8 },
   paste_back: { type: "BOOLEAN", widget: "toggle", default: true, description: "Keep the original pixels outside the mask." },
   mask_blur: { type: "INT", widget: "number", default: 4, min: 0, max: 64, step: 1, description: "Pixels of blend inside the mask edge." },
+  color_match: {
+    type: "BOOLEAN",
+    widget: "toggle",
+    default: true,
+    description:
+      "With paste_back: before blending, give the repainted area the original's colours as measured on a ring just outside the mask " +
+      "(mean and spread per channel in CIE Lab), so no colour step shows at the seam.",
+  },
   masked_content: {
     type: "STRING",
     widget: "combo",
@@ -74,7 +82,7 @@ export const InpaintNode = defineNode({
     const images: RgbImage[] = [];
     for (let index = 0; index < sources.length; index++) {
       for (const output of await paint(inputs, ctx, sources[index], { index, count: sources.length })) {
-        images.push(inputs.paste_back ? await pasteBack(inputs.image[index], output, mask, inputs.mask_blur, { soft: inputs.soft_mask }) : output);
+        images.push(inputs.paste_back ? await pasteBack(inputs.image[index], output, mask, inputs.mask_blur, { soft: inputs.soft_mask, colorMatch: inputs.color_match, signal: ctx.signal }) : output);
       }
     }
     // Shown on the node itself (the editor puts pictures where they are made), kept in temp/.

@@ -1,9 +1,10 @@
 import sharp from "sharp";
 import { runCompute } from "../../server/compute/compute-pool.ts";
+import { colorMatchRing } from "../inpaint/paste-back.ts";
 import { requireInteger } from "../image/input-checks.ts";
 import { maskFromSharp, resizeRgb } from "../image/sharp-conversions.ts";
 import { defineNode } from "../node-definition.ts";
-import type { Mask } from "../socket-types.ts";
+import type { Mask, RgbImage } from "../socket-types.ts";
 import { asCropRegion, CROP_SOCKET, type CropRegion } from "./crop-region.ts";
 
 const MAX_FEATHER = 256;
@@ -49,11 +50,19 @@ export const StitchNode = defineNode({
     mask: { type: "MASK", description: "The full-size mask given to CropToMask (or a grown/feathered one)." },
     crop: { type: CROP_SOCKET },
     feather: { type: "INT", widget: "number", default: 8, min: 0, max: MAX_FEATHER, step: 1 },
+    color_match: {
+      type: "BOOLEAN",
+      widget: "toggle",
+      default: true,
+      description:
+        "Before blending, give the inpainted crop the original's colours as measured on a ring just outside the mask inside the box " +
+        "(mean and spread per channel in CIE Lab), so no colour step shows at the seam.",
+    },
   },
   outputs: {
     image: { type: "IMAGE" },
   },
-  async run({ original: originals, inpainted, mask, crop, feather }, ctx) {
+  async run({ original: originals, inpainted, mask, crop, feather, color_match }, ctx) {
     requireInteger("Stitch", "feather", feather, 0, MAX_FEATHER);
     const region = asCropRegion("Stitch", "crop", crop);
     if (originals.length !== 1 && originals.length !== inpainted.length) {
@@ -68,13 +77,37 @@ export const StitchNode = defineNode({
       throw new Error(`Stitch: input \`mask\` is ${mask.width}×${mask.height} but the crop was cut from a ${region.originalWidth}×${region.originalHeight} picture`);
     }
     const alpha = await boxAlpha(mask, region, feather);
+    const boxMask = color_match ? cutMask(mask, region) : undefined;
     const stitched = await Promise.all(
       inpainted.map(async (crop, i) => {
-        const patch = await resizeRgb(crop, region.width, region.height);
+        let patch = await resizeRgb(crop, region.width, region.height);
         const original = originals.length === 1 ? originals[0] : originals[i];
+        if (boxMask) {
+          const reference = cutRgb(original, region);
+          patch = await runCompute("colorMatch", { reference, candidate: patch, mask: boxMask, ring: colorMatchRing(feather) }, ctx.signal);
+        }
         return runCompute("blendIntoBox", { original, patch, alpha, region }, ctx.signal);
       }),
     );
     return { image: stitched };
   },
 });
+
+/** The box's rows of a picture (a copy per row; the colour match reads only the box). */
+function cutRgb(picture: RgbImage, region: CropRegion): RgbImage {
+  const data = new Uint8Array(region.width * region.height * 3);
+  for (let y = 0; y < region.height; y++) {
+    const from = ((region.y + y) * picture.width + region.x) * 3;
+    data.set(picture.data.subarray(from, from + region.width * 3), y * region.width * 3);
+  }
+  return { width: region.width, height: region.height, data };
+}
+
+function cutMask(mask: Mask, region: CropRegion): Mask {
+  const data = new Uint8Array(region.width * region.height);
+  for (let y = 0; y < region.height; y++) {
+    const from = (region.y + y) * mask.width + region.x;
+    data.set(mask.data.subarray(from, from + region.width), y * region.width);
+  }
+  return { width: region.width, height: region.height, data };
+}
