@@ -234,6 +234,40 @@ describe("shipped workflows run through `maskflow run`", () => {
     expect(red).toBe(0);
   });
 
+  it("soft-inpaint.json: a feathered mask with soft_mask; far from the mask the original, the change fading from the mask's core outwards", async () => {
+    const original = await raw(path.join(repo, "workflows/examples/room.png"));
+    const mask = await maskOf("room-mask.png");
+    const soft = await runShipped("soft-inpaint", ["--set", "4.steps=6"]);
+    expect([soft.pixels.width, soft.pixels.height]).toEqual([512, 512]);
+    expect(readWorkflowFromPng(soft.png)).toMatchObject({ format: "maskflow-workflow", name: "soft-inpaint" });
+    // FeatherMask radius 24 is a Gaussian of sigma 12: past 48 px its grey has rounded to 0, where paste-back keeps the original.
+    expect(countChanged(soft.pixels, original, farFromMask(mask, 48))).toBe(0);
+    // Mean change per channel: deep in the mask (wholly free) more than in the outer half of the feathered ring (held most steps).
+    const meanChange = (keep: (x: number, y: number) => boolean) => {
+      let sum = 0;
+      let count = 0;
+      for (let y = 0; y < 512; y++) {
+        for (let x = 0; x < 512; x++) {
+          if (!keep(x, y)) continue;
+          for (let c = 0; c < 3; c++) sum += Math.abs(soft.pixels.data[(y * 512 + x) * 3 + c] - original.data[(y * 512 + x) * 3 + c]);
+          count++;
+        }
+      }
+      return sum / (3 * count);
+    };
+    // This random-weight model's change saturates after a step or two free, so the bands are far apart in grey.
+    const core = farFromMask({ ...mask, data: mask.data.map((v) => 255 - v) as Buffer }, 24);
+    const [beyond4, beyond12, beyond24] = [farFromMask(mask, 4), farFromMask(mask, 12), farFromMask(mask, 24)];
+    const justOutside = (x: number, y: number) => mask.data[y * 512 + x] === 0 && !beyond4(x, y);
+    const fartherOut = (x: number, y: number) => beyond12(x, y) && !beyond24(x, y);
+    const [coreChange, nearChange, farChange] = [meanChange(core), meanChange(justOutside), meanChange(fartherOut)];
+    expect(coreChange, `${coreChange} > ${nearChange} > ${farChange}`).toBeGreaterThan(nearChange);
+    expect(nearChange, `${coreChange} > ${nearChange} > ${farChange}`).toBeGreaterThan(farChange);
+    expect(farChange).toBeGreaterThan(0);
+    const hard = await runShipped("soft-inpaint", ["--set", "4.steps=6", "--set", "5.soft_mask=false"]);
+    expect(Buffer.compare(hard.pixels.data, soft.pixels.data)).not.toBe(0);
+  });
+
   it("outpaint.json: 128 px added on the right, the original kept left of the seam", async () => {
     const { pixels } = await runShipped("outpaint", ["--set", "4.steps=3"]);
     expect([pixels.width, pixels.height]).toEqual([640, 512]);
