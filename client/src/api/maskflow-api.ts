@@ -99,7 +99,7 @@ export class ApiError extends Error {
  * WebSocket send on their own; the key itself is never kept by the page, so no script can read it.
  * A session ends when the server restarts: the next 401 asks again. Gives up after the user cancels.
  */
-async function fetchWithKey(route: string, init: RequestInit): Promise<Response> {
+export async function fetchWithKey(route: string, init: RequestInit): Promise<Response> {
   let response = await fetch(route, init);
   for (let attempt = 0; response.status === 401 && attempt < 3; attempt++) {
     const key = window.prompt(attempt === 0 ? "This Maskflow server needs an API key:" : "That key was refused. API key:");

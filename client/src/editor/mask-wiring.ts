@@ -89,7 +89,7 @@ export async function openMaskPainterFor(app: EditorApp, node: LGraphNode): Prom
     notify(`Cannot paint: ${(error as Error).message} (the image must be in the server's input folder)`, "error");
     return;
   }
-  const mask = await openMaskEditor({ image, initialMask, title: `Mask for ${backdropFile}` });
+  const mask = await openMaskEditor({ image, initialMask, title: `Mask for ${backdropFile}`, imageFile: imageFile || undefined });
   if (!mask) return;
 
   const stem = backdropFile.replace(/^.*\//, "").replace(/\.[^.]+$/, "") || "image";

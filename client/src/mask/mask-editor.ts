@@ -5,6 +5,7 @@
  * It resolves with the mask PNG on save, or undefined on cancel. While open it is modal: no key
  * reaches the graph behind it, where Delete would remove the selected node and Ctrl+Enter queue a run.
  */
+import { ClickSelect } from "./click-select.ts";
 import { type BrushSettings, MaskLayer, type Tool } from "./mask-layer.ts";
 
 export interface MaskEditorOptions {
@@ -12,6 +13,8 @@ export interface MaskEditorOptions {
   /** A mask to start from (white = repaint), e.g. the one saved last time. */
   readonly initialMask?: HTMLImageElement;
   readonly title: string;
+  /** The picture's name in the server's input folder: with it, the Select tool (click-to-select) is offered. */
+  readonly imageFile?: string;
 }
 
 const MIN_SIZE = 1;
@@ -44,6 +47,8 @@ class MaskEditor {
   /** While the PNG is encoded: no keys, strokes or buttons, so nothing is painted after the picture was taken. */
   #saving = false;
   readonly #controls: Record<string, HTMLElement> = {};
+  /** Click-to-select (client/src/mask/click-select.ts), when the picture is one the server can read. */
+  readonly #select: ClickSelect | undefined;
   readonly #onKey = (event: KeyboardEvent) => this.#key(event);
   readonly #onKeyUp = (event: KeyboardEvent) => {
     if (event.key === " ") this.#spaceDown = false;
@@ -116,6 +121,17 @@ class MaskEditor {
     this.#view = this.#root.querySelector("canvas")!;
     this.#ctx = this.#view.getContext("2d")!;
     document.body.append(this.#root);
+    this.#select = options.imageFile
+      ? new ClickSelect({
+          root: this.#root,
+          toolbar: this.#root.querySelector(".mf-mask-toolbar")!,
+          view: this.#view,
+          layer: this.#layer,
+          imageFile: options.imageFile,
+          toImage: (event) => this.#toImage(event),
+          changed: () => this.#sync(),
+        })
+      : undefined;
 
     this.#root.querySelector(".mf-mask-toolbar")!.addEventListener("click", (event) => {
       const action = (event.target as HTMLElement).closest<HTMLElement>("[data-action]")?.dataset.action;
@@ -336,8 +352,9 @@ class MaskEditor {
     ctx.globalAlpha = this.#opacity;
     ctx.drawImage(this.#tinted, 0, 0);
     ctx.globalAlpha = 1;
+    this.#select?.drawOverlay(ctx);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    if (this.#pointer && !this.#panning) {
+    if (this.#pointer && !this.#panning && !this.#select?.active) {
       const box = this.#view.getBoundingClientRect();
       const radius = (this.#brush.size / 2) * this.#scale;
       ctx.strokeStyle = this.#brush.tool === "eraser" ? "#8cf" : "#fff";
@@ -386,6 +403,7 @@ class MaskEditor {
     window.removeEventListener("resize", this.#onResize);
     window.removeEventListener("blur", this.#onBlur);
     cancelAnimationFrame(this.#frame);
+    this.#select?.dispose();
     this.#root.remove();
     this.done(result);
   }
