@@ -7,6 +7,7 @@ import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchFill } from "./fill-bench.ts";
 import { benchHistory } from "./history-bench.ts";
+import { benchHelperModels } from "./helper-models-bench.ts";
 import { benchParity } from "./parity-bench.ts";
 import { benchPipeline } from "./pipeline-bench.ts";
 import { benchQueue } from "./queue-bench.ts";
@@ -19,6 +20,7 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["crop-stitch", () => benchCropStitch()],
   ["queue", () => benchQueue()],
   ["fill", () => benchFill()],
+  ["helper-models", () => benchHelperModels()],
   ["responsiveness", () => benchResponsiveness()],
   ["history", () => benchHistory()],
   ["parity", () => benchParity()],
