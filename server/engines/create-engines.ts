@@ -1,4 +1,7 @@
+import path from "node:path";
 import type { NodeEngines } from "../../nodes/node-definition.ts";
+import { HELPER_MODELS } from "../models/helper-model-catalog.ts";
+import { helperModelPresent } from "../models/helper-model-layout.ts";
 import { LearnedFillEngine } from "./fill/learned-fill-engine.ts";
 import { OnnxEngine } from "./onnx/onnx-engine.ts";
 import { SegmentEngine } from "./segment/segment-engine.ts";
@@ -8,6 +11,8 @@ import { SegmindClient, type SegmindClientOptions } from "./segmind/segmind-clie
 export interface EngineOptions {
   readonly modelDir?: string;
   readonly device?: string;
+  /** Where helper models are (models/mobile-sam, models/lama); $MASKFLOW_MODELS_DIR or ./models by default. */
+  readonly modelsDir?: string;
   /** Segmind client settings; by default SEGMIND_API_KEY and SEGMIND_BASE_URL. */
   readonly segmind?: SegmindClientOptions;
 }
@@ -31,8 +36,8 @@ export async function createEngines(options: EngineOptions = {}): Promise<Engine
     device: options.device === undefined ? undefined : parseDevice(options.device),
   });
   const segmind = new SegmindClient(options.segmind);
-  const segment = new SegmentEngine({ device: local.device });
-  const learnedFill = new LearnedFillEngine({ device: local.device });
+  const segment = new SegmentEngine({ device: local.device, modelsDir: options.modelsDir });
+  const learnedFill = new LearnedFillEngine({ device: local.device, modelsDir: options.modelsDir });
   return {
     nodeEngines: { local, segmind, segment, learnedFill },
     local,
@@ -46,9 +51,22 @@ export async function createEngines(options: EngineOptions = {}): Promise<Engine
         keySet: segmind.hasApiKey,
         baseUrl: segmind.baseUrl,
       },
+      helpers: helperStatus(segment.modelsDir),
     }),
     dispose: async () => {
       await Promise.all([local.release(), segment.release(), learnedFill.release()]);
     },
   };
+}
+
+/** Which helper models are in the models folder, for GET /api/system (the editor marks nodes that need a missing one). */
+function helperStatus(modelsDir: string): { summary: string; models: Array<{ name: string; title: string; installed: boolean; pullCommand: string }> } {
+  const models = HELPER_MODELS.map((model) => ({
+    name: model.name,
+    title: model.title,
+    installed: helperModelPresent(path.join(modelsDir, model.name), model),
+    pullCommand: `npx maskflow models pull ${model.name}`,
+  }));
+  const summary = models.map((model) => (model.installed ? `${model.name} installed` : `${model.name} not installed (\`${model.pullCommand}\`)`)).join(", ");
+  return { summary: `helper models in ${modelsDir}: ${summary}`, models };
 }

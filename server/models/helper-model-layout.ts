@@ -3,6 +3,7 @@
  * loader finds them (cheap), and, for verify, the loader itself, which opens the sessions and checks every input
  * and output against the layout the engine feeds.
  */
+import { readdirSync } from "node:fs";
 import path from "node:path";
 import { findLamaFile, loadLamaModel } from "../engines/fill/lama-model.ts";
 import { ModelLoadError } from "../engines/onnx/onnx-session.ts";
@@ -35,4 +36,19 @@ export async function checkHelperModelSessions(modelDir: string, model: HelperMo
     }
     return [{ path: ".", detail: `the engine could not load it: ${error instanceof Error ? error.message : String(error)}` }];
   }
+}
+
+/**
+ * Whether the folder holds the files the loader looks for (an encoder and a decoder, or a LaMa .onnx): cheap and
+ * synchronous, for status lines (GET /api/system, `maskflow serve`); `models verify` is the thorough check.
+ */
+export function helperModelPresent(modelDir: string, model: HelperModel): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(modelDir).filter((name) => name.toLowerCase().endsWith(".onnx") && !name.endsWith(".part"));
+  } catch {
+    return false;
+  }
+  if (model.kind === "learned-fill") return names.length > 0;
+  return names.some((name) => /encoder/i.test(name)) && names.some((name) => /decoder/i.test(name));
 }

@@ -12,7 +12,7 @@ import { openImageViewer } from "../ui/image-viewer.ts";
 import { notify, showConnection } from "../ui/notices.ts";
 import { ModelPanel } from "../ui/model-panel.ts";
 import { QueuePanel } from "../ui/queue-panel.ts";
-import { engineShortfalls, NO_LOCAL_MODEL_TOOLBAR, NO_LOCAL_MODEL_TOOLBAR_WITH_DOWNLOAD } from "./engine-check.ts";
+import { engineShortfalls, helperModelShortfalls, NO_LOCAL_MODEL_TOOLBAR, NO_LOCAL_MODEL_TOOLBAR_WITH_DOWNLOAD } from "./engine-check.ts";
 import { ImageChoices } from "./image-choices.ts";
 import { openMaskPainterFor } from "./mask-wiring.ts";
 
@@ -324,7 +324,8 @@ export class EditorApp {
   checkEngines(): void {
     if (this.#loading || !this.schemas.length) return;
     const shortfalls = engineShortfalls(this.toDocument(), this.#system);
-    const byNode = new Map(shortfalls.map((shortfall) => [shortfall.nodeId, shortfall.message]));
+    // A missing helper model (mobile-sam, lama) marks its nodes too; the toolbar's banner stays about the local model.
+    const byNode = new Map([...shortfalls, ...helperModelShortfalls(this.toDocument(), this.#system)].map((shortfall) => [shortfall.nodeId, shortfall.message]));
     for (const node of this.graph._nodes) {
       const message = byNode.get(String(node.id));
       setWarnings(node, message ? [message] : []);

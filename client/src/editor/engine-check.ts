@@ -33,3 +33,22 @@ export function engineShortfalls(workflow: WorkflowDocument, system: SystemInfo 
         "Run `maskflow models pull` or click Download model in the toolbar (or set MASKFLOW_MODEL_DIR), or switch backend to segmind.",
     }));
 }
+
+/** What GET /api/system says of the helper models (`maskflow serve` reports it; an embedded server may not). */
+interface HelperModelsInfo {
+  readonly models?: readonly { readonly name: string; readonly title: string; readonly installed: boolean; readonly pullCommand: string }[];
+}
+
+/** The helper model each node type runs when its `model` input is empty. */
+const HELPER_OF_NODE: Readonly<Record<string, string>> = { SegmentAnything: "mobile-sam", LearnedFill: "lama" };
+
+/** Nodes that will run a helper model the server does not have (their own `model` folder left empty). */
+export function helperModelShortfalls(workflow: WorkflowDocument, system: SystemInfo | undefined): EngineShortfall[] {
+  const helpers = (system?.engines as { helpers?: HelperModelsInfo } | undefined)?.helpers?.models;
+  if (!helpers) return [];
+  return workflow.nodes.flatMap((node) => {
+    const helper = helpers.find((model) => model.name === HELPER_OF_NODE[node.type]);
+    if (!helper || helper.installed || (node.inputs?.model ?? "") !== "") return [];
+    return [{ nodeId: node.id, message: `${helper.title} is not installed on the server: this node will fail. Run \`${helper.pullCommand}\`.` }];
+  });
+}
