@@ -4,6 +4,7 @@ import "./style.css";
 import { api } from "./api/maskflow-api.ts";
 import { EditorApp } from "./editor/editor-app.ts";
 import { installDropTarget, openFile } from "./editor/file-drop.ts";
+import { openBatchDialog } from "./ui/batch-dialog.ts";
 import { notify } from "./ui/notices.ts";
 
 const app = new EditorApp(document.querySelector<HTMLCanvasElement>("#graph-canvas")!);
@@ -94,6 +95,7 @@ async function setSegmindKey(): Promise<void> {
   }
 }
 $("#toggle-queue").addEventListener("click", () => app.queuePanel.toggle());
+$("#queue-batch").addEventListener("click", () => void openBatchDialog(app));
 $("#download-model").addEventListener("click", () => void app.modelPanel.open());
 
 window.addEventListener("keydown", (event) => {

@@ -9,11 +9,27 @@ import type { WorkflowProblem } from "../../../server/workflow/workflow-problem.
 
 export type { ImageRef, NodeSchema, WorkflowDocument, WorkflowProblem };
 
+/** A job's place in a batch queued at once (POST /api/prompt/batch). */
+export interface BatchRef {
+  readonly id: string;
+  readonly index: number;
+  readonly count: number;
+  /** The picture's file name without extension. */
+  readonly name: string;
+}
+
 export interface JobSummary {
   readonly id: string;
   readonly clientId: string | null;
   readonly createdAt: string;
   readonly workflow: WorkflowDocument;
+  readonly batch?: BatchRef;
+}
+
+/** POST /api/prompt/batch's answer. */
+export interface QueuedBatch {
+  readonly batch: { readonly id: string; readonly count: number };
+  readonly jobs: ReadonlyArray<{ readonly id: string; readonly position: number; readonly name: string; readonly inputs: Readonly<Record<string, string>> }>;
 }
 
 export interface HistoryEntry {
@@ -27,6 +43,7 @@ export interface HistoryEntry {
   readonly error?: { node?: string; message: string };
   /** Why the workflow was left out of the record (too big to keep); `workflow` is then null. */
   readonly omitted?: string;
+  readonly batch?: BatchRef;
 }
 
 /** GET /api/system: what the server runs on. Engines are reported by `maskflow serve`; an embedded server may report none. */
@@ -138,6 +155,9 @@ export const api = {
     request<{ name: string; saved: boolean; problems: WorkflowProblem[] }>("PUT", `/api/workflows/${encodeURIComponent(name)}`, document),
   deleteWorkflow: (name: string) => request<unknown>("DELETE", `/api/workflows/${encodeURIComponent(name)}`),
   queuePrompt: (workflow: WorkflowDocument, clientId: string) => request<{ id: string; position: number }>("POST", "/api/prompt", { workflow, clientId }),
+  /** `inputs`: NODE.INPUT → a subfolder of the input folder; one job per picture, paired by file name. */
+  queueBatch: (workflow: WorkflowDocument, inputs: Record<string, string>, clientId: string) =>
+    request<QueuedBatch>("POST", "/api/prompt/batch", { workflow, inputs, clientId }),
   queue: () => request<{ running: JobSummary[]; pending: JobSummary[] }>("GET", "/api/queue"),
   clearQueue: () => request<unknown>("POST", "/api/queue", { clear: true }),
   cancel: (ids: string[]) => request<unknown>("POST", "/api/queue", { delete: ids }),
@@ -153,10 +173,11 @@ export const api = {
   cancelModelPull: () => request<{ pull: ModelPullStatus }>("DELETE", "/api/models/pull"),
   history: (max = 30) => request<HistoryEntry[]>("GET", `/api/history?max_items=${max}`),
 
-  async upload(file: Blob, name: string, options: { overwrite?: boolean } = {}): Promise<ImageRef & { name: string }> {
+  async upload(file: Blob, name: string, options: { overwrite?: boolean; subfolder?: string } = {}): Promise<ImageRef & { name: string }> {
     const form = new FormData();
     form.append("image", file, name);
     if (options.overwrite) form.append("overwrite", "true");
+    if (options.subfolder) form.append("subfolder", options.subfolder);
     const response = await fetchWithKey("/api/upload", { method: "POST", body: form });
     // A proxy in front of the server may answer a too-large upload with an HTML page: report the status, not a JSON parse error.
     const json = (await response.json().catch(() => ({}))) as { name: string; subfolder: string; type: "input" | "temp"; error?: { code: string; message: string } };

@@ -1,8 +1,11 @@
 /**
  * The side panel with the queue: the running job (interrupt), pending jobs (cancel) and history
- * (status, time, output thumbnails; load its graph or run it again).
+ * (status, time, output thumbnails; load its graph or run it again). The jobs of a batch show as one
+ * group with its progress, which opens into a row per picture.
  */
 import { api, type HistoryEntry, type JobSummary, viewUrl, type WorkflowDocument } from "../api/maskflow-api.ts";
+import { batchGroups, renderBatchGroup } from "./batch-group.ts";
+import { escapeHtml } from "./escape-html.ts";
 import { openImageViewer } from "./image-viewer.ts";
 import { notify } from "./notices.ts";
 
@@ -16,12 +19,28 @@ export class QueuePanel {
   #again = false;
   /** The workflow of each job on show, by job id, for its Load and Re-run buttons. */
   #jobs = new Map<string, unknown>();
+  /** Batches the user opened: a refresh redraws the panel and keeps them open. */
+  #openBatches = new Set<string>();
+  /** The pending job ids of each batch on show, for its Cancel rest button. */
+  #batchPending = new Map<string, string[]>();
 
   constructor(
     readonly element: HTMLElement,
     readonly actions: QueuePanelActions,
   ) {
     element.addEventListener("click", (event) => void this.#click(event));
+    // <details> says when it opens or closes: remember it for the next redraw ("toggle" does not bubble).
+    element.addEventListener(
+      "toggle",
+      (event) => {
+        const group = event.target as HTMLDetailsElement;
+        const id = group.dataset?.batch;
+        if (!id) return;
+        if (group.open) this.#openBatches.add(id);
+        else this.#openBatches.delete(id);
+      },
+      true,
+    );
   }
 
   toggle(open?: boolean): void {
@@ -51,10 +70,21 @@ export class QueuePanel {
     }
   }
 
-  #render(running: JobSummary[], pending: JobSummary[], history: HistoryEntry[]): void {
+  #render(allRunning: JobSummary[], allPending: JobSummary[], allHistory: HistoryEntry[]): void {
     this.#jobs.clear();
+    this.#batchPending.clear();
     const section = (title: string, rows: string) => `<h3>${title}</h3>${rows || '<p class="mf-empty">none</p>'}`;
     const time = (iso: string) => new Date(iso).toLocaleTimeString();
+    const groups = batchGroups(allRunning, allPending, allHistory);
+    for (const group of groups) {
+      this.#batchPending.set(group.id, group.pending.map((job) => job.id));
+      for (const job of [...group.running, ...group.pending]) this.#jobs.set(job.id, job.workflow);
+      for (const entry of group.finished) this.#jobs.set(entry.id, entry.workflow);
+    }
+    const running = allRunning.filter((job) => !job.batch);
+    const pending = allPending.filter((job) => !job.batch);
+    const history = allHistory.filter((entry) => !entry.batch);
+    const batchRows = groups.map((group) => renderBatchGroup(group, this.#openBatches.has(group.id))).join("");
     const runningRows = running
       .map((job) => {
         this.#jobs.set(job.id, job.workflow);
@@ -86,7 +116,10 @@ export class QueuePanel {
       })
       .join("");
     this.element.querySelector(".mf-queue-body")!.innerHTML =
-      section("Running", runningRows) + section(`Pending (${pending.length})`, pendingRows) + section("History", historyRows);
+      (batchRows ? section(`Batches (${groups.length})`, batchRows) : "") +
+      section("Running", runningRows) +
+      section(`Pending (${pending.length})`, pendingRows) +
+      section("History", historyRows);
   }
 
   async #click(event: Event): Promise<void> {
@@ -98,6 +131,11 @@ export class QueuePanel {
     if (!action) return;
     try {
       if (action === "clear") await api.clearQueue();
+      else if (action === "cancel-batch") {
+        const batch = target.closest<HTMLElement>("[data-batch]")?.dataset.batch;
+        const ids = batch ? (this.#batchPending.get(batch) ?? []) : [];
+        if (ids.length) await api.cancel(ids);
+      }
       else if (!id) return;
       else if (action === "interrupt") await api.interrupt(id);
       else if (action === "cancel") await api.cancel([id]);
@@ -108,8 +146,4 @@ export class QueuePanel {
     }
     void this.refresh();
   }
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
