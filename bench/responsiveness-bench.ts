@@ -12,7 +12,9 @@ import os from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import sharp from "sharp";
+import { OnnxEngine } from "../server/engines/onnx/onnx-engine.ts";
 import { startServer } from "../server/maskflow-server.ts";
+import { writeMidModel } from "./make-mid-model.ts";
 
 const quietLog = { info() {}, warn() {}, error() {} };
 /** Pause between the poller's requests; each waits for the answer before the next. */
@@ -78,6 +80,21 @@ const SCENARIOS: Record<string, Workflow> = {
     { id: "12", type: "Stitch", inputs: { original: ["8", "image"], inpainted: ["11", "image"], mask: ["4", "mask"], crop: ["11", "crop"], feather: 8 } },
     { id: "13", type: "PreviewImage", inputs: { images: ["12", "image"] } },
   ]),
+  // The mid-size model (bench/make-mid-model.ts): its four sessions open in the job, then ten guided steps of
+  // about 100 ms of UNet each. onnxruntime-node opens and runs sessions synchronously on its calling thread,
+  // which is why they live on their own thread (server/engines/onnx/onnx-thread.ts).
+  "inpaint, mid-size model, load + 10 steps": workflow([
+    { id: "1", type: "LoadImage", inputs: { image: "small.png" } },
+    { id: "2", type: "LoadMask", inputs: { image: "small-hole.png", channel: "red" } },
+    { id: "3", type: "Prompt", inputs: { positive: "a bench in a park", negative: "" } },
+    { id: "4", type: "Scheduler", inputs: { scheduler: "DDIM", steps: 10, guidance: 7.5, strength: 1, seed: "1" } },
+    {
+      id: "5",
+      type: "Inpaint",
+      inputs: { image: ["1", "image"], mask: ["2", "mask"], prompt: ["3", "prompt"], scheduler: ["4", "scheduler"], backend: "local", samples: 1, width: 512, height: 512 },
+    },
+    { id: "6", type: "PreviewImage", inputs: { images: ["5", "images"] } },
+  ]),
 };
 
 interface PollResult {
@@ -134,12 +151,14 @@ async function startPoller(url: string): Promise<{ stop(): Promise<PollResult> }
 
 export async function benchResponsiveness(): Promise<Record<string, number | string>> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-bench-responsive-"));
-  const server = await startServer({ host: "127.0.0.1", port: 0, dataDir, log: quietLog, maxUploadBytes: 64 * 1024 * 1024 });
+  const local = new OnnxEngine({ defaultModelDir: await writeMidModel() });
+  const server = await startServer({ host: "127.0.0.1", port: 0, dataDir, log: quietLog, maxUploadBytes: 64 * 1024 * 1024, engines: { local }, releaseModels: () => local.release() });
   const results: Record<string, number | string> = {};
   try {
     await writePng(path.join(server.folders.input, "fill.png"), noisePicture(1536), 1536, 3);
     await writePng(path.join(server.folders.input, "fill-hole.png"), squareHole(1536, 512, 1024), 1536, 1);
     await writePng(path.join(server.folders.input, "small.png"), noisePicture(512), 512, 3);
+    await writePng(path.join(server.folders.input, "small-hole.png"), squareHole(512, 128, 384), 512, 1);
     await writePng(path.join(server.folders.input, "big.png"), noisePicture(4096), 4096, 3);
     await writePng(path.join(server.folders.input, "big-hole.png"), squareHole(4096, 1536, 2560), 4096, 1);
 
@@ -173,6 +192,7 @@ export async function benchResponsiveness(): Promise<Record<string, number | str
     }
   } finally {
     await server.close();
+    await local.release();
     await rm(dataDir, { recursive: true, force: true });
   }
   return results;

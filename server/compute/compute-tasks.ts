@@ -10,6 +10,8 @@ import { blendPixels, type BlendMode } from "../../nodes/image/blend-pixels.ts";
 import { outpaintMask, type Padding } from "../../nodes/image/outpaint-mask.ts";
 import { embedWorkflow } from "../../nodes/image/png-workflow-chunk.ts";
 import { parseBoundedJson, type BoundedJsonOptions } from "../http/bounded-json.ts";
+import { tokenizerInWorker } from "../engines/onnx/pooled-tokenizer.ts";
+import { inpaintInputTensors, tensorToImage } from "../engines/onnx/image-tensors.ts";
 import { blendIntoBox } from "../../nodes/mask/blend-into-box.ts";
 import { type ColorMatchInput, matchColors } from "../../nodes/mask/color-match.ts";
 import type { CropRegion } from "../../nodes/mask/crop-region.ts";
@@ -39,12 +41,18 @@ export const COMPUTE_TASKS = {
   colorMatch: (input: ColorMatchInput) => matchColors(input),
   /** A request body: JSON.parse of up to 60 MB, refused when its shape would be costly to carry back (json-shape.ts). */
   parseJson: ({ bytes, options }: { bytes: Uint8Array; options: BoundedJsonOptions }) => parseBoundedJson(bytes, options),
+  /** A prompt's CLIP token ids, with the folder's tables built once per worker. */
+  tokenize: async ({ folder, text }: { folder: string; text: string }) => (await tokenizerInWorker(folder)).encode(text),
+  /** Inpaint (local): the picture and mask as the VAE's and UNet's float tensors. */
+  inpaintInputTensors: ({ image, mask }: { image: RgbImage; mask: Mask }) => inpaintInputTensors(image, mask),
+  /** Inpaint (local): the VAE decoder's output as RGB bytes. */
+  tensorToImage: ({ tensor, width, height }: { tensor: Float32Array; width: number; height: number }) => tensorToImage(tensor, width, height),
 } as const;
 
 export type ComputeTasks = typeof COMPUTE_TASKS;
 export type ComputeTaskName = keyof ComputeTasks;
 export type ComputeInput<Name extends ComputeTaskName> = Parameters<ComputeTasks[Name]>[0];
-export type ComputeOutput<Name extends ComputeTaskName> = ReturnType<ComputeTasks[Name]>;
+export type ComputeOutput<Name extends ComputeTaskName> = Awaited<ReturnType<ComputeTasks[Name]>>;
 
 /** What the main thread posts: a task's name and its input. */
 export interface ComputeRequest<Name extends ComputeTaskName = ComputeTaskName> {

@@ -6,7 +6,6 @@
 import { access } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ClipTokenizer, type ClipTokenizerOptions } from "./clip-tokenizer.ts";
 
 export const CLIP_VOCABULARY_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "clip-vocabulary");
 
@@ -19,8 +18,4 @@ export async function tokenizerFolderOf(modelRoot: string): Promise<string> {
   } catch {
     return CLIP_VOCABULARY_DIR;
   }
-}
-
-export async function loadModelTokenizer(modelRoot: string, options: ClipTokenizerOptions = {}): Promise<ClipTokenizer> {
-  return ClipTokenizer.fromFolder(await tokenizerFolderOf(modelRoot), options);
 }

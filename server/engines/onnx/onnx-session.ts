@@ -2,11 +2,21 @@
  * One onnxruntime session with what the pipeline needs on top: the declared dtypes and shapes of its
  * inputs and outputs, float16 converted at the boundary, and the time spent inside onnxruntime.
  */
-import * as ort from "onnxruntime-node";
 import { float16ToFloat32, float32ToFloat16 } from "./float16.ts";
+import type { ThreadTensor, ThreadValueMetadata } from "./onnx-thread-protocol.ts";
+import { ThreadSession } from "./onnx-thread.ts";
 
-// Load failures are reported by Maskflow, naming the file; onnxruntime's own coloured log lines would repeat them.
-ort.env.logLevel = "fatal";
+/** onnxruntime's SessionOptions, as much of them as Maskflow sets: plain data, sent to the onnxruntime thread. */
+interface SessionOptions {
+  readonly executionProviders: readonly string[];
+  readonly intraOpNumThreads: number;
+  readonly interOpNumThreads: number;
+  readonly graphOptimizationLevel: SessionTuning["optimization"];
+  readonly enableCpuMemArena: boolean;
+  readonly enableMemPattern: boolean;
+  readonly logSeverityLevel: number;
+  readonly extra: { readonly session: Readonly<Record<string, string>> };
+}
 
 export type DeviceName = "cpu" | "cuda";
 
@@ -74,16 +84,16 @@ export class OnnxSession {
   runMs = 0;
   /** The part of runMs spent reopening the session (non-resident sessions only). */
   reloadMs = 0;
-  #session: Promise<ort.InferenceSession> | undefined;
+  #session: Promise<ThreadSession> | undefined;
   #users = 0;
 
   private constructor(
     readonly file: string,
     private readonly path: string,
-    private readonly sessionOptions: ort.InferenceSession.SessionOptions,
+    private readonly sessionOptions: SessionOptions,
     private readonly device: DeviceName,
     readonly resident: boolean,
-    session: ort.InferenceSession,
+    session: ThreadSession,
   ) {
     this.inputs = describe(session.inputMetadata);
     this.outputs = describe(session.outputMetadata);
@@ -92,7 +102,7 @@ export class OnnxSession {
 
   static async create(file: string, label: string, options: OnnxSessionOptions): Promise<OnnxSession> {
     const tuning = { ...DEFAULT_SESSION_TUNING, ...options.tuning };
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
+    const sessionOptions: SessionOptions = {
       executionProviders: options.device === "cuda" ? ["cuda", "cpu"] : ["cpu"],
       intraOpNumThreads: options.threads,
       interOpNumThreads: 1,
@@ -112,7 +122,7 @@ export class OnnxSession {
 
   /** Runs with float32 in and out whatever the model's own float type; int inputs follow the declared type. */
   async run(feeds: Readonly<Record<string, FeedValue>>, outputNames?: readonly string[]): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
-    const tensors: Record<string, ort.Tensor> = {};
+    const tensors: Record<string, ThreadTensor> = {};
     for (const [name, value] of Object.entries(feeds)) {
       const spec = this.inputs.get(name);
       if (!spec) throw new Error(`${this.file}: has no input "${name}"`);
@@ -126,7 +136,6 @@ export class OnnxSession {
       const out: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
       for (const [name, tensor] of Object.entries(results)) {
         out[name] = { data: toFloat32(tensor), dims: tensor.dims };
-        tensor.dispose();
       }
       return out;
     } finally {
@@ -140,7 +149,7 @@ export class OnnxSession {
     if (session) await (await session).release();
   }
 
-  #acquire(): Promise<ort.InferenceSession> {
+  #acquire(): Promise<ThreadSession> {
     this.#users++;
     if (!this.#session) {
       const started = performance.now();
@@ -163,9 +172,9 @@ export class OnnxSession {
   }
 }
 
-async function open(file: string, label: string, sessionOptions: ort.InferenceSession.SessionOptions, device: DeviceName): Promise<ort.InferenceSession> {
+async function open(file: string, label: string, sessionOptions: SessionOptions, device: DeviceName): Promise<ThreadSession> {
   try {
-    return await ort.InferenceSession.create(file, sessionOptions);
+    return await ThreadSession.open(file, sessionOptions as unknown as Readonly<Record<string, unknown>>);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     if (device === "cuda" && /cuda|provider/i.test(message)) {
@@ -179,7 +188,7 @@ async function open(file: string, label: string, sessionOptions: ort.InferenceSe
   }
 }
 
-function describe(metadata: readonly ort.InferenceSession.ValueMetadata[]): Map<string, ValueSpec> {
+function describe(metadata: readonly ThreadValueMetadata[]): Map<string, ValueSpec> {
   const specs = new Map<string, ValueSpec>();
   for (const value of metadata) {
     if (value.isTensor) specs.set(value.name, { name: value.name, type: value.type, shape: value.shape });
@@ -188,26 +197,28 @@ function describe(metadata: readonly ort.InferenceSession.ValueMetadata[]): Map<
   return specs;
 }
 
-function toTensor(spec: ValueSpec, value: FeedValue): ort.Tensor {
+function toTensor(spec: ValueSpec, value: FeedValue): ThreadTensor {
   const dims = [...value.dims];
+  const tensor = (type: string, data: ThreadTensor["data"]): ThreadTensor => ({ type, data, dims });
   if (value.kind === "float") {
-    if (spec.type === "float16") return new ort.Tensor("float16", float32ToFloat16(value.data), dims);
-    if (spec.type === "float32") return new ort.Tensor("float32", value.data, dims);
-    if (spec.type === "int64") return new ort.Tensor("int64", BigInt64Array.from(value.data, (v) => BigInt(Math.trunc(v))), dims);
-    if (spec.type === "int32") return new ort.Tensor("int32", Int32Array.from(value.data, (v) => Math.trunc(v)), dims);
-    if (spec.type === "float64") return new ort.Tensor("float64", Float64Array.from(value.data), dims);
+    if (spec.type === "float16") return tensor("float16", float32ToFloat16(value.data));
+    if (spec.type === "float32") return tensor("float32", value.data);
+    if (spec.type === "int64") return tensor("int64", BigInt64Array.from(value.data, (v) => BigInt(Math.trunc(v))));
+    if (spec.type === "int32") return tensor("int32", Int32Array.from(value.data, (v) => Math.trunc(v)));
+    if (spec.type === "float64") return tensor("float64", Float64Array.from(value.data));
   } else {
-    if (spec.type === "int64") return new ort.Tensor("int64", BigInt64Array.from(value.data, (v) => BigInt(v)), dims);
-    if (spec.type === "int32") return new ort.Tensor("int32", Int32Array.from(value.data), dims);
-    if (spec.type === "float32") return new ort.Tensor("float32", Float32Array.from(value.data), dims);
-    if (spec.type === "float16") return new ort.Tensor("float16", float32ToFloat16(Float32Array.from(value.data)), dims);
+    if (spec.type === "int64") return tensor("int64", BigInt64Array.from(value.data, (v) => BigInt(v)));
+    if (spec.type === "int32") return tensor("int32", Int32Array.from(value.data));
+    if (spec.type === "float32") return tensor("float32", Float32Array.from(value.data));
+    if (spec.type === "float16") return tensor("float16", float32ToFloat16(Float32Array.from(value.data)));
   }
   throw new Error(`input "${spec.name}" has type ${spec.type}, which Maskflow cannot feed`);
 }
 
-function toFloat32(tensor: ort.Tensor): Float32Array {
+function toFloat32(tensor: ThreadTensor): Float32Array {
   const data = tensor.data;
-  if (data instanceof Float32Array) return new Float32Array(data); // copy: the tensor is disposed
+  // The thread sent a copy of its own: no second copy.
+  if (data instanceof Float32Array) return data;
   if (tensor.type === "float16" && data instanceof Uint16Array) return float16ToFloat32(data);
   if (data instanceof Float64Array || data instanceof Int32Array) return Float32Array.from(data);
   throw new Error(`output of type ${tensor.type} is not a float tensor`);

@@ -7,8 +7,7 @@ import { readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { REQUIRED_FILES } from "../../models/onnx-layout.ts";
-import type { ClipTokenizer } from "./clip-tokenizer.ts";
-import { loadModelTokenizer } from "./clip-vocabulary.ts";
+import { loadPooledTokenizer, type PromptTokenizer } from "./pooled-tokenizer.ts";
 import { type DeviceName, ModelLoadError, OnnxSession, type SessionTuning, type ValueSpec } from "./onnx-session.ts";
 
 export interface SdModelInfo {
@@ -34,7 +33,7 @@ export interface SdModelInfo {
 
 export interface SdModel {
   readonly info: SdModelInfo;
-  readonly tokenizer: ClipTokenizer;
+  readonly tokenizer: PromptTokenizer;
   readonly textEncoder: OnnxSession;
   readonly unet: OnnxSession;
   readonly vaeEncoder: OnnxSession;
@@ -125,7 +124,7 @@ export async function loadSdModel(
     sessions.push(vaeEncoder);
     const vaeDecoder = await open("vae_decoder/model.onnx");
     sessions.push(vaeDecoder);
-    const tokenizer = await loadModelTokenizer(root);
+    const tokenizer = await loadPooledTokenizer(root);
 
     const inputIds = expectOne(textEncoder, "input", ["input_ids"], ["int32", "int64"]);
     const hidden = expectOne(textEncoder, "output", ["last_hidden_state"], ["float32", "float16"]);
