@@ -3,6 +3,7 @@
  * (and as JSON with --json). Targets are checked here, never in timed tests.
  */
 import { benchAbuse } from "./abuse-bench.ts";
+import { benchBatch } from "./batch-bench.ts";
 import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchFill } from "./fill-bench.ts";
@@ -13,6 +14,7 @@ import { benchPipeline } from "./pipeline-bench.ts";
 import { benchQueue } from "./queue-bench.ts";
 import { benchRealSize } from "./real-size-bench.ts";
 import { benchResponsiveness } from "./responsiveness-bench.ts";
+import { benchVaeTiling } from "./vae-tiling-bench.ts";
 
 const sections: Array<[string, () => Promise<Record<string, number | string>>]> = [
   ["executor", () => benchExecutor()],
@@ -25,7 +27,9 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["history", () => benchHistory()],
   ["parity", () => benchParity()],
   ["real-size", () => benchRealSize()],
+  ["vae-tiling", () => benchVaeTiling()],
   ["abuse", () => benchAbuse()],
+  ["batch", () => benchBatch()],
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));

@@ -5,13 +5,15 @@
  * time, peak RSS and RSS when idle after the job, and the UNet's achieved GFLOPS against the machine's
  * fp32 peak. Memory settings can be varied for study: --arena, --mem-pattern, --prepack on|off,
  * --optimization disabled|basic|extended|all, --guidance-calls batched|sequential and --resident all|unet.
+ * --device cuda runs it on onnxruntime's CUDA provider (scripts/real-size/gpu-bench.sh prepares that run);
+ * RSS is then the host's, and the GFLOPS are not set against the CPU's peak.
  */
 import os from "node:os";
 import path from "node:path";
 import type { Mask, RgbImage } from "../nodes/socket-types.ts";
-import { OnnxEngine } from "../server/engines/onnx/onnx-engine.ts";
+import { OnnxEngine, parseDevice } from "../server/engines/onnx/onnx-engine.ts";
 import { WARM_UP_PHASE } from "../server/engines/onnx/unet-warm-up.ts";
-import type { SessionTuning } from "../server/engines/onnx/onnx-session.ts";
+import type { DeviceName, SessionTuning } from "../server/engines/onnx/onnx-session.ts";
 import type { GuidanceCalls, ResidentSessions } from "../server/engines/onnx/sd-model.ts";
 import { estimateFp32Peak } from "./cpu-peak.ts";
 import { countMultiplyAdds } from "./onnx-multiply-adds.ts";
@@ -19,6 +21,7 @@ import { RssSampler } from "./rss-sampler.ts";
 
 interface RealSizeArgs {
   readonly model: string;
+  readonly device: DeviceName;
   readonly steps: number;
   readonly size: number;
   readonly tuning: Partial<SessionTuning>;
@@ -73,7 +76,14 @@ function parseArgs(argv: readonly string[]): RealSizeArgs | undefined {
   if (residentSessions !== undefined && residentSessions !== "all" && residentSessions !== "unet") {
     throw new Error(`real-size: --resident must be all or unet; got "${residentSessions}"`);
   }
-  return { model: path.resolve(model), steps: whole("--steps", 4, 1, 500), size: whole("--size", 512, 64, 2048, 8), tuning, guidanceCalls, residentSessions };
+  const deviceText = value("--device") ?? "cpu";
+  let device: DeviceName;
+  try {
+    device = parseDevice(deviceText);
+  } catch (error) {
+    throw new Error(`real-size: --${(error as Error).message}`);
+  }
+  return { model: path.resolve(model), device, steps: whole("--steps", 4, 1, 500), size: whole("--size", 512, 64, 2048, 8), tuning, guidanceCalls, residentSessions };
 }
 
 function testPicture(size: number): { image: RgbImage; mask: Mask } {
@@ -95,8 +105,8 @@ const median = (values: readonly number[]) => {
 export async function benchRealSize(argv: readonly string[] = process.argv.slice(2)): Promise<Record<string, number | string>> {
   const args = parseArgs(argv);
   if (!args) return { "real-size": "skipped: give --model DIR (a folder from scripts/real-size/make_real_size_model.py)" };
-  const { model: dir, steps, size, tuning, guidanceCalls, residentSessions } = args;
-  const engine = new OnnxEngine({ tuning, guidanceCalls, residentSessions });
+  const { model: dir, device, steps, size, tuning, guidanceCalls, residentSessions } = args;
+  const engine = new OnnxEngine({ device, tuning, guidanceCalls, residentSessions });
   const loadAverageBefore = os.loadavg();
   const rssBefore = rss();
   // Peak RSS per phase: "firstStep" runs from the job's start (text encoder, VAE encode) to step 1's end.
@@ -167,6 +177,7 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
     const report: Record<string, number | string> = {
       model: dir,
       size: `${size}x${size}, ${steps} DDIM steps, guidance 7.5, 1 sample, ${model.info.floatType}`,
+      device,
       tuning: JSON.stringify({ ...tuning, ...(guidanceCalls ? { guidanceCalls } : {}), ...(residentSessions ? { residentSessions } : {}) }),
       loadAverage: loadAverageBefore.map((v) => v.toFixed(2)).join(" "),
       loadSeconds,
@@ -195,10 +206,9 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
       unetMultiplyAddsPerCall: count.multiplyAdds,
       unetUncountedNodes: count.uncountedNodes,
       unetGflops: gflops,
-      cpuPeakGflops: peak.gflops,
-      cpuPeakShare: gflops / peak.gflops,
-      cpuPeakFormula: peak.formula,
+      vaeTiled: String(result.vaeTiled),
     });
+    if (device === "cpu") Object.assign(report, { cpuPeakGflops: peak.gflops, cpuPeakShare: gflops / peak.gflops, cpuPeakFormula: peak.formula });
     if (count.unknownOps.length) report.unetShapeGaps = count.unknownOps.join(", ");
     return report;
   } finally {
