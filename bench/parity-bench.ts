@@ -17,9 +17,8 @@ export async function benchParity(): Promise<Record<string, number | string>> {
     out[`parity generator (${kernel} kernel) exact values`] = `${exact} of ${total}, worst ${Math.max(...draws.map((d) => d.distance.maxUlp))} ulp`;
   }
 
-  const goldens = loadSchedulerGoldens();
   const byName = new Map<string, { runs: number; failed: number; timestepUlp: number; sigmaUlp: number; worst: number; finalExact: number; values: number }>();
-  for (const run of goldens.runs) {
+  for (const [goldens, run] of ["schedulers.json", "lcm-scheduler.json"].map((file) => loadSchedulerGoldens(file)).flatMap((g) => g.runs.map((r) => [g, r] as const))) {
     const replay = replaySchedulerRun(goldens, run);
     const row = byName.get(run.name) ?? { runs: 0, failed: 0, timestepUlp: 0, sigmaUlp: 0, worst: 0, finalExact: 0, values: 0 };
     row.runs++;
