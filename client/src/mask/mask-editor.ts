@@ -1,7 +1,8 @@
 /**
- * The full-window mask painter over an image: brush and eraser with size and hardness,
- * undo/redo, clear, invert, fill, zoom (wheel) and pan (space-drag, middle or right drag),
- * mask opacity, and keyboard shortcuts (B, E, [ ], X, Ctrl+Z, Ctrl+Shift+Z / Ctrl+Y, Esc, Enter).
+ * The full-window mask painter over an image: brush and eraser with size, hardness and opacity
+ * (grey paints a soft mask: see mask-layer.ts), undo/redo, clear, invert, fill, zoom (wheel) and pan
+ * (space-drag, middle or right drag), the overlay's opacity, and keyboard shortcuts (B, E, [ ], 1–9 and 0
+ * for 10–100 % opacity, X, Ctrl+Z, Ctrl+Shift+Z / Ctrl+Y, Esc, Enter).
  * It resolves with the mask PNG on save, or undefined on cancel. While open it is modal: no key
  * reaches the graph behind it, where Delete would remove the selected node and Ctrl+Enter queue a run.
  */
@@ -78,7 +79,7 @@ class MaskEditor {
     this.#tinted.width = image.naturalWidth;
     this.#tinted.height = image.naturalHeight;
     const initialSize = Math.max(4, Math.round(Math.min(image.naturalWidth, image.naturalHeight) / 16));
-    this.#brush = { tool: "brush", size: initialSize, hardness: 0.8 };
+    this.#brush = { tool: "brush", size: initialSize, hardness: 0.8, opacity: 1 };
     this.#maxSize = Math.min(MAX_SIZE, Math.max(image.naturalWidth, image.naturalHeight));
 
     this.#root = document.createElement("div");
@@ -94,7 +95,8 @@ class MaskEditor {
         <span class="mf-mask-group">
           <label>Size <input data-control="size" type="range" min="${MIN_SIZE}" max="${this.#maxSize}" step="1"><span data-show="size"></span></label>
           <label>Hardness <input data-control="hardness" type="range" min="0" max="1" step="0.05"><span data-show="hardness"></span></label>
-          <label>Opacity <input data-control="opacity" type="range" min="0.1" max="1" step="0.05"><span data-show="opacity"></span></label>
+          <label title="How white a stroke paints: below 100 % a grey mask, which soft inpainting reads as partial change (keys 1–9, 0)">Opacity <input data-control="brush-opacity" type="range" min="0.05" max="1" step="0.05"><span data-show="brush-opacity"></span></label>
+          <label title="How strongly the mask is shown over the picture">Overlay <input data-control="opacity" type="range" min="0.1" max="1" step="0.05"><span data-show="opacity"></span></label>
         </span>
         <span class="mf-mask-group">
           <button data-action="undo" title="Undo (Ctrl+Z)">Undo</button>
@@ -110,7 +112,7 @@ class MaskEditor {
         </span>
       </div>
       <canvas class="mf-mask-view"></canvas>
-      <div class="mf-mask-help"><span>B brush · E eraser · [ ] size · X swap · wheel zoom · space/right-drag pan · Ctrl+Z undo · Ctrl+Shift+Z redo · Enter save · Esc cancel</span><span class="mf-mask-info" data-show="info"></span></div>`;
+      <div class="mf-mask-help"><span>B brush · E eraser · [ ] size · 1–0 opacity · X swap · wheel zoom · space/right-drag pan · Ctrl+Z undo · Ctrl+Shift+Z redo · Enter save · Esc cancel</span><span class="mf-mask-info" data-show="info"></span></div>`;
     const title = this.#root.querySelector<HTMLElement>(".mf-mask-title")!;
     title.textContent = options.title;
     // A long file name is cut to keep the toolbar on one row; the whole name is in the tooltip.
@@ -139,6 +141,7 @@ class MaskEditor {
     });
     this.#input("size", (v) => (this.#brush.size = v));
     this.#input("hardness", (v) => (this.#brush.hardness = v));
+    this.#input("brush-opacity", (v) => (this.#brush.opacity = v));
     this.#input("opacity", (v) => (this.#opacity = v));
     this.#view.addEventListener("pointerdown", (event) => this.#pointerDown(event));
     this.#view.addEventListener("pointermove", (event) => this.#pointerMove(event));
@@ -171,6 +174,8 @@ class MaskEditor {
     (this.#controls.size as HTMLInputElement).value = String(this.#brush.size);
     (this.#controls.hardness as HTMLInputElement).value = String(this.#brush.hardness);
     (this.#controls.opacity as HTMLInputElement).value = String(this.#opacity);
+    (this.#controls["brush-opacity"] as HTMLInputElement).value = String(this.#brush.opacity);
+    this.#root.querySelector('[data-show="brush-opacity"]')!.textContent = `${Math.round(this.#brush.opacity * 100)}%`;
     this.#root.querySelector('[data-show="size"]')!.textContent = `${Math.round(this.#brush.size)} px`;
     this.#root.querySelector('[data-show="hardness"]')!.textContent = `${Math.round(this.#brush.hardness * 100)}%`;
     this.#root.querySelector('[data-show="opacity"]')!.textContent = `${Math.round(this.#opacity * 100)}%`;
@@ -248,6 +253,10 @@ class MaskEditor {
     } else if (key === "[" || key === "]") {
       const factor = key === "]" ? 1.2 : 1 / 1.2;
       this.#brush.size = Math.round(Math.min(this.#maxSize, Math.max(MIN_SIZE, this.#brush.size * factor + (key === "]" ? 1 : -1) * 0.5)));
+      this.#sync();
+    } else if (/^[0-9]$/.test(key)) {
+      // As in painting programs: 1 is 10 %, 9 is 90 %, 0 is 100 %.
+      this.#brush.opacity = key === "0" ? 1 : Number(key) / 10;
       this.#sync();
     } else if (key === "escape") this.#act("cancel");
     else if (key === "enter") this.#act("save");

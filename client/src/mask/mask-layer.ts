@@ -1,8 +1,13 @@
 /**
  * The mask being painted, at the image's own resolution: a canvas whose alpha is the mask value
- * (opaque white = repaint). Brush and eraser stamps with a hardness falloff, undo/redo snapshots
- * bounded by memory, clear / fill / invert, and export as the PNG the server's LoadMask reads
- * with channel "luminance" (white = repaint on black).
+ * (opaque white = repaint, grey = partly: soft inpainting reads it as how much may change). Brush and
+ * eraser dabs with a hardness falloff and an opacity, undo/redo snapshots bounded by memory,
+ * clear / fill / invert, and export as the PNG the server's LoadMask reads with channel "luminance"
+ * (white = repaint on black, grey kept).
+ *
+ * A stroke behaves like a painting program's at a given opacity: within one stroke the dabs take the
+ * larger of their coverages, not the sum, so a stroke at 50 % paints 50 % grey however often it passes
+ * over a place, and its soft edge keeps the falloff of one dab. A second stroke adds over the first.
  */
 
 export type Tool = "brush" | "eraser";
@@ -13,6 +18,8 @@ export interface BrushSettings {
   size: number;
   /** 0 = soft edge all the way in, 1 = hard edge. */
   hardness: number;
+  /** The most a stroke paints (brush) or takes away (eraser): 1 = white, 0.5 = mid grey. */
+  opacity: number;
 }
 
 /** Undo snapshots are whole-mask copies; keep their total under this many bytes. */
@@ -25,8 +32,8 @@ export class MaskLayer {
   #undo: ImageData[] = [];
   #redo: ImageData[] = [];
   #last: [number, number] | undefined;
-  #stamp: HTMLCanvasElement | undefined;
-  #stampKey = "";
+  /** The stroke in progress: the mask's alpha when it began, and each pixel's largest dab coverage so far (0–255). */
+  #stroke: { base: Uint8ClampedArray; coverage: Uint8Array } | undefined;
   #revision = 0;
   #coverage: { revision: number; value: number } | undefined;
 
@@ -82,6 +89,10 @@ export class MaskLayer {
 
   beginStroke(x: number, y: number, brush: BrushSettings): void {
     this.checkpoint();
+    const before = this.#undo[this.#undo.length - 1].data;
+    const base = new Uint8ClampedArray(this.width * this.height);
+    for (let i = 0; i < base.length; i++) base[i] = before[i * 4 + 3];
+    this.#stroke = { base, coverage: new Uint8Array(this.width * this.height) };
     this.#last = [x, y];
     this.#dab(x, y, brush);
   }
@@ -98,39 +109,44 @@ export class MaskLayer {
 
   endStroke(): void {
     this.#last = undefined;
+    this.#stroke = undefined;
   }
 
+  /**
+   * One dab: full coverage out to hardness × radius, then a linear fall to 0 at the radius (at least a
+   * pixel wide, which also smooths a hard brush's rim). Only the dab's box is read and written.
+   */
   #dab(x: number, y: number, brush: BrushSettings): void {
-    const stamp = this.#stampFor(brush);
-    const ctx = this.#ctx;
-    ctx.globalCompositeOperation = brush.tool === "eraser" ? "destination-out" : "source-over";
-    ctx.drawImage(stamp, x - stamp.width / 2, y - stamp.height / 2);
-    ctx.globalCompositeOperation = "source-over";
+    const stroke = this.#stroke;
+    if (!stroke) return;
+    const radius = Math.max(0.5, brush.size / 2);
+    const inner = Math.min(1, Math.max(0, brush.hardness)) * radius;
+    const ramp = Math.max(1, radius - inner);
+    const x0 = Math.max(0, Math.floor(x - radius - 1));
+    const y0 = Math.max(0, Math.floor(y - radius - 1));
+    const x1 = Math.min(this.width, Math.ceil(x + radius + 1));
+    const y1 = Math.min(this.height, Math.ceil(y + radius + 1));
+    if (x1 <= x0 || y1 <= y0) return;
+    const opacity = Math.min(1, Math.max(0, brush.opacity));
+    const erase = brush.tool === "eraser";
+    const box = this.#ctx.createImageData(x1 - x0, y1 - y0);
+    const out = box.data;
+    for (let py = y0; py < y1; py++) {
+      for (let px = x0; px < x1; px++) {
+        const p = py * this.width + px;
+        const distance = Math.hypot(px + 0.5 - x, py + 0.5 - y);
+        const falloff = distance <= inner ? 1 : Math.min(1, Math.max(0, (radius + (ramp === 1 ? 0.5 : 0) - distance) / ramp));
+        const coverage = Math.max(stroke.coverage[p], Math.round(falloff * 255));
+        stroke.coverage[p] = coverage;
+        const amount = (opacity * coverage) / 255;
+        const base = stroke.base[p];
+        const o = ((py - y0) * (x1 - x0) + (px - x0)) * 4;
+        out[o] = out[o + 1] = out[o + 2] = 255;
+        out[o + 3] = Math.round(erase ? base * (1 - amount) : base + amount * (255 - base));
+      }
+    }
+    this.#ctx.putImageData(box, x0, y0);
     this.#revision++;
-  }
-
-  /** A white disc with a radial falloff from hardness × radius to the edge, drawn once per brush setting. */
-  #stampFor(brush: BrushSettings): HTMLCanvasElement {
-    const key = `${brush.size}:${brush.hardness}`;
-    if (this.#stamp && this.#stampKey === key) return this.#stamp;
-    const diameter = Math.max(1, Math.ceil(brush.size));
-    const stamp = document.createElement("canvas");
-    stamp.width = stamp.height = diameter + 2;
-    const ctx = stamp.getContext("2d")!;
-    const c = stamp.width / 2;
-    const radius = brush.size / 2;
-    const gradient = ctx.createRadialGradient(c, c, 0, c, c, radius);
-    const hard = Math.min(0.999, Math.max(0, brush.hardness));
-    gradient.addColorStop(0, "rgba(255,255,255,1)");
-    gradient.addColorStop(hard, "rgba(255,255,255,1)");
-    gradient.addColorStop(1, "rgba(255,255,255,0)");
-    ctx.fillStyle = gradient;
-    ctx.beginPath();
-    ctx.arc(c, c, radius, 0, Math.PI * 2);
-    ctx.fill();
-    this.#stamp = stamp;
-    this.#stampKey = key;
-    return stamp;
   }
 
   clear(): void {
