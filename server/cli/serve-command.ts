@@ -79,7 +79,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       apiKeys,
       allowedHosts,
       engineStatus: () => engines.status(),
-      releaseModels: () => engines.local.release(),
+      releaseModels: () => engines.releaseModels(),
       modelPulls,
     });
   } catch (error) {

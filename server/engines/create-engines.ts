@@ -26,6 +26,8 @@ export interface Engines {
   readonly learnedFill: LearnedFillEngine;
   /** What `maskflow serve` prints and GET /api/system reports. */
   status(): Record<string, { summary: string } & Record<string, unknown>>;
+  /** Unloads every model's sessions and the cached embeddings (POST /api/free); they load again on next use. */
+  releaseModels(): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -53,6 +55,9 @@ export async function createEngines(options: EngineOptions = {}): Promise<Engine
       },
       helpers: helperStatus(segment.modelsDir),
     }),
+    releaseModels: async () => {
+      await Promise.all([local.release(), segment.release(), learnedFill.release()]);
+    },
     dispose: async () => {
       await Promise.all([local.release(), segment.release(), learnedFill.release()]);
     },
