@@ -7,6 +7,7 @@ import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InpaintNode } from "../nodes/inpaint/inpaint-node.ts";
+import { FeatherMaskNode } from "../nodes/mask/feather-mask.ts";
 import type { Mask, RgbImage } from "../nodes/socket-types.ts";
 import { heldBeforeStep, latentChangeMask } from "../server/engines/onnx/differential-diffusion.ts";
 import { tensorToImage, imageToTensor } from "../server/engines/onnx/image-tensors.ts";
@@ -169,6 +170,24 @@ describe("soft inpainting on the tiny models", () => {
       const soft = await engine.inpaint(request({ ...overrides, softMask: true }), { modelDir });
       expect(bytes(soft.images[0]), scheduler).toBe(bytes(plain.images[0]));
     }
+  });
+});
+
+describe("FeatherMask as the source of a soft mask", () => {
+  it("turns a hard edge into a grey ramp of every level, wider with the radius", async () => {
+    const hard = maskOf((x) => (x >= 32 ? 255 : 0));
+    const ctx = await createTestContext();
+    const widths = [];
+    for (const radius of [4, 12]) {
+      const { mask } = await FeatherMaskNode.run({ mask: hard, radius }, ctx);
+      const row = Array.from((mask as Mask).data.subarray(32 * SIZE, 33 * SIZE));
+      const grey = row.filter((v) => v > 0 && v < 255);
+      expect(row.every((v, x) => x === 0 || v >= row[x - 1])).toBe(true);
+      expect(Math.min(...grey)).toBeLessThan(40);
+      expect(Math.max(...grey)).toBeGreaterThan(215);
+      widths.push(grey.length);
+    }
+    expect(widths[1]).toBeGreaterThan(2 * widths[0]);
   });
 });
 
