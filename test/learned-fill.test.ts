@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LearnedFillNode } from "../nodes/fill/learned-fill.ts";
 import type { Mask, RgbImage } from "../nodes/socket-types.ts";
 import { cropAroundMask } from "../server/engines/fill/fill-crop.ts";
+import { MAX_REGIONS, maskRegions } from "../server/engines/fill/mask-regions.ts";
 import { LearnedFillEngine } from "../server/engines/fill/learned-fill-engine.ts";
 import { ModelLayoutError } from "../server/engines/onnx/value-layout.ts";
 import { ensureTinyHelperModels, type TinyHelperModelFolders } from "./fixtures/make-tiny-helper-models.ts";
@@ -55,6 +56,25 @@ describe("the crop around the mask", () => {
   });
 });
 
+describe("the parts of a mask", () => {
+  it("are found one box each, exactly, also through the smaller copy a large mask is labelled on", async () => {
+    const mask = rectMask(3000, 2000, { left: 100, top: 120, right: 180, bottom: 200 });
+    for (let y = 1500; y < 1510; y++) mask.data.fill(255, y * 3000 + 2500, y * 3000 + 2533);
+    // Touching diagonally: one part, as a contour would have it.
+    mask.data[1510 * 3000 + 2533] = 255;
+    expect(await maskRegions(mask)).toEqual([
+      { left: 100, top: 120, right: 180, bottom: 200 },
+      { left: 2500, top: 1500, right: 2534, bottom: 1511 },
+    ]);
+  });
+
+  it("past MAX_REGIONS parts, are one box around them all", async () => {
+    const mask = rectMask(200, 100, { left: 0, top: 0, right: 0, bottom: 0 });
+    for (let i = 0; i <= MAX_REGIONS; i++) mask.data[50 * 200 + 10 + i * 15] = 255;
+    expect(await maskRegions(mask)).toEqual([{ left: 10, top: 50, right: 10 + MAX_REGIONS * 15 + 1, bottom: 51 }]);
+  });
+});
+
 describe("LearnedFill on the LaMa miniature", () => {
   const object = { left: 100, top: 250, right: 160, bottom: 310 };
 
@@ -62,7 +82,7 @@ describe("LearnedFill on the LaMa miniature", () => {
     const picture = scene(800, 600, object);
     const mask = rectMask(800, 600, { left: 95, top: 245, right: 165, bottom: 315 });
     const result = await engine().fill({ picture, mask, model: folders.lama });
-    expect(result.crop).toEqual({ left: 0, top: 24, width: 512, height: 512 });
+    expect(result.crops).toEqual([{ left: 0, top: 24, width: 512, height: 512 }]);
     let changedOutside = 0;
     let sum = [0, 0, 0];
     let inside = 0;
@@ -83,6 +103,26 @@ describe("LearnedFill on the LaMa miniature", () => {
     expect(b).toBeLessThan(90);
   });
 
+  it("fills two holes far apart each in its own square, as IOPaint crops each part of the mask", async () => {
+    const picture = scene(2400, 1000, { left: 150, top: 400, right: 200, bottom: 450 });
+    // A second object on the blue side.
+    for (let y = 600; y < 640; y++) for (let x = 2100; x < 2150; x++) picture.data.set([40, 200, 60], (y * 2400 + x) * 3);
+    const mask = rectMask(2400, 1000, { left: 145, top: 395, right: 205, bottom: 455 });
+    for (let y = 595; y < 645; y++) mask.data.fill(255, y * 2400 + 2095, y * 2400 + 2155);
+    const result = await engine().fill({ picture, mask, model: folders.lama });
+    expect(result.crops).toEqual([
+      { left: 0, top: 169, width: 512, height: 512 },
+      { left: 1869, top: 364, width: 512, height: 512 },
+    ]);
+    const at = (x: number, y: number) => [...result.image.data.subarray((y * 2400 + x) * 3, (y * 2400 + x) * 3 + 3)];
+    const [r1, g1] = at(175, 425);
+    expect(r1).toBeGreaterThan(170);
+    expect(g1).toBeLessThan(90);
+    const [, g2, b2] = at(2125, 620);
+    expect(b2).toBeGreaterThan(170);
+    expect(g2).toBeLessThan(90);
+  });
+
   it("blends a grey mask value: 50 % mask, about half the fill", async () => {
     const region = { left: 110, top: 60, right: 130, bottom: 80 };
     const picture = scene(300, 200, region);
@@ -98,7 +138,7 @@ describe("LearnedFill on the LaMa miniature", () => {
     const picture = scene(64, 48, object);
     const result = await engine({ modelsDir: "/nonexistent" }).fill({ picture, mask: rectMask(64, 48, { left: 0, top: 0, right: 0, bottom: 0 }) });
     expect(result.image).toBe(picture);
-    expect(result.crop).toBeUndefined();
+    expect(result.crops).toEqual([]);
   });
 
   it("the node fills each picture of a batch and refuses a mask of another size", async () => {

@@ -1,10 +1,12 @@
 /**
- * Learned object removal with LaMa on onnxruntime, with IOPaint's crop strategy: the region around the mask
- * (fill-crop.ts) is resized to the model's side, filled, resized back, and only the masked pixels are pasted into
- * the picture (the mask's value is the paste's opacity, so a soft edge blends). Everything outside the crop, and
- * every unmasked pixel in it, is the original's byte for byte. Resizing and pasting run in sharp.
+ * Learned object removal with LaMa on onnxruntime, with IOPaint's crop strategy: each separate part of the mask
+ * (mask-regions.ts) gets a square around it (fill-crop.ts), cut from the original picture, resized to the model's
+ * side, filled, resized back; only the masked pixels of each are pasted into the picture, in turn (the mask's value
+ * is the paste's opacity, so a soft edge blends). Every unmasked pixel is the original's byte for byte. Resizing and
+ * pasting run in sharp.
  */
 import os from "node:os";
+import type sharp from "sharp";
 import path from "node:path";
 import { fromSharp, maskFromSharp, maskToSharp, toSharp } from "../../../nodes/image/sharp-conversions.ts";
 import { maskBounds } from "../../../nodes/mask/mask-bounds.ts";
@@ -15,6 +17,7 @@ import { resolveModelsDir } from "../../models/models-folder.ts";
 import type { DeviceName } from "../onnx/onnx-session.ts";
 import { type CropBox, cropAroundMask } from "./fill-crop.ts";
 import { type LamaModel, loadLamaModel } from "./lama-model.ts";
+import { maskRegions } from "./mask-regions.ts";
 
 /** IOPaint's default hd_strategy_crop_margin. */
 export const DEFAULT_FILL_MARGIN = 128;
@@ -37,8 +40,8 @@ export interface LearnedFillRequest {
 
 export interface LearnedFillResult {
   readonly image: RgbImage;
-  /** The region the model saw, in picture pixels; undefined when the mask was empty (nothing ran). */
-  readonly crop?: CropBox;
+  /** The regions the model saw, one per part of the mask, in picture pixels; none when the mask was empty. */
+  readonly crops: readonly CropBox[];
   readonly modelMs: number;
 }
 
@@ -76,13 +79,25 @@ export class LearnedFillEngine {
     if (picture.width !== mask.width || picture.height !== mask.height) {
       throw new Error(`mask is ${mask.width}×${mask.height} but the picture is ${picture.width}×${picture.height}; they must match`);
     }
-    const bounds = maskBounds(mask);
-    if (!bounds) return { image: picture, modelMs: 0 };
+    if (!maskBounds(mask)) return { image: picture, crops: [], modelMs: 0 };
     const model = await this.model(request.model);
-    const size = model.size;
-    const crop = cropAroundMask(bounds, request.margin ?? DEFAULT_FILL_MARGIN, picture.width, picture.height, size);
-    const region = { left: crop.left, top: crop.top, width: crop.width, height: crop.height };
+    const crops = (await maskRegions(mask)).map((region) => cropAroundMask(region, request.margin ?? DEFAULT_FILL_MARGIN, picture.width, picture.height, model.size));
+    const overlays: sharp.OverlayOptions[] = [];
+    let modelMs = 0;
+    for (const crop of crops) {
+      const filled = await this.#fillCrop(model, picture, mask, crop);
+      modelMs += filled.modelMs;
+      overlays.push({ input: filled.overlay, raw: { width: crop.width, height: crop.height, channels: 4 }, left: crop.left, top: crop.top });
+    }
+    // In order, as IOPaint pastes its crops: where two squares overlap, the later one's masked pixels show.
+    const image = await fromSharp(toSharp(picture).composite(overlays));
+    return { image, crops, modelMs };
+  }
 
+  /** One crop filled: its pixels with the mask as alpha, ready to composite at the crop's place. */
+  async #fillCrop(model: LamaModel, picture: RgbImage, mask: Mask, crop: CropBox): Promise<{ overlay: Buffer; modelMs: number }> {
+    const size = model.size;
+    const region = { left: crop.left, top: crop.top, width: crop.width, height: crop.height };
     const imageIn = await fromSharp(toSharp(picture).extract(region).resize({ width: size, height: size, fit: "fill" }));
     // Bilinear, then anything above 0 is hole: a hole shrunk to the model's scale still covers its edge pixels.
     const maskIn = await maskFromSharp(maskToSharp(mask).extract(region).resize({ width: size, height: size, fit: "fill", kernel: "linear" }));
@@ -113,10 +128,7 @@ export class LearnedFillEngine {
     const back = await fromSharp(toSharp({ width: size, height: size, data: filled }).resize({ width: crop.width, height: crop.height, fit: "fill" }));
     const alpha = await maskFromSharp(maskToSharp(mask).extract(region));
     const overlay = await toSharp(back).joinChannel(Buffer.from(alpha.data), { raw: { width: crop.width, height: crop.height, channels: 1 } }).raw().toBuffer();
-    const image = await fromSharp(
-      toSharp(picture).composite([{ input: overlay, raw: { width: crop.width, height: crop.height, channels: 4 }, left: crop.left, top: crop.top }]),
-    );
-    return { image, crop, modelMs };
+    return { overlay, modelMs };
   }
 
   async release(model?: string): Promise<void> {
