@@ -4,7 +4,6 @@
  */
 import { benchAbuse } from "./abuse-bench.ts";
 import { benchBatch } from "./batch-bench.ts";
-import { benchBatch } from "./batch-bench.ts";
 import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchFill } from "./fill-bench.ts";
@@ -30,7 +29,6 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["real-size", () => benchRealSize()],
   ["vae-tiling", () => benchVaeTiling()],
   ["abuse", () => benchAbuse()],
-  ["batch", () => benchBatch()],
   ["batch", () => benchBatch()],
 ];
 
