@@ -10,6 +10,14 @@ import { checkInpaintRequest, type InpaintRequest } from "../server/engines/onnx
 import { OnnxEngine } from "../server/engines/onnx/onnx-engine.ts";
 import { decodeLatents, encodePixels } from "../server/engines/onnx/vae-codec.ts";
 import { type Planes, runTiled, usesVaeTiles } from "../server/engines/onnx/vae-tiling.ts";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import sharp from "sharp";
+import { createBuiltinRegistry } from "../nodes/index.ts";
+import { InpaintNode } from "../nodes/inpaint/inpaint-node.ts";
+import { Executor } from "../server/executor/executor.ts";
+import { createTestContext } from "./helpers/node-context.ts";
+import { recordingEngine } from "./helpers/recording-engine.ts";
 import { ensureTinyModels } from "./fixtures/make-tiny-models.ts";
 
 const f32 = Math.fround;
@@ -179,5 +187,37 @@ describe("tiled VAE in the pipeline on the tiny model", () => {
 
   it("a bad vaeTiling is refused naming the field and the choices", () => {
     expect(() => checkInpaintRequest(request(512, { vaeTiling: "always" as InpaintRequest["vaeTiling"] }))).toThrow('vae_tiling: must be one of auto, on, off, got "always"');
+  });
+
+  it("the Inpaint node's vae_tiling: auto by default, and refused by name on backend segmind unless auto", () => {
+    expect(InpaintNode.inputs.vae_tiling).toMatchObject({ default: "auto", options: ["auto", "on", "off"] });
+    expect(InpaintNode.check!({ backend: "segmind", vae_tiling: "on", width: 512, height: 512 }, {})).toEqual([
+      { input: "vae_tiling", message: expect.stringMatching(/^is set, but backend "segmind" runs its VAE on its own servers/) },
+    ]);
+    expect(InpaintNode.check!({ backend: "segmind", vae_tiling: "auto", width: 512, height: 512 }, {})).toEqual([]);
+    expect(InpaintNode.check!({ backend: "local", vae_tiling: "off", width: 512, height: 512 }, {})).toEqual([]);
+  });
+
+  it("a workflow's vae_tiling reaches the engine", async () => {
+    const ctx = await createTestContext();
+    const size = 256;
+    await sharp(Buffer.from(picture(size).data), { raw: { width: size, height: size, channels: 3 } }).png().toFile(path.join(ctx.folders.input, "p.png"));
+    await writeFile(path.join(ctx.folders.input, "m.png"), await sharp(Buffer.from(centreMask(size).data), { raw: { width: size, height: size, channels: 1 } }).png().toBuffer());
+    const { engine: recorded, calls } = recordingEngine(engine);
+    const executor = new Executor({ registry: createBuiltinRegistry(), storage: ctx.folders, engines: { local: recorded } });
+    const inpaint = { image: ["1", "image"], mask: ["2", "mask"], prompt: ["3", "prompt"], scheduler: ["4", "scheduler"], model: models.fp32, width: size, height: size };
+    const nodes = (vae_tiling?: string) => [
+      { id: "1", type: "LoadImage", inputs: { image: "p.png" } },
+      { id: "2", type: "LoadMask", inputs: { image: "m.png" } },
+      { id: "3", type: "Prompt", inputs: { positive: "a cat" } },
+      { id: "4", type: "Scheduler", inputs: { steps: 1 } },
+      { id: "5", type: "Inpaint", inputs: vae_tiling ? { ...inpaint, vae_tiling } : inpaint },
+      { id: "6", type: "SaveImage", inputs: { images: ["5", "images"] } },
+    ];
+    for (const [jobId, mode] of [["default", undefined], ["on", "on"]] as const) {
+      const result = await executor.run({ format: "maskflow-workflow", version: 1, nodes: nodes(mode) }, { jobId });
+      expect(result.error).toBeUndefined();
+    }
+    expect(calls.map((c) => c.request.vaeTiling)).toEqual(["auto", "on"]);
   });
 });

@@ -1,5 +1,6 @@
 import type { LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
 import { WARM_UP_PHASE } from "../../server/engines/onnx/unet-warm-up.ts";
+import { VAE_TILING_MODES, type VaeTiling } from "../../server/engines/onnx/vae-tiling.ts";
 import { SEGMIND_IMAGE_SIZES } from "../../server/engines/segmind/segmind-request.ts";
 import { teleaInpaint } from "../fill/telea-inpaint.ts";
 import { toSharp } from "../image/sharp-conversions.ts";
@@ -45,6 +46,15 @@ const INPAINT_INPUTS = {
       "Soft inpainting (differential diffusion): grey mask values say how much each place may change (0 keeps, 1 repaints, 0.5 half way), " +
       "instead of a yes/no at 50 %. Local backend only. Paste-back then keeps only the mask's 0 pixels.",
   },
+  vae_tiling: {
+    type: "STRING",
+    widget: "combo",
+    options: VAE_TILING_MODES,
+    default: "auto",
+    description:
+      "VAE encode and decode in overlapping 512 px tiles, which bounds their memory at large sizes (the result differs slightly " +
+      "near tile edges): auto from 1024 px on either side (twice the model's own size), on above one tile, off never. Local backend only.",
+  },
 } as const satisfies InputSpecs;
 
 /** Stable Diffusion inpainting: repaints the white part of the mask from the prompt. */
@@ -57,9 +67,10 @@ export const InpaintNode = defineNode({
     "mask are the original ones, blended across mask_blur pixels inside it.",
   inputs: INPAINT_INPUTS,
   outputs: { images: { type: "IMAGE" } },
-  check({ backend, width, height, soft_mask }) {
-    const problems: InputProblem<"width" | "height" | "soft_mask">[] = [];
+  check({ backend, width, height, soft_mask, vae_tiling }) {
+    const problems: InputProblem<"width" | "height" | "soft_mask" | "vae_tiling">[] = [];
     if (backend === "segmind" && soft_mask === true) problems.push({ input: "soft_mask", message: SOFT_MASK_ON_SEGMIND });
+    if (backend === "segmind" && vae_tiling !== undefined && vae_tiling !== "auto") problems.push({ input: "vae_tiling", message: VAE_TILING_ON_SEGMIND });
     for (const [input, size] of [["width", width], ["height", height]] as const) {
       if (size === undefined) continue;
       if (backend === "segmind" && !(SEGMIND_IMAGE_SIZES as readonly number[]).includes(size)) {
@@ -78,6 +89,7 @@ export const InpaintNode = defineNode({
     const sources = inputs.masked_content === "fill" ? inputs.image.map((picture) => fillHole(picture, mask)) : inputs.image;
     // A linked backend is not seen by check(): the same refusal, before any picture is sent.
     if (inputs.backend === "segmind" && inputs.soft_mask) throw new Error(`Inpaint: input \`soft_mask\` ${SOFT_MASK_ON_SEGMIND}`);
+    if (inputs.backend === "segmind" && inputs.vae_tiling !== "auto") throw new Error(`Inpaint: input \`vae_tiling\` ${VAE_TILING_ON_SEGMIND}`);
     const paint = inputs.backend === "segmind" ? paintOnSegmind : paintLocally;
     const images: RgbImage[] = [];
     for (let index = 0; index < sources.length; index++) {
@@ -99,6 +111,8 @@ export const InpaintNode = defineNode({
 const SOFT_MASK_ON_SEGMIND =
   'is true, but backend "segmind" has no soft inpainting (its API takes a black-and-white mask and repaints where it is white); ' +
   'use backend "local", or set soft_mask to false (a grey mask is then cut at 50 %)';
+
+const VAE_TILING_ON_SEGMIND = 'is set, but backend "segmind" runs its VAE on its own servers; use backend "local", or leave vae_tiling at auto';
 
 /** The classical fill works on the picture's own grid, so unlike the painters it cannot resize the mask. */
 function fillHole(picture: RgbImage, mask: Mask): RgbImage {
@@ -133,6 +147,7 @@ const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
       height: inputs.height,
       maskedContent: inputs.masked_content === "fill" ? "original" : (inputs.masked_content as LatentMaskedContent),
       softMask: inputs.soft_mask,
+      vaeTiling: inputs.vae_tiling as VaeTiling,
     },
     {
       modelDir: inputs.model || undefined,
