@@ -6,7 +6,7 @@
  * pasting run in sharp.
  */
 import os from "node:os";
-import type sharp from "sharp";
+import type { OverlayOptions } from "sharp";
 import path from "node:path";
 import { fromSharp, maskFromSharp, maskToSharp, toSharp } from "../../../nodes/image/sharp-conversions.ts";
 import { maskBounds } from "../../../nodes/mask/mask-bounds.ts";
@@ -82,7 +82,7 @@ export class LearnedFillEngine {
     if (!maskBounds(mask)) return { image: picture, crops: [], modelMs: 0 };
     const model = await this.model(request.model);
     const crops = (await maskRegions(mask)).map((region) => cropAroundMask(region, request.margin ?? DEFAULT_FILL_MARGIN, picture.width, picture.height, model.size));
-    const overlays: sharp.OverlayOptions[] = [];
+    const overlays: OverlayOptions[] = [];
     let modelMs = 0;
     for (const crop of crops) {
       const filled = await this.#fillCrop(model, picture, mask, crop);
