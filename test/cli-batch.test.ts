@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -247,4 +248,68 @@ describe("a batch through the model", () => {
     const bytes = await Promise.all(outputs.map((f) => sharp(f).raw().toBuffer()));
     expect(Buffer.compare(bytes[0], bytes[1])).not.toBe(0);
   });
+});
+
+/** photos/ and masks/ with the same names, 64² each: a white square to repaint on a coloured picture. */
+async function photosAndMasks(dir: string, names: string[]) {
+  await mkdir(path.join(dir, "photos"));
+  await mkdir(path.join(dir, "masks"));
+  for (const [i, name] of names.entries()) {
+    await solid(path.join(dir, "photos", `${name}.jpg`), [40 * i, 90, 160], 64, 64);
+    await sharp({ create: { width: 64, height: 64, channels: 3, background: "#000" } })
+      .composite([{ input: { create: { width: 24, height: 24, channels: 3, background: "#fff" } }, left: 20, top: 20 }])
+      .png()
+      .toFile(path.join(dir, "masks", `${name}.png`));
+  }
+}
+
+describe("the README's batch example", () => {
+  it("runs as written (on the tiny model, at 64²): one result per photo, named after it", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-batch-readme-"));
+    await photosAndMasks(dir, ["cat", "yak"]);
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      const result = await cli([
+        "run", path.join(repo, "workflows/inpaint.json"), "--batch", "1.image=photos", "--batch", "2.image=masks", "--out", "results",
+        "--set", "3.positive=a small green potted plant", "--set", "4.steps=3",
+        "--model", tinyModel, "--data", path.join(dir, "data"), "--set", "5.width=64", "--set", "5.height=64",
+      ]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout.trim().split("\n").map((file) => path.relative(dir, file).replace(/_\d{14}_/, "_T_"))).toEqual([
+        path.join("results", "inpaint_cat_T_00001.png"),
+        path.join("results", "inpaint_yak_T_00002.png"),
+      ]);
+      expect(result.stderr).toMatch(/batch of 2 pictures: 2 done, 0 failed\n$/);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it("Ctrl+C stops the batch: the running picture within a step, the rest not run, exit 130", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-batch-sigint-"));
+    await photosAndMasks(dir, ["p1", "p2", "p3", "p4"]);
+    const child = spawn(process.execPath, [
+      path.join(repo, "bin/maskflow.js"), "run", path.join(repo, "workflows/inpaint.json"),
+      "--batch", `1.image=${path.join(dir, "photos")}`, "--batch", `2.image=${path.join(dir, "masks")}`, "--out", path.join(dir, "out"),
+      "--model", tinyModel, "--data", path.join(dir, "data"), "--set", "4.steps=150", "--set", "5.width=256", "--set", "5.height=256",
+    ], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk;
+      // Once the second picture's steps are under way (the first one's may all pass within a progress line's second).
+      if (/\[2\/4\] p2: node 5 \(Inpaint\) \d+\/150/.test(stderr) && !child.killed) child.kill("SIGINT");
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    const code = await exit;
+    clearTimeout(timer);
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(/\[1\/4\] p1: done/);
+    // The picture running when the signal came stops there (none, if it came between two); the ones after it do not start.
+    expect([...stderr.matchAll(/\] p\d: interrupted\n/g)].length).toBeLessThanOrEqual(1);
+    const done = [...stderr.matchAll(/\] p\d: done/g)].length;
+    expect(done).toBeLessThan(4);
+    expect(stderr).toMatch(new RegExp(`batch of 4 pictures: ${done} done, 0 failed, ${4 - done} not run \\(interrupted\\)\\n$`));
+  }, 90_000);
 });
