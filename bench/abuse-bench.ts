@@ -1,26 +1,25 @@
 /**
- * The attacks of issue 12, one after another, against a real server started in this process (so the
- * event loop that is measured is the server's), while a second client in its own process polls
- * GET /api/system every 20 ms. For each attack: the answer, the event loop's delay (perf_hooks
- * monitorEventLoopDelay, p99 and max), the poller's worst latency, and RSS before and after (after a
- * full GC). Goals: worst latency under 100 ms during every attack, RSS back within 20 % of where it
- * started. Rows that miss a goal say FAIL; nothing is hidden. `npm run bench abuse`.
+ * The attacks of issue 12, one after another, against a real server in a process of its own
+ * (abuse-server.ts), while a second client in a third process polls GET /api/system every 20 ms. This
+ * process only builds the payloads (before each measurement starts) and sends them over HTTP and
+ * WebSocket, so neither its memory nor its CPU work is charged to the server. For each attack: the answer;
+ * from the server process, its event loop's delay (perf_hooks monitorEventLoopDelay, p99 and max), its RSS
+ * before and after (each after a full GC) and its output cache's bytes after; from the poller, its worst
+ * latency. Goals: worst latency under 100 ms during every attack, RSS back within 20 % of where it started.
+ * Rows that miss a goal say FAIL; nothing is hidden. The output cache (bounded, 1 GB by default, emptied by
+ * POST /api/free) is shown beside RSS so growth that is the cache can be told from a leak, but it is not
+ * subtracted. `npm run bench abuse`.
  */
 import { once } from "node:events";
-import { readdir, stat } from "node:fs/promises";
-import type { Socket } from "node:net";
-import path from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
-import v8 from "node:v8";
-import vm from "node:vm";
-import zlib from "node:zlib";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import zlib from "node:zlib";
 import sharp from "sharp";
 import { WebSocket } from "ws";
-import { OnnxEngine } from "../server/engines/onnx/onnx-engine.ts";
-import { startServer, type RunningServer } from "../server/maskflow-server.ts";
-import { ensureTinyModels } from "../test/fixtures/make-tiny-models.ts";
+import { z } from "zod";
+import { type AbuseServerProcess, startAbuseServer } from "./abuse-server-process.ts";
 import { startSystemPoller } from "./system-poller.ts";
 
 export const GOAL_WORST_POLL_MS = 100;
@@ -30,8 +29,8 @@ export const GOAL_RSS_GROWTH = 0.2;
 const ATTACK_LIMIT_MS = 120_000;
 /** Measuring goes on this long after the answer. */
 const SETTLE_MS = 100;
-
-const quietLog = { info() {}, warn() {}, error() {} };
+/** A job's ending is asked of GET /api/history/:id this often, at most ATTACK_LIMIT_MS / JOB_POLL_MS times. */
+const JOB_POLL_MS = 50;
 
 type Node = { id: string; type: string; inputs: Record<string, unknown> };
 const workflow = (nodes: Node[]) => ({ format: "maskflow-workflow", version: 1, nodes });
@@ -40,8 +39,14 @@ interface Attack {
   readonly name: string;
   /** Builds what it sends before anything is measured, so the bench's own payloads do not count as the server's memory. */
   prepare(): Promise<unknown> | unknown;
-  /** Makes the attack and answers what the server said (statuses, a job's ending). */
-  run(payload: unknown): Promise<string>;
+  /** Makes the attack and answers what the server said (statuses, a job's ending); `signal` ends it at the time limit. */
+  run(payload: unknown, signal: AbortSignal): Promise<string>;
+}
+
+/** The server under attack: its URL for the attacks, its process for what only it can see. */
+interface Target {
+  readonly url: string;
+  readonly server: AbuseServerProcess;
 }
 
 interface Row {
@@ -52,18 +57,12 @@ interface Row {
   readonly worstPollMs: number;
   readonly rssBeforeMb: number;
   readonly rssAfterMb: number;
+  /** The server's output cache after the attack: bounded and documented, so not a leak. */
+  readonly outputCacheAfterMb: number;
   readonly verdict: string;
 }
 
-/** A full collection, with --expose-gc or without it (the flag can be set at run time and gc fetched from a fresh context). */
-function fullGc(): () => void {
-  const exposed = (globalThis as { gc?: () => void }).gc;
-  if (exposed) return exposed;
-  v8.setFlagsFromString("--expose-gc");
-  return vm.runInNewContext("gc") as () => void;
-}
-
-const rssMb = () => process.memoryUsage().rss / (1024 * 1024);
+const megabytes = (bytes: number) => bytes / (1024 * 1024);
 
 /** Six words of 64,000 random letters: 384 KB that BPE splits very slowly if it ever sees it whole. */
 function longRandomWords(): string {
@@ -102,23 +101,48 @@ async function pixelBomb(side = 16383): Promise<Buffer> {
   return Buffer.concat([signature, chunk("IHDR", ihdr), chunk("IDAT", Buffer.concat(compressed)), chunk("IEND", Buffer.alloc(0))]);
 }
 
-/**
- * Bodies are encoded before measuring: the attacker shares the server's process (its event loop is the one
- * measured), so it must not charge the server for turning a 20 MB string into bytes.
- */
+/** Bodies are encoded before measuring starts, so the attack itself is only the sending. */
 const encoded = (value: unknown): Uint8Array<ArrayBuffer> => new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
 
-async function postJson(server: RunningServer, route: string, body: Uint8Array<ArrayBuffer>): Promise<Response> {
-  return fetch(server.url + route, { method: "POST", headers: { "content-type": "application/json" }, body, signal: AbortSignal.timeout(ATTACK_LIMIT_MS) });
+async function postJson(url: string, route: string, body: Uint8Array<ArrayBuffer>, signal: AbortSignal): Promise<Response> {
+  return fetch(url + route, { method: "POST", headers: { "content-type": "application/json" }, body, signal });
+}
+
+/** POST and the status only (the body read and dropped, so the connection is free again). */
+async function postStatus(url: string, route: string, body: Uint8Array<ArrayBuffer>, signal: AbortSignal): Promise<string> {
+  const response = await postJson(url, route, body, signal);
+  await response.arrayBuffer();
+  return String(response.status);
+}
+
+const acceptedJob = z.object({ id: z.string() });
+const finishedJob = z.object({ status: z.string() });
+
+/**
+ * How a job ended, from GET /api/history/:id (a 404 until it has a finished record), asked every JOB_POLL_MS.
+ * Bounded by count and by the attack's signal.
+ */
+async function waitForJob(url: string, id: string, signal: AbortSignal): Promise<string> {
+  const polls = Math.ceil(ATTACK_LIMIT_MS / JOB_POLL_MS);
+  for (let poll = 0; poll < polls; poll++) {
+    const response = await fetch(`${url}/api/history/${encodeURIComponent(id)}`, { signal });
+    if (response.status === 200) return finishedJob.parse(await response.json()).status;
+    await response.arrayBuffer();
+    if (response.status !== 404) throw new Error(`GET /api/history/${id} answered ${response.status}`);
+    await sleep(JOB_POLL_MS, undefined, { signal });
+  }
+  throw new Error(`job ${id} had no finished record after ${polls} polls of GET /api/history/${id}`);
 }
 
 /** POST /api/prompt; when accepted, waits for the job and says how it ended. */
-async function promptAndWait(server: RunningServer, body: Uint8Array<ArrayBuffer>): Promise<string> {
-  const response = await postJson(server, "/api/prompt", body);
-  const answer = (await response.json()) as { id?: string };
-  if (response.status !== 200 || !answer.id) return String(response.status);
-  const entry = await server.queue.waitFor(answer.id);
-  return `200, job ${entry.status}`;
+async function promptAndWait(url: string, body: Uint8Array<ArrayBuffer>, signal: AbortSignal): Promise<string> {
+  const response = await postJson(url, "/api/prompt", body, signal);
+  if (response.status !== 200) {
+    await response.arrayBuffer();
+    return String(response.status);
+  }
+  const { id } = acceptedJob.parse(await response.json());
+  return `200, job ${await waitForJob(url, id, signal)}`;
 }
 
 function segmindBody(image: string, mask: string, prompt: string, steps = 20): Uint8Array<ArrayBuffer> {
@@ -149,29 +173,29 @@ function chain(order: "forward" | "reverse") {
   return workflow(order === "forward" ? nodes : nodes.reverse());
 }
 
-function attacks(server: RunningServer, pictures: { picture: string; mask: string; bomb: Buffer }): Attack[] {
+function attacks({ url, server }: Target, pictures: { picture: string; mask: string; bomb: Buffer }): Attack[] {
   const words = longRandomWords();
   const xs = "x".repeat(1_000_000);
   return [
     {
       name: "384 KB prompt of long words, /api/prompt",
       prepare: () => encoded({ workflow: inpaintWorkflow(words) }),
-      run: (body) => promptAndWait(server, body as Uint8Array<ArrayBuffer>),
+      run: (body, signal) => promptAndWait(url, body as Uint8Array<ArrayBuffer>, signal),
     },
     {
       name: '"x" × 1,000,000 prompt, /api/prompt',
       prepare: () => encoded({ workflow: inpaintWorkflow(xs) }),
-      run: (body) => promptAndWait(server, body as Uint8Array<ArrayBuffer>),
+      run: (body, signal) => promptAndWait(url, body as Uint8Array<ArrayBuffer>, signal),
     },
     {
       name: "384 KB prompt of long words, Segmind",
       prepare: () => segmindBody(pictures.picture, pictures.mask, words),
-      run: async (body) => String((await postJson(server, "/v1/sd1.5-inpainting", body as Uint8Array<ArrayBuffer>)).status),
+      run: (body, signal) => postStatus(url, "/v1/sd1.5-inpainting", body as Uint8Array<ArrayBuffer>, signal),
     },
     {
       name: '"x" × 1,000,000 prompt, Segmind',
       prepare: () => segmindBody(pictures.picture, pictures.mask, xs),
-      run: async (body) => String((await postJson(server, "/v1/sd1.5-inpainting", body as Uint8Array<ArrayBuffer>)).status),
+      run: (body, signal) => postStatus(url, "/v1/sd1.5-inpainting", body as Uint8Array<ArrayBuffer>, signal),
     },
     {
       name: "1 MB PNG declaring 16383², upload",
@@ -180,23 +204,26 @@ function attacks(server: RunningServer, pictures: { picture: string; mask: strin
         form.append("image", new Blob([new Uint8Array(pictures.bomb)], { type: "image/png" }), "bomb.png");
         return form;
       },
-      run: async (form) =>
-        String((await fetch(`${server.url}/api/upload`, { method: "POST", body: form as FormData, signal: AbortSignal.timeout(ATTACK_LIMIT_MS) })).status),
+      run: async (form, signal) => {
+        const response = await fetch(`${url}/api/upload`, { method: "POST", body: form as FormData, signal });
+        await response.arrayBuffer();
+        return String(response.status);
+      },
     },
     {
       name: "1 MB PNG declaring 16383², Segmind",
       prepare: () => segmindBody(pictures.bomb.toString("base64"), pictures.mask, "a bench"),
-      run: async (body) => String((await postJson(server, "/v1/sd1.5-inpainting", body as Uint8Array<ArrayBuffer>)).status),
+      run: (body, signal) => postStatus(url, "/v1/sd1.5-inpainting", body as Uint8Array<ArrayBuffer>, signal),
     },
     {
       name: "9,990-node chain, listed in order",
       prepare: () => encoded({ workflow: chain("forward") }),
-      run: (body) => promptAndWait(server, body as Uint8Array<ArrayBuffer>),
+      run: (body, signal) => promptAndWait(url, body as Uint8Array<ArrayBuffer>, signal),
     },
     {
       name: "9,990-node chain, listed backwards",
       prepare: () => encoded({ workflow: chain("reverse") }),
-      run: (body) => promptAndWait(server, body as Uint8Array<ArrayBuffer>),
+      run: (body, signal) => promptAndWait(url, body as Uint8Array<ArrayBuffer>, signal),
     },
     {
       name: "one node with 1,000,000 unknown inputs",
@@ -205,8 +232,8 @@ function attacks(server: RunningServer, pictures: { picture: string; mask: strin
         for (let i = 0; i < 1_000_000; i++) inputs[`u${i}`] = 0;
         return encoded({ workflow: workflow([{ id: "1", type: "LoadImage", inputs }, { id: "2", type: "PreviewImage", inputs: { images: ["1", "image"] } }]) });
       },
-      run: async (body) => {
-        const response = await postJson(server, "/api/prompt", body as Uint8Array<ArrayBuffer>);
+      run: async (body, signal) => {
+        const response = await postJson(url, "/api/prompt", body as Uint8Array<ArrayBuffer>, signal);
         const text = await response.text();
         return `${response.status} (${(text.length / 1024).toFixed(0)} KB answer)`;
       },
@@ -221,7 +248,7 @@ function attacks(server: RunningServer, pictures: { picture: string; mask: strin
             { id: "3", type: "String", inputs: { value: "x".repeat(20 * 1024 * 1024) } },
           ]),
         }),
-      run: (body) => promptAndWait(server, body as Uint8Array<ArrayBuffer>),
+      run: (body, signal) => promptAndWait(url, body as Uint8Array<ArrayBuffer>, signal),
     },
     {
       name: "10 jobs with 3 × 1,000,000-character literals into history",
@@ -235,47 +262,43 @@ function attacks(server: RunningServer, pictures: { picture: string; mask: strin
             ]),
           }),
         ),
-      run: async (bodies) => {
+      run: async (bodies, signal) => {
         const answers: string[] = [];
-        for (const body of bodies as Uint8Array<ArrayBuffer>[]) answers.push(await promptAndWait(server, body));
+        for (const body of bodies as Uint8Array<ArrayBuffer>[]) answers.push(await promptAndWait(url, body, signal));
         return summarize(answers);
       },
     },
     {
       name: "Segmind endpoint eight times",
       prepare: () => Array.from({ length: 8 }, (_, i) => segmindBody(pictures.picture, pictures.mask, `a bench, take ${i}`)),
-      run: async (bodies) => {
+      run: async (bodies, signal) => {
         const answers: string[] = [];
-        for (const body of bodies as Uint8Array<ArrayBuffer>[]) answers.push(String((await postJson(server, "/v1/sd1.5-inpainting", body)).status));
-        const folder = path.join(server.folders.input, "segmind");
-        const left = await readdir(folder).catch(() => [] as string[]);
-        const bytes = (await Promise.all(left.map(async (name) => (await stat(path.join(folder, name))).size))).reduce((a, b) => a + b, 0);
-        return `${summarize(answers)}; input/segmind: ${left.length} files, ${(bytes / 1024 / 1024).toFixed(1)} MB`;
+        for (const body of bodies as Uint8Array<ArrayBuffer>[]) answers.push(await postStatus(url, "/v1/sd1.5-inpainting", body, signal));
+        const left = await server.ask("segmind-inputs");
+        return `${summarize(answers)}; input/segmind: ${left.files} files, ${megabytes(left.bytes).toFixed(1)} MB`;
       },
     },
     {
       name: "WebSocket client that never reads, 4 × 100-step job",
       prepare: () => encoded({ workflow: inpaintWorkflow("a bench", { steps: 100, samples: 4 }), clientId: "abuse-stalled" }),
-      run: async (body) => {
-        // The server's end of the stalled socket: what it holds unsent for that client.
-        let serverEnd: Socket | undefined;
-        const onUpgrade = (request: { url?: string }, socket: Socket) => {
-          if (request.url?.includes("clientId=abuse-stalled")) serverEnd = socket;
-        };
-        server.httpServer.on("upgrade", onUpgrade);
-        const client = new WebSocket(`${server.url.replace(/^http/, "ws")}/ws?clientId=abuse-stalled`);
-        let heldMost = 0;
-        const sampler = setInterval(() => (heldMost = Math.max(heldMost, serverEnd?.writableLength ?? 0)), 5);
+      run: async (body, signal) => {
+        // The server process samples its own end of the stalled socket: what it holds unsent for that client.
+        await server.ask("watch-socket", { clientId: "abuse-stalled" });
+        const client = new WebSocket(`${url.replace(/^http/, "ws")}/ws?clientId=abuse-stalled`);
+        client.on("error", () => {}); // a close by the server is a result here, reported below
+        let answer = "";
+        let held: { connected: boolean; heldMostBytes: number; closedByServer: boolean };
         try {
-          await once(client, "message");
+          await once(client, "message", { signal });
           client.pause();
-          const answer = await promptAndWait(server, body as Uint8Array<ArrayBuffer>);
-          return `${answer}; held for it at most ${(heldMost / 1024).toFixed(0)} KB; socket ${serverEnd?.destroyed ? "closed by the server" : "open"}`;
+          answer = await promptAndWait(url, body as Uint8Array<ArrayBuffer>, signal);
         } finally {
-          clearInterval(sampler);
-          server.httpServer.off("upgrade", onUpgrade);
+          // Asked before this end closes, so "closed" can only be the server's doing; asked on every path, so the watch ends.
+          held = await server.ask("socket-report");
           client.terminate();
         }
+        const socket = !held.connected ? "never seen by the server" : held.closedByServer ? "closed by the server" : "open";
+        return `${answer}; held for it at most ${(held.heldMostBytes / 1024).toFixed(0)} KB; socket ${socket}`;
       },
     },
   ];
@@ -288,55 +311,61 @@ function summarize(answers: readonly string[]): string {
   return [...counts].map(([answer, count]) => (count > 1 ? `${answer} ×${count}` : answer)).join(", ");
 }
 
-async function measure(server: RunningServer, attack: Attack, gc: () => void): Promise<Row> {
+/** Pending jobs removed and the running one interrupted, so an attack past its limit does not run into the next one's figures. */
+async function clearQueue(url: string): Promise<void> {
+  const post = async (route: string, body: unknown) => {
+    const response = await fetch(url + route, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+    await response.arrayBuffer();
+    if (response.status !== 200) throw new Error(`POST ${route} answered ${response.status}`);
+  };
+  await post("/api/queue", { clear: true });
+  await post("/api/interrupt", {});
+}
+
+async function measure(target: Target, attack: Attack): Promise<Row> {
   const payload = await attack.prepare();
-  gc();
-  const rssBeforeMb = rssMb();
-  // Over the poller's whole window, so an attack shorter than the resolution still has samples.
-  const delay = monitorEventLoopDelay({ resolution: 5 });
-  delay.enable();
-  const poller = await startSystemPoller(server.url);
+  // The server process: full GC, RSS, its event-loop delay monitor on (over the poller's whole window, so an
+  // attack shorter than the resolution still has samples).
+  await target.server.ask("start");
+  const poller = await startSystemPoller(target.url);
   let answer: string;
-  let timer: NodeJS.Timeout | undefined;
+  const limit = new AbortController();
+  const timer = setTimeout(() => limit.abort(new Error(`timed out after ${ATTACK_LIMIT_MS / 1000} s`)), ATTACK_LIMIT_MS);
   try {
-    answer = await Promise.race([
-      attack.run(payload),
-      new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`timed out after ${ATTACK_LIMIT_MS / 1000} s`), ATTACK_LIMIT_MS))),
-    ]);
+    answer = await attack.run(payload, limit.signal);
   } catch (error) {
-    answer = `failed: ${(error as Error).message}`;
+    answer = limit.signal.aborted ? `timed out after ${ATTACK_LIMIT_MS / 1000} s` : `failed: ${(error as Error).message}`;
   } finally {
     clearTimeout(timer);
   }
   // A few more polls: work the attack left behind (a history write, a removal) is part of it.
-  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  await sleep(SETTLE_MS);
   const polled = await poller.stop();
-  delay.disable();
-  if (answer.startsWith("timed out")) {
-    // Whatever it left running must not run into the next attack's figures.
-    server.queue.clearPending();
-    server.queue.interrupt();
+  if (limit.signal.aborted) {
+    await clearQueue(target.url).catch((error: unknown) => {
+      answer += `; clearing the queue failed: ${(error as Error).message}`;
+    });
   }
-  gc();
-  const rssAfterMb = rssMb();
+  const server = await target.server.ask("stop");
   const problems: string[] = [];
   if (polled.failure) problems.push(`poller failed: ${polled.failure}`);
   if (!(polled.worstMs < GOAL_WORST_POLL_MS)) problems.push(`worst poll ${polled.worstMs.toFixed(0)} ms`);
-  if (rssAfterMb > rssBeforeMb * (1 + GOAL_RSS_GROWTH)) problems.push(`RSS +${((rssAfterMb / rssBeforeMb - 1) * 100).toFixed(0)} %`);
+  if (server.rssAfterMb > server.rssBeforeMb * (1 + GOAL_RSS_GROWTH)) problems.push(`RSS +${((server.rssAfterMb / server.rssBeforeMb - 1) * 100).toFixed(0)} %`);
   return {
     attack: attack.name,
     answer,
-    loopP99Ms: delay.percentile(99) / 1e6,
-    loopMaxMs: delay.max / 1e6,
+    loopP99Ms: server.loopP99Ms,
+    loopMaxMs: server.loopMaxMs,
     worstPollMs: polled.worstMs,
-    rssBeforeMb,
-    rssAfterMb,
+    rssBeforeMb: server.rssBeforeMb,
+    rssAfterMb: server.rssAfterMb,
+    outputCacheAfterMb: megabytes(server.outputCacheBytes),
     verdict: problems.length ? `FAIL (${problems.join("; ")})` : "PASS",
   };
 }
 
 function printTable(rows: readonly Row[]): void {
-  const header = ["attack", "answer", "loop p99 ms", "loop max ms", "worst poll ms", "RSS MB before → after", "verdict"];
+  const header = ["attack", "answer", "loop p99 ms", "loop max ms", "worst poll ms", "RSS MB before → after", "cache MB after", "verdict"];
   const lines = rows.map((row) => [
     row.attack,
     row.answer,
@@ -344,36 +373,61 @@ function printTable(rows: readonly Row[]): void {
     row.loopMaxMs.toFixed(1),
     row.worstPollMs.toFixed(1),
     `${row.rssBeforeMb.toFixed(0)} → ${row.rssAfterMb.toFixed(0)}`,
+    row.outputCacheAfterMb.toFixed(1),
     row.verdict,
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column].length)));
   const format = (cells: readonly string[]) => cells.map((cell, column) => cell.padEnd(widths[column])).join("  ").trimEnd();
-  process.stderr.write(`abuse: goals: worst poll under ${GOAL_WORST_POLL_MS} ms during every attack; RSS after within ${GOAL_RSS_GROWTH * 100} % of before\n`);
+  process.stderr.write(
+    `abuse: goals: worst poll under ${GOAL_WORST_POLL_MS} ms during every attack; the server's RSS after within ${GOAL_RSS_GROWTH * 100} % of before ` +
+      `(cache = the server's output cache, bounded at 1 GB by default and emptied by POST /api/free; counted in RSS, not subtracted)\n`,
+  );
   process.stderr.write(`${format(header)}\n${lines.map(format).join("\n")}\n`);
 }
 
+/** Puts a picture into the server's input folder under `name`, as a user would. */
+async function upload(url: string, name: string, png: Buffer): Promise<void> {
+  const form = new FormData();
+  form.append("image", new Blob([new Uint8Array(png)], { type: "image/png" }), name);
+  form.append("overwrite", "true");
+  const response = await fetch(`${url}/api/upload`, { method: "POST", body: form, signal: AbortSignal.timeout(60_000) });
+  const text = await response.text();
+  if (response.status !== 200) throw new Error(`uploading ${name} answered ${response.status}: ${text}`);
+  const stored = z.object({ name: z.string() }).parse(JSON.parse(text)).name;
+  if (stored !== name) throw new Error(`${name} was stored as ${stored}`);
+}
+
 export async function benchAbuse(): Promise<Record<string, number | string>> {
-  const gc = fullGc();
-  const tiny = await ensureTinyModels();
-  const engine = new OnnxEngine({ defaultModelDir: tiny.fp32, threads: 1 });
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-bench-abuse-"));
-  const server = await startServer({ host: "127.0.0.1", port: 0, dataDir, log: quietLog, engines: { local: engine }, releaseModels: () => engine.release() });
+  let server: AbuseServerProcess | undefined;
+  // Ctrl-C or a kill: the server process ends with the IPC channel anyway; this also waits for it and removes its data.
+  const interrupted = (signal: NodeJS.Signals) => {
+    void (async () => {
+      await server?.stop();
+      await rm(dataDir, { recursive: true, force: true });
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    })();
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
   const results: Record<string, number | string> = {};
   const rows: Row[] = [];
   try {
+    server = await startAbuseServer(dataDir);
+    const target: Target = { url: server.url, server };
     const picture = await sharp({ create: { width: 512, height: 512, channels: 3, background: "#6688aa" } }).png().toBuffer();
     const maskSvg = `<svg xmlns="http://www.w3.org/2000/svg" width="512" height="512"><rect width="512" height="512"/><circle cx="256" cy="256" r="80" fill="white"/></svg>`;
     const mask = await sharp(Buffer.from(maskSvg)).png().toBuffer();
-    await sharp(picture).toFile(path.join(server.folders.input, "picture.png"));
-    await sharp(mask).toFile(path.join(server.folders.input, "mask.png"));
+    await upload(target.url, "picture.png", picture);
+    await upload(target.url, "mask.png", mask);
     const bomb = await pixelBomb();
     // Warm up: the model loaded and every route's code compiled, so the first attack is not charged for it.
-    await promptAndWait(server, encoded({ workflow: inpaintWorkflow("a bench") }));
-    gc();
-    const rssStart = rssMb();
-    for (const attack of attacks(server, { picture: picture.toString("base64"), mask: mask.toString("base64"), bomb })) {
+    const warmUp = await promptAndWait(target.url, encoded({ workflow: inpaintWorkflow("a bench") }), AbortSignal.timeout(ATTACK_LIMIT_MS));
+    if (warmUp !== "200, job success") throw new Error(`the warm-up job did not succeed: ${warmUp}`);
+    const start = await server.ask("rss");
+    for (const attack of attacks(target, { picture: picture.toString("base64"), mask: mask.toString("base64"), bomb })) {
       process.stderr.write(`abuse: ${attack.name}…\n`);
-      const row = await measure(server, attack, gc);
+      const row = await measure(target, attack);
       rows.push(row);
       results[`abuse ${row.attack}: answer`] = row.answer;
       results[`abuse ${row.attack}: loop delay p99 ms`] = row.loopP99Ms;
@@ -381,21 +435,24 @@ export async function benchAbuse(): Promise<Record<string, number | string>> {
       results[`abuse ${row.attack}: worst poll ms`] = row.worstPollMs;
       results[`abuse ${row.attack}: RSS before MB`] = row.rssBeforeMb;
       results[`abuse ${row.attack}: RSS after MB`] = row.rssAfterMb;
+      results[`abuse ${row.attack}: output cache after MB`] = row.outputCacheAfterMb;
       results[`abuse ${row.attack}: verdict`] = row.verdict;
     }
-    gc();
-    const rssEnd = rssMb();
-    results["abuse all attacks: RSS at start MB"] = rssStart;
-    results["abuse all attacks: RSS at end MB"] = rssEnd;
+    const end = await server.ask("rss");
+    results["abuse all attacks: RSS at start MB"] = start.rssMb;
+    results["abuse all attacks: RSS at end MB"] = end.rssMb;
+    results["abuse all attacks: output cache at start MB"] = megabytes(start.outputCacheBytes);
+    results["abuse all attacks: output cache at end MB"] = megabytes(end.outputCacheBytes);
     results["abuse all attacks: verdict"] =
-      rows.every((row) => row.verdict === "PASS") && rssEnd <= rssStart * (1 + GOAL_RSS_GROWTH)
+      rows.every((row) => row.verdict === "PASS") && end.rssMb <= start.rssMb * (1 + GOAL_RSS_GROWTH)
         ? "PASS"
-        : `FAIL (${rows.filter((row) => row.verdict !== "PASS").length} of ${rows.length} attacks; RSS ${rssStart.toFixed(0)} → ${rssEnd.toFixed(0)} MB)`;
-    results["abuse goals"] = `worst poll < ${GOAL_WORST_POLL_MS} ms; RSS after ≤ before + ${GOAL_RSS_GROWTH * 100} %`;
+        : `FAIL (${rows.filter((row) => row.verdict !== "PASS").length} of ${rows.length} attacks; RSS ${start.rssMb.toFixed(0)} → ${end.rssMb.toFixed(0)} MB)`;
+    results["abuse goals"] = `worst poll < ${GOAL_WORST_POLL_MS} ms; the server's RSS after ≤ before + ${GOAL_RSS_GROWTH * 100} %`;
     printTable(rows);
   } finally {
-    await server.close();
-    await engine.release();
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
+    await server?.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
   return results;
