@@ -77,6 +77,23 @@ describe("POST /api/segment", () => {
     expect(Number(second.headers.get("x-maskflow-score"))).toBeGreaterThan(0);
   });
 
+  it("analyses a picture again once its file is replaced", async () => {
+    const server = await setup();
+    const click = { image: "scene.png", points: [{ x: 100, y: 80, positive: true }] };
+    expect((await post(server, click)).headers.get("x-maskflow-embedding")).toBe("computed");
+    expect((await post(server, click)).headers.get("x-maskflow-embedding")).toBe("cached");
+    // The same name, other pixels (the object moved): a new file, so a new embedding and a mask where it is now.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const moved = await sharp(await scenePng()).flop().png().toBuffer();
+    await writeFile(path.join(server.folders.input, "scene.png"), moved);
+    const again = await post(server, { image: "scene.png", points: [{ x: 135, y: 80, positive: true }] });
+    expect(again.headers.get("x-maskflow-embedding")).toBe("computed");
+    const { data } = await sharp(Buffer.from(await again.arrayBuffer())).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    // Flopped: the object now spans x 90..179.
+    expect(data[80 * 240 + 170]).toBe(255);
+    expect(data[80 * 240 + 70]).toBe(0);
+  });
+
   it("takes a box alone", async () => {
     const server = await setup();
     const response = await post(server, { image: "scene.png", box: { left: 20, top: 20, right: 200, bottom: 140 } });

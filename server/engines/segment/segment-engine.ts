@@ -26,8 +26,21 @@ export interface SegmentEngineOptions {
   readonly cacheBytes?: number;
 }
 
+/**
+ * A picture known by a key and its size, decoded only when its embedding is not cached: the route names a file in
+ * the input folder, so a click on a picture already embedded neither decodes nor hashes it again.
+ */
+export interface PictureSource {
+  /** Names these exact pixels (a file's path, size and modification time). */
+  readonly key: string;
+  readonly width: number;
+  readonly height: number;
+  load(): Promise<RgbImage>;
+}
+
 export interface SegmentRequest {
-  readonly picture: RgbImage;
+  /** The pixels (keyed by their sha256), or a source that loads them only if needed. */
+  readonly picture: RgbImage | PictureSource;
   readonly prompt: SamPrompt;
   /** A folder name under the models folder or a path; empty: models/mobile-sam. */
   readonly model?: string;
@@ -83,15 +96,20 @@ export class SegmentEngine {
   }
 
   async segment(request: SegmentRequest): Promise<SegmentResult> {
-    const { picture, prompt } = request;
+    const { prompt } = request;
+    const picture = "data" in request.picture ? pixelSource(request.picture) : request.picture;
     const problem = promptProblem(prompt, picture.width, picture.height);
     if (problem) throw new SegmentPromptError(problem);
     const model = await this.model(request.model);
-    const key = `${model.dir}\0${picture.width}x${picture.height}\0${createHash("sha256").update(picture.data).digest("hex")}`;
+    const key = `${model.dir}\0${picture.width}x${picture.height}\0${picture.key}`;
     let encoderMs = 0;
     const { embedding, cached } = this.embeddings.get(key, async () => {
+      const pixels = await picture.load();
+      if (pixels.width !== picture.width || pixels.height !== picture.height) {
+        throw new Error(`the picture is ${pixels.width}×${pixels.height}, not the ${picture.width}×${picture.height} it was announced as`);
+      }
       const started = performance.now();
-      const result = await this.#embed(model, picture);
+      const result = await this.#embed(model, pixels);
       encoderMs = performance.now() - started;
       return result;
     });
@@ -110,7 +128,7 @@ export class SegmentEngine {
     return out[model.embeddingName];
   }
 
-  async #decode(model: SamModel, embedding: Embedding, picture: RgbImage, prompt: SamPrompt): Promise<{ mask: Mask; score: number }> {
+  async #decode(model: SamModel, embedding: Embedding, picture: { readonly width: number; readonly height: number }, prompt: SamPrompt): Promise<{ mask: Mask; score: number }> {
     const { coords, labels, count } = promptTensors(prompt, picture.width, picture.height);
     const out = await model.decoder.run(
       {
@@ -148,4 +166,8 @@ export class SegmentEngine {
       await loaded?.then((sam) => sam.release()).catch(() => {});
     }
   }
+}
+
+function pixelSource(picture: RgbImage): PictureSource {
+  return { key: `sha256:${createHash("sha256").update(picture.data).digest("hex")}`, width: picture.width, height: picture.height, load: async () => picture };
 }

@@ -5,14 +5,14 @@
  * Mounted under /api, so the key gate and the JSON size limit apply; the picture's size is checked from its header
  * before it is decoded (MASKFLOW_MAX_PIXELS), and at most 64 clicks are taken.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { Router } from "express";
 import sharp from "sharp";
 import { z } from "zod";
 import { decodePicture } from "../../../nodes/image/decode-picture.ts";
 import { checkPicturePixels, maxPixels, PixelLimitError } from "../../../nodes/image/pixel-limit.ts";
 import { ModelLoadError } from "../../engines/onnx/onnx-session.ts";
-import { type SegmentEngine, SegmentPromptError } from "../../engines/segment/segment-engine.ts";
+import { type PictureSource, type SegmentEngine, SegmentPromptError } from "../../engines/segment/segment-engine.ts";
 import { MOBILE_SAM } from "../../models/helper-model-catalog.ts";
 import type { DataFolders } from "../../storage/data-folders.ts";
 import { HttpError } from "../http-error.ts";
@@ -31,26 +31,43 @@ const segmentRequest = z.strictObject({
 
 export type SegmentRequestBody = z.input<typeof segmentRequest>;
 
+/** Sizes of pictures decoded before, by file identity: a later click on one is answered without decoding it again. */
+const KNOWN_FILES = 64;
+
 export function segmentRoutes(folders: DataFolders, engine: SegmentEngine): Router {
+  const known = new Map<string, { width: number; height: number }>();
   return Router().post("/segment", async (req, res) => {
     const body = parseBody(segmentRequest, req.body ?? {}, "segment request");
-    const file = await readPicture(folders, body.image);
-    try {
-      await checkPicturePixels(file, "image", maxPixels());
-    } catch (error) {
-      if (error instanceof PixelLimitError) throw new HttpError(413, "picture_too_large", error.message);
-      throw error;
+    const location = inputLocation(folders, body.image);
+    const info = await stat(location).catch(() => undefined);
+    if (!info?.isFile()) throw new HttpError(404, "not_found", `image: "${body.image}" is not a file in the input folder`);
+    // Path, size and modification time name the pixels: an overwritten upload gets a new key.
+    const key = `file:${location}:${info.size}:${info.mtimeMs}`;
+    const decode = async () => {
+      const file = await readFile(location).catch(() => {
+        throw new HttpError(404, "not_found", `image: "${body.image}" is not a file in the input folder`);
+      });
+      try {
+        await checkPicturePixels(file, "image", maxPixels());
+        return (await decodePicture(file, "image")).image;
+      } catch (error) {
+        if (error instanceof PixelLimitError) throw new HttpError(413, "picture_too_large", error.message);
+        throw new HttpError(400, "invalid_image", `image: "${body.image}" is not a picture sharp can read (${(error as Error).message})`);
+      }
+    };
+    let size = known.get(key);
+    let decoded = size ? undefined : await decode();
+    if (decoded) {
+      size = { width: decoded.width, height: decoded.height };
+      known.set(key, size);
+      if (known.size > KNOWN_FILES) known.delete(known.keys().next().value!);
     }
-    let picture;
-    try {
-      picture = (await decodePicture(file, "image")).image;
-    } catch (error) {
-      if (error instanceof PixelLimitError) throw new HttpError(413, "picture_too_large", error.message);
-      throw new HttpError(400, "invalid_image", `image: "${body.image}" is not a picture sharp can read (${(error as Error).message})`);
-    }
+    const limit = maxPixels();
+    if (size!.width * size!.height > limit) throw new HttpError(413, "picture_too_large", new PixelLimitError("image", size!.width, size!.height, limit).message);
+    const source: PictureSource = { key, width: size!.width, height: size!.height, load: async () => (decoded ??= await decode()) };
     let result;
     try {
-      result = await engine.segment({ picture, prompt: { points: body.points, box: body.box }, model: body.model });
+      result = await engine.segment({ picture: source, prompt: { points: body.points, box: body.box }, model: body.model });
     } catch (error) {
       if (error instanceof SegmentPromptError) throw new HttpError(400, "invalid_prompt", error.message);
       if (error instanceof ModelLoadError) {
@@ -72,16 +89,10 @@ export function segmentRoutes(folders: DataFolders, engine: SegmentEngine): Rout
   });
 }
 
-async function readPicture(folders: DataFolders, name: string): Promise<Buffer> {
-  let location: string;
+function inputLocation(folders: DataFolders, name: string): string {
   try {
-    location = folders.inputPath(name);
+    return folders.inputPath(name);
   } catch (error) {
     throw new HttpError(400, "invalid_request", `image: ${(error as Error).message}`);
-  }
-  try {
-    return await readFile(location);
-  } catch {
-    throw new HttpError(404, "not_found", `image: "${name}" is not a file in the input folder`);
   }
 }
