@@ -400,9 +400,11 @@ async function upload(url: string, name: string, png: Buffer): Promise<void> {
 export async function benchAbuse(): Promise<Record<string, number | string>> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-bench-abuse-"));
   let server: AbuseServerProcess | undefined;
-  // Ctrl-C or a kill: the server process ends with the IPC channel anyway; this also waits for it and removes its data.
+  // Ctrl-C or a kill: the server process ends with the IPC channel anyway; this also waits for it, removes its
+  // data and ends the bench. From then on the run's own failures (its server gone) are not reported.
+  let ending: Promise<never> | undefined;
   const interrupted = (signal: NodeJS.Signals) => {
-    void (async () => {
+    ending ??= (async () => {
       await server?.stop();
       await rm(dataDir, { recursive: true, force: true });
       process.exit(signal === "SIGINT" ? 130 : 143);
@@ -449,6 +451,9 @@ export async function benchAbuse(): Promise<Record<string, number | string>> {
         : `FAIL (${rows.filter((row) => row.verdict !== "PASS").length} of ${rows.length} attacks; RSS ${start.rssMb.toFixed(0)} → ${end.rssMb.toFixed(0)} MB)`;
     results["abuse goals"] = `worst poll < ${GOAL_WORST_POLL_MS} ms; the server's RSS after ≤ before + ${GOAL_RSS_GROWTH * 100} %`;
     printTable(rows);
+  } catch (error) {
+    if (ending) await ending;
+    throw error;
   } finally {
     process.off("SIGINT", interrupted);
     process.off("SIGTERM", interrupted);

@@ -32,7 +32,10 @@ function fullGc(): () => void {
   return vm.runInNewContext("gc") as () => void;
 }
 
-const send = (message: ServerMessage) => process.send?.(message);
+/** To the bench while it listens; once it has gone (the channel closed) there is no one to answer, and no EPIPE to die of. */
+const send = (message: ServerMessage) => {
+  if (process.connected) process.send?.(message, undefined, {}, () => {});
+};
 
 const dataDir = process.argv[2];
 if (!dataDir || !process.send) {
