@@ -141,7 +141,7 @@ describe("maskflow run --batch", () => {
     expect(result.code, result.stderr).toBe(0);
     const written = result.stdout.trim().split("\n");
     expect(written.map((f) => path.basename(f).replace(/_\d{14}_\d{5}/, ""))).toEqual(["batch_one.png", "batch_two.png"]);
-    expect(result.stderr).toMatch(/^\[1\/2\] one: done → batch_one_\d+_00001\.png\n\[2\/2\] two: done → batch_two_\d+_00002\.png\nmaskflow run: batch of 2 pictures: 2 done, 0 failed\n$/);
+    expect(result.stderr).toMatch(/^\[1\/2\] one: done in \d+\.\d s → batch_one_\d+_00001\.png\n\[2\/2\] two: done in \d+\.\d s → batch_two_\d+_00002\.png\nmaskflow run: batch of 2 pictures: 2 done, 0 failed\n$/);
   });
 
   it("a picture that fails is reported with its node and the batch goes on; exit 1", async () => {
@@ -186,7 +186,7 @@ describe("maskflow run --batch", () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/batch \[=+-*\] 4\/4/);
     // Each picture's line, in order, before the final bar.
-    const lines = [...result.stderr.matchAll(/\[(\d)\/4\] (\w+): done/g)].map((m) => `${m[1]} ${m[2]}`);
+    const lines = [...result.stderr.matchAll(/\[(\d)\/4\] (\w+): done in/g)].map((m) => `${m[1]} ${m[2]}`);
     expect(lines).toEqual(["1 a", "2 b", "3 c2", "4 c10"]);
     expect(result.stderr.match(/batch of 4 pictures: 4 done, 0 failed/g)).toHaveLength(1);
   });
@@ -233,6 +233,7 @@ describe("a batch through the model", () => {
     expect(code, stderr.text).toBe(0);
     const report = JSON.parse(stdout.text) as BatchReport;
     expect(report.items.map((item) => item.status)).toEqual(Array(count).fill("success"));
+    expect(report.items.every((item) => typeof (item as { seconds?: number }).seconds === "number")).toBe(true);
     // Prompt (3) and Scheduler (4) ran for the first picture only; Inpaint (5) ran for each.
     expect(report.items[0].executed?.toSorted()).toEqual(["1", "2", "3", "4", "5", "6"]);
     for (const item of report.items.slice(1)) {

@@ -47,6 +47,8 @@ interface ItemReport {
   /** Node ids that ran for this picture, and those that came from the cache (the batch's earlier pictures). */
   readonly executed?: readonly string[];
   readonly cached?: readonly string[];
+  /** Wall time of this picture's run. */
+  readonly seconds?: number;
   readonly error?: string;
 }
 
@@ -138,14 +140,16 @@ export async function runBatch(options: BatchRunOptions): Promise<number> {
         report({ name: item.stem, status: "error", inputs, files: [], error: validation.problems.map(formatProblem).join("; ") }, `failed: ${validation.problems.map(formatProblem).join("; ")}`);
         continue;
       }
+      const started = performance.now();
       const result = await executor!.run(validation.workflow, { jobId: `cli-batch-${index + 1}`, signal: options.signal, onEvent: (event) => view.onEvent(event) });
       const files = Object.values(result.outputs).flatMap((record) =>
         record.images.filter((image) => image.type === "output").map((image) => path.join(options.folders.folder(image.type), image.subfolder, image.filename)),
       );
       if (!options.json) for (const file of files) io.stdout.write(`${file}\n`);
-      const ran = { executed: result.executed, cached: result.cached };
+      const seconds = Math.round(performance.now() - started) / 1000;
+      const ran = { executed: result.executed, cached: result.cached, seconds };
       if (result.status === "success") {
-        report({ name: item.stem, status: "success", inputs, files, ...ran }, `done${files.length ? ` → ${files.map((f) => path.basename(f)).join(", ")}` : ""}`);
+        report({ name: item.stem, status: "success", inputs, files, ...ran }, `done in ${seconds.toFixed(1)} s${files.length ? ` → ${files.map((f) => path.basename(f)).join(", ")}` : ""}`);
       } else if (result.status === "interrupted") {
         report({ name: item.stem, status: "interrupted", inputs, files, ...ran, error: "interrupted" }, "interrupted");
       } else {

@@ -96,6 +96,10 @@ describe("a batch from the editor", () => {
     expect(await group.locator(".mf-thumbs img").count()).toBe(3);
     await page.screenshot({ path: path.join(SCREENSHOTS, "batch-02-queue-group.png") });
 
+    // One notice for the batch, not one per picture (the first may end before the editor hears its batch's answer).
+    await page.locator(".mf-notice", { hasText: "Batch finished: 3 of 3 done" }).waitFor({ timeout: 10_000 });
+    expect(await page.locator(".mf-notice", { hasText: "Done in" }).count()).toBeLessThanOrEqual(1);
+
     // A redraw (another job ending) keeps the group open.
     await page.evaluate(() => (window as any).maskflow.queuePanel.refresh());
     await page.waitForTimeout(300);

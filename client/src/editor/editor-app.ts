@@ -11,6 +11,7 @@ import { documentToLiteGraph, type LiteGraphData, liteGraphToDocument, schemaMap
 import { openImageViewer } from "../ui/image-viewer.ts";
 import { notify, showConnection } from "../ui/notices.ts";
 import { ModelPanel } from "../ui/model-panel.ts";
+import { BatchNotices } from "../ui/batch-notices.ts";
 import { QueuePanel } from "../ui/queue-panel.ts";
 import { engineShortfalls, helperModelShortfalls, NO_LOCAL_MODEL_TOOLBAR, NO_LOCAL_MODEL_TOOLBAR_WITH_DOWNLOAD } from "./engine-check.ts";
 import { ImageChoices } from "./image-choices.ts";
@@ -30,6 +31,8 @@ export class EditorApp {
   byType: ReadonlyMap<string, NodeSchema> = new Map();
   workflowName = localStorage.getItem(NAME_KEY) ?? "";
   queuePanel: QueuePanel;
+  /** Batches queued from here: one notice when each ends, not one per picture. */
+  readonly batchNotices = new BatchNotices();
   readonly modelPanel: ModelPanel;
   /** Whether the server offers pulling a model (GET /api/models answered). */
   #canPullModels = false;
@@ -438,6 +441,7 @@ export class EditorApp {
       }
       case "execution_error": {
         this.#runs.delete(event.data.jobId);
+        this.batchNotices.ended(event.data.jobId, "error");
         this.#finishRunningNode();
         if (event.data.problems?.length) this.markProblems(event.data.problems);
         const node = event.data.node ? this.nodeByDocumentId(event.data.node) : undefined;
@@ -447,6 +451,7 @@ export class EditorApp {
         return;
       }
       case "execution_interrupted":
+        this.batchNotices.ended(event.data.jobId, "interrupted");
         this.#runs.delete(event.data.jobId);
         this.#finishRunningNode();
         notify("Run interrupted", "info");
@@ -458,7 +463,7 @@ export class EditorApp {
         return;
       case "execution_success": {
         this.#finishRunningNode();
-        notify(doneMessage(this.#runs.get(event.data.jobId)), "success");
+        if (!this.batchNotices.ended(event.data.jobId, "success")) notify(doneMessage(this.#runs.get(event.data.jobId)), "success");
         this.#runs.delete(event.data.jobId);
         void this.queuePanel.refresh();
         return;

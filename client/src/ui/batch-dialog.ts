@@ -3,7 +3,7 @@
  * graph (Load Image, Load Mask) the user picks a folder already in the server's input folder, or uploads
  * pictures into a new one, or leaves it on its one picture. Pictures of several inputs pair by file name.
  */
-import { ApiError, api, type NodeSchema, type WorkflowDocument, type WorkflowProblem } from "../api/maskflow-api.ts";
+import { ApiError, api, type NodeSchema, type QueuedBatch, type WorkflowDocument, type WorkflowProblem } from "../api/maskflow-api.ts";
 import { escapeHtml } from "./escape-html.ts";
 import { notify } from "./notices.ts";
 
@@ -15,6 +15,7 @@ export interface BatchHost {
   nodeByDocumentId(id: string): { title?: string } | undefined;
   markProblems(problems: readonly WorkflowProblem[]): void;
   readonly queuePanel: { toggle(open?: boolean): void; refresh(): Promise<void> };
+  readonly batchNotices: { track(queued: QueuedBatch): void };
 }
 
 const KEEP = "";
@@ -111,6 +112,7 @@ export async function openBatchDialog(host: BatchHost): Promise<void> {
       if (!Object.keys(chosen).length) throw new Error("choose a folder or pictures for at least one input");
       status.textContent = "Queueing…";
       const queued = await api.queueBatch(workflow, chosen, host.clientId);
+      host.batchNotices.track(queued);
       notify(`Queued a batch of ${queued.batch.count}`, "success");
       dialog.close();
       host.queuePanel.toggle(true);
