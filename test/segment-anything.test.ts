@@ -8,7 +8,7 @@ import { ModelLayoutError } from "../server/engines/onnx/value-layout.ts";
 import { SegmentEngine } from "../server/engines/segment/segment-engine.ts";
 import { promptTensors, resizedSize } from "../server/engines/segment/sam-prompt.ts";
 import { ensureTinyHelperModels, TINY_SAM_FILES, type TinyHelperModelFolders } from "./fixtures/make-tiny-helper-models.ts";
-import { OnnxGraphBuilder } from "./fixtures/onnx-graph-builder.ts";
+import { attr, float32Tensor, int64Tensor, OnnxGraphBuilder } from "./fixtures/onnx-graph-builder.ts";
 import { createTestContext } from "./helpers/node-context.ts";
 
 interface Rect {
@@ -135,6 +135,34 @@ describe("the embedding cache", () => {
     expect((await sam.segment({ picture: first, prompt: click, model: folders.samAcly })).embeddingCached).toBe(false);
     expect(sam.embeddings.misses).toBe(3);
     expect(sam.embeddings.hits).toBe(1);
+  });
+});
+
+describe("a multi-mask decoder", () => {
+  it("gives the candidate with the highest iou_prediction (sam_mask_decoder_multi's 1×C masks)", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-sam-multi-"));
+    const { copyFile } = await import("node:fs/promises");
+    await copyFile(path.join(folders.samAcly, TINY_SAM_FILES.acly.encoder), path.join(dir, TINY_SAM_FILES.acly.encoder));
+    // Three candidates: all background, all object, all background; the second has the best score.
+    const graph = new OnnxGraphBuilder("multi_decoder");
+    graph.input("image_embeddings", "float32", [1, 256, 64, 64]);
+    graph.input("point_coords", "float32", [1, "num_points", 2]);
+    graph.input("point_labels", "float32", [1, "num_points"]);
+    graph.input("mask_input", "float32", [1, 1, 256, 256]);
+    graph.input("has_mask_input", "float32", [1]);
+    const size = graph.input("orig_im_size", "float32", [2]);
+    graph.output("masks", "float32", [1, 3, "height", "width"]);
+    graph.output("iou_predictions", "float32", [1, 3]);
+    graph.output("low_res_masks", "float32", [1, 3, 256, 256]);
+    const logits = graph.initializer("candidate_logits", float32Tensor([1, 3, 1, 1], [-1, 1, -1]));
+    const shape = graph.node("Concat", [graph.initializer("batch_candidates", int64Tensor([2], [1, 3])), graph.node("Cast", [size], { to: attr.int(7) })], { axis: attr.int(0) });
+    graph.node("Expand", [logits, shape], {}, "masks");
+    graph.node("Identity", [graph.initializer("scores", float32Tensor([1, 3], [0.1, 0.9, 0.5]))], {}, "iou_predictions");
+    graph.node("Expand", [logits, graph.initializer("low_res_shape", int64Tensor([4], [1, 3, 256, 256]))], {}, "low_res_masks");
+    await writeFile(path.join(dir, "sam_mask_decoder_multi.onnx"), graph.build({ opsetVersion: 17, producerName: "test" }).model);
+    const result = await engine().segment({ picture: picture(40, 30, []), prompt: { points: [{ x: 5, y: 5, positive: true }] }, model: dir });
+    expect(result.score).toBeCloseTo(0.9, 6);
+    expect(result.mask.data.every((value) => value === 255)).toBe(true);
   });
 });
 
