@@ -8,8 +8,11 @@ import { Executor } from "../server/executor/executor.ts";
 import { BullMqJobQueue } from "../server/queue/bullmq-job-queue.ts";
 import { DataFolders } from "../server/storage/data-folders.ts";
 import { HistoryStore } from "../server/storage/history-store.ts";
+import sharp from "sharp";
 import { startTestRedis, type TestRedis } from "./helpers/redis-server.ts";
 import { RecordingLog } from "./helpers/recording-log.ts";
+import { api, startTestServer } from "./helpers/test-server.ts";
+import { spawnWorker } from "./helpers/worker-process.ts";
 
 let redis: TestRedis;
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -82,4 +85,36 @@ describe("a batch on the BullMQ queue (no workers)", () => {
     expect((await queue.snapshot()).pending).toHaveLength(3);
     expect(await queue.clearPending()).toBe(3);
   });
+});
+
+describe("a batch through the server and a maskflow worker on Redis", () => {
+  it("runs each picture on the worker and records it in history with its place in the batch", async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-bullmq-batch-e2e-"));
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const server = await startTestServer({ dataDir, redisUrl: redis.url });
+    cleanups.push(() => server.close());
+    for (const [name, grey] of [["cat", 30], ["yak", 220]] as const) {
+      const form = new FormData();
+      const png = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: grey, g: grey, b: grey } } }).png().toBuffer();
+      form.append("image", new Blob([new Uint8Array(png)]), `${name}.png`);
+      form.append("subfolder", "photos");
+      expect((await fetch(`${server.url}/api/upload`, { method: "POST", body: form })).status).toBe(200);
+    }
+    const worker = await spawnWorker("batch-worker", ["--redis", redis.url, "--data", dataDir]);
+    cleanups.push(() => worker.kill());
+    const { workflow } = resize("", "job");
+    const queued = await api(server, "POST", "/api/prompt/batch", { workflow, inputs: { "1.image": "photos" } });
+    expect(queued.status, JSON.stringify(queued.body)).toBe(200);
+    const ids = queued.body.jobs.map((job: { id: string }) => job.id);
+    const entries = await Promise.race([
+      Promise.all(ids.map((id: string) => server.queue.waitFor(id))),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`batch not done in 30 s: ${worker.lines.slice(-5).join(" | ")}`)), 30_000)),
+    ]);
+    for (const [index, entry] of entries.entries()) {
+      const name = ["cat", "yak"][index];
+      expect(entry.status, entry.error?.message).toBe("success");
+      expect(entry.batch).toEqual({ id: queued.body.batch.id, index, count: 2, name });
+      expect(entry.outputs["3"].images[0].filename).toContain(`job_${name}`);
+    }
+  }, 60_000);
 });

@@ -20,6 +20,8 @@ import type { CliIo } from "./main.ts";
 
 /** Entries one batch folder may hold: past this, listing alone would take a while and the batch days. */
 const MAX_FOLDER_ENTRIES = 100_000;
+/** The executor's output cache for a batch (the default is 1 GiB). */
+const BATCH_CACHE_BYTES = 256 * 1024 ** 2;
 
 export interface BatchRunOptions {
   readonly io: CliIo;
@@ -127,7 +129,10 @@ export async function runBatch(options: BatchRunOptions): Promise<number> {
 
   const engines = items.length ? await options.createEngines() : undefined;
   try {
-    const executor = engines && new Executor({ registry, storage, engines: engines.nodeEngines });
+    // What every picture shares (prompt, scheduler, a fixed picture) is used again by each and so stays at the
+    // recent end of the cache; each picture's own outputs are never asked for again. A quarter of the usual
+    // bound keeps a long batch from holding a gigabyte of them.
+    const executor = engines && new Executor({ registry, storage, engines: engines.nodeEngines, cacheBytes: BATCH_CACHE_BYTES });
     for (const [index, item] of items.entries()) {
       const inputs = Object.fromEntries(Object.entries(item.files).map(([key, file]) => [key, file.path]));
       if (options.signal.aborted) {
