@@ -364,7 +364,8 @@ describe("what the editor tells the user", () => {
     });
   }
 
-  it("keeps the mask painter's toolbar on one row at 1400 px with every slider's value shown", async () => {
+  // Painting tools and sliders on the first row, selection (click-to-select) and Cancel/Save on the second.
+  it("keeps the mask painter's toolbar on two rows at 1400 px with every slider's value shown", async () => {
     const editor = await openEditor(browser, server.url);
     const { page } = editor;
     await page.setViewportSize({ width: 1400, height: 900 });
@@ -383,7 +384,8 @@ describe("what the editor tells the user", () => {
         });
         return [...new Set(tops)].length;
       });
-    expect(await rows()).toBe(1);
+    await shot(page, "06-mask-toolbar-1400");
+    expect(await rows()).toBe(2);
     expect(await page.locator('[data-show="size"]').textContent()).toMatch(/^\d+ px$/);
     expect(await page.locator('[data-show="hardness"]').textContent()).toBe("80%");
     expect(await page.locator('[data-show="opacity"]').textContent()).toBe("60%");
@@ -396,14 +398,13 @@ describe("what the editor tells the user", () => {
     await page.locator('[data-control="opacity"]').focus();
     await page.keyboard.press("ArrowRight");
     expect(await page.locator('[data-show="opacity"]').textContent()).toBe("65%");
-    await shot(page, "06-mask-toolbar-1400");
 
     const zoom = async () => Number(/ · (\d+)% · /.exec((await page.locator('[data-show="info"]').textContent()) ?? "")?.[1]);
     const wideZoom = await zoom();
 
-    // Narrower: whole groups wrap onto a second row, nothing is cut off, and the picture is fitted again.
+    // Narrower: whole groups wrap onto a third row, nothing is cut off, and the picture is fitted again.
     await page.setViewportSize({ width: 1000, height: 760 });
-    await expect.poll(rows).toBe(2);
+    await expect.poll(rows).toBe(3);
     const overflow = await toolbar.evaluate((bar) => {
       const right = Math.max(...[...bar.querySelectorAll("button, label")].map((element) => element.getBoundingClientRect().right));
       return { scroll: bar.scrollWidth, client: bar.clientWidth, right };
