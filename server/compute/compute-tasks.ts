@@ -10,6 +10,7 @@ import { blendPixels, type BlendMode } from "../../nodes/image/blend-pixels.ts";
 import { outpaintMask, type Padding } from "../../nodes/image/outpaint-mask.ts";
 import { embedWorkflow } from "../../nodes/image/png-workflow-chunk.ts";
 import { parseBoundedJson, type BoundedJsonOptions } from "../http/bounded-json.ts";
+import { collectGarbage } from "./worker-heap.ts";
 import { tokenizerInWorker } from "../engines/onnx/pooled-tokenizer.ts";
 import { inpaintInputTensors, tensorToImage } from "../engines/onnx/image-tensors.ts";
 import { blendIntoBox } from "../../nodes/mask/blend-into-box.ts";
@@ -18,6 +19,9 @@ import type { CropRegion } from "../../nodes/mask/crop-region.ts";
 import { maskBounds } from "../../nodes/mask/mask-bounds.ts";
 import { dilateMask, erodeMask } from "../../nodes/mask/square-morphology.ts";
 import type { Mask, RgbImage } from "../../nodes/socket-types.ts";
+
+/** A body this big leaves tens of megabytes or more of parsed objects behind in the worker. */
+const LARGE_BODY_BYTES = 4 * 1024 * 1024;
 
 export const COMPUTE_TASKS = {
   /** ClassicalFill: Criminisi's exemplar patches or Telea's fast marching. */
@@ -40,7 +44,11 @@ export const COMPUTE_TASKS = {
   /** Inpaint's paste-back and Stitch: the repainted area's colours mapped to the original's on the ring around the mask. */
   colorMatch: (input: ColorMatchInput) => matchColors(input),
   /** A request body: JSON.parse of up to 60 MB, refused when its shape would be costly to carry back (json-shape.ts). */
-  parseJson: ({ bytes, options }: { bytes: Uint8Array; options: BoundedJsonOptions }) => parseBoundedJson(bytes, options),
+  parseJson: ({ bytes, options }: { bytes: Uint8Array; options: BoundedJsonOptions }) => {
+    const result = parseBoundedJson(bytes, options);
+    if (bytes.byteLength >= LARGE_BODY_BYTES) collectGarbage();
+    return result;
+  },
   /** A prompt's CLIP token ids, with the folder's tables built once per worker. */
   tokenize: async ({ folder, text }: { folder: string; text: string }) => (await tokenizerInWorker(folder)).encode(text),
   /** Inpaint (local): the picture and mask as the VAE's and UNet's float tensors. */
