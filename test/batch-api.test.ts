@@ -181,7 +181,7 @@ describe("POST /api/prompt/batch", () => {
     const big = { ...composite, description: "x".repeat(999_000), nodes: composite.nodes.filter((n) => n.id !== "2").map((n) => (n.id === "3" ? { ...n, inputs: { destination: ["1", "image"], source: ["1", "image"] } } : n)) };
     expect((await api(server, "POST", "/api/prompt/batch", { workflow: big, inputs: { "1.image": "nine" } })).body.error).toMatchObject({
       code: "batch_too_large",
-      message: expect.stringMatching(/9 copies of a workflow of 999,\d{3} characters pass the batch limit of 8,000,000/),
+      message: expect.stringMatching(/9 copies of a workflow of 999,\d{3} characters pass the batch limit of 4,000,000/),
     });
     // Nothing of all that was queued.
     expect((await api(server, "GET", "/api/queue")).body).toEqual({ running: [], pending: [] });

@@ -36,6 +36,7 @@ import type {
 } from "./job-queue-port.ts";
 import { batchDoesNotFitError, batchOverLimitError, clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
 import { connectRedis, oncePerOutage } from "./redis-connection.ts";
+import { validateEach } from "./validate-each.ts";
 import {
   channelNames,
   decodeEventMessage,
@@ -165,7 +166,7 @@ export class BullMqJobQueue implements JobQueuePort {
 
   /** Every job of the batch queued, or none (see JobQueuePort.enqueueBatch): counted and added under the enqueue lock. */
   async enqueueBatch(jobs: readonly BatchJob[], options: Omit<EnqueueOptions, "id"> = {}): Promise<EnqueueResult[]> {
-    const valid = jobs.map((job) => this.#executor.validate(job.workflow));
+    const valid = await validateEach(this.#executor, jobs);
     const limitKey = options.limitKey ?? options.clientId;
     if (jobs.length > this.#maxPending) throw batchOverLimitError(jobs.length, this.#maxPending, "the queue");
     if (limitKey !== undefined && jobs.length > this.#maxPendingPerClient) throw batchOverLimitError(jobs.length, this.#maxPendingPerClient, "one client");
@@ -197,16 +198,19 @@ export class BullMqJobQueue implements JobQueuePort {
             opts: { jobId: id, priority: toBullPriority(priority), attempts: 3, backoff: { type: "fixed" as const, delay: 1000 } },
           })),
         );
-        const recorded = added.map(({ id, data }) =>
-          this.#history
-            .accepted({ id, clientId: data.clientId, workflow: data.workflow, createdAt, batch: data.batch })
-            .catch((error: unknown) => this.#log.error(`could not record queued job ${id} in history: ${(error as Error).message}`)),
-        );
+        // One after the other, each a file write apart: every record's JSON is made on the event loop.
+        const recorded = (async () => {
+          for (const { id, data } of added) {
+            await this.#history
+              .accepted({ id, clientId: data.clientId, workflow: data.workflow, createdAt, batch: data.batch })
+              .catch((error: unknown) => this.#log.error(`could not record queued job ${id} in history: ${(error as Error).message}`));
+          }
+        })();
         const ranks = Array.from({ length: toBullPriority(priority) }, (_, index) => index + 1);
         const ahead = Object.values(await this.#queue.getCountsPerPriority(ranks)).reduce((sum, count) => sum + count, 0) - added.length;
         const active = (await this.#queue.getJobCounts("active")).active ?? 0;
         this.#refreshStatus();
-        await Promise.all(recorded);
+        await recorded;
         return added.map(({ id }, i) => ({ id, position: active + Math.max(0, ahead) + i }));
       }),
     );

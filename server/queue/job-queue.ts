@@ -10,6 +10,7 @@ import { FinishedJobWaiters } from "./finished-job-waiters.ts";
 import { CUT_OFF_MESSAGE, type HistoryEntry, type HistoryStore } from "../storage/history-store.ts";
 import type { BatchJob, EnqueueOptions, EnqueueResult, JobQueuePort, QueuedJob, QueueEvent, QueueListener, QueueSnapshot, QueueStatus } from "./job-queue-port.ts";
 import { batchDoesNotFitError, batchOverLimitError, clientQueueFullError, queueFullError, retryAfterSeconds } from "./queue-limits.ts";
+import { validateEach } from "./validate-each.ts";
 
 export interface JobQueueOptions {
   readonly log?: ServerLog;
@@ -76,7 +77,7 @@ export class JobQueue implements JobQueuePort {
 
   /** Every job of the batch queued, or none (see JobQueuePort.enqueueBatch). */
   async enqueueBatch(jobs: readonly BatchJob[], options: Omit<EnqueueOptions, "id"> = {}): Promise<EnqueueResult[]> {
-    const valid = jobs.map((job) => this.#executor.validate(job.workflow));
+    const valid = await validateEach(this.#executor, jobs);
     const limitKey = options.limitKey ?? options.clientId;
     if (jobs.length > this.#maxPending) throw batchOverLimitError(jobs.length, this.#maxPending, "the queue");
     if (limitKey !== undefined && jobs.length > this.#maxPendingPerClient) throw batchOverLimitError(jobs.length, this.#maxPendingPerClient, "one client");
@@ -104,7 +105,8 @@ export class JobQueue implements JobQueuePort {
     const results = queued.map((job) => ({ id: job.id, position: this.#pending.indexOf(job) + running }));
     this.#broadcastStatus();
     this.#pump();
-    await Promise.all(queued.map((job) => this.#recordAccepted(job)));
+    // One after the other: each record's JSON is made on the event loop, and a file write between two lets it breathe.
+    for (const job of queued) await this.#recordAccepted(job);
     return results;
   }
 

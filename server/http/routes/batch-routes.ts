@@ -11,6 +11,7 @@
  * bounded).
  */
 import { randomUUID } from "node:crypto";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import path from "node:path";
 import { type Response, Router } from "express";
 import { z } from "zod";
@@ -22,6 +23,7 @@ import type { JobQueuePort } from "../../queue/job-queue-port.ts";
 import type { DataFolders } from "../../storage/data-folders.ts";
 import { uploadSubfolder } from "../../storage/upload-names.ts";
 import { validateWorkflow } from "../../workflow/validate-workflow.ts";
+import { MAX_WORKFLOW_CHARACTERS } from "../../workflow/workflow-limits.ts";
 import { WorkflowInvalidError, type WorkflowProblem } from "../../workflow/workflow-problem.ts";
 import { HttpError } from "../http-error.ts";
 import { parseBody } from "../request-body.ts";
@@ -32,8 +34,11 @@ export const MAX_BATCH_JOBS = 100;
 export const MAX_FOLDER_ENTRIES = 1_000;
 /** Folders of one batch (a picture, a mask, a reference…). */
 export const MAX_BATCH_FOLDERS = 4;
-/** The workflow's JSON length times the jobs: each job holds and validates its own copy. */
-export const MAX_BATCH_CHARACTERS = 8_000_000;
+/**
+ * The workflow's JSON length times the jobs: each job holds, validates and records its own copy. As much as one
+ * workflow may hold at most (MAX_WORKFLOW_CHARACTERS), so a batch costs no more than the largest single prompt.
+ */
+export const MAX_BATCH_CHARACTERS = MAX_WORKFLOW_CHARACTERS;
 /** Unmatched pictures listed in a 400; the rest are counted. */
 const MAX_LISTED_UNMATCHED = 50;
 
@@ -129,10 +134,15 @@ export function batchRoutes(queue: JobQueuePort, registry: NodeRegistry, folders
     const subfolders = new Map(listed.map((folder) => [folder.key, folder.subfolder]));
     // Names inside the input folder, as LoadImage reads them: photos/cat.png.
     const files = items.map((item) => Object.fromEntries(Object.entries(item.files).map(([key, picture]) => [key, `${subfolders.get(key)}/${picture.name}`])));
-    const jobs = items.map((item, index) => ({
-      workflow: workflowForItem(body.workflow, targets, { stem: item.stem, files: files[index] }, registry),
-      batch: { id: batchId, index, count: items.length, name: item.stem },
-    }));
+    const jobs = [];
+    for (const [index, item] of items.entries()) {
+      jobs.push({
+        workflow: workflowForItem(body.workflow, targets, { stem: item.stem, files: files[index] }, registry),
+        batch: { id: batchId, index, count: items.length, name: item.stem },
+      });
+      // Each copy is a structured clone of the workflow: one a turn, so other requests are answered meanwhile.
+      await nextTurn();
+    }
     const limitKey = body.clientId ?? callerOf(res);
     const queued = await queue.enqueueBatch(jobs, { clientId: body.clientId, priority: body.priority, limitKey });
     res.json({
