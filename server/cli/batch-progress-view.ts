@@ -1,6 +1,6 @@
 import { MultiBar, type SingleBar } from "cli-progress";
 import type { ExecutionEvent } from "../executor/execution-event.ts";
-import type { CliIo } from "./main.ts";
+import type { CliIo } from "./cli-io.ts";
 
 /**
  * One progress bar for a whole `run --batch` (pictures done of all, and what the current one is doing),

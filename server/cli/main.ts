@@ -1,12 +1,9 @@
 /** `maskflow <command>`: the one entry point of the command line. */
+import type { CliIo } from "./cli-io.ts";
 import { runCommand } from "./run-command.ts";
 import { serveCommand } from "./serve-command.ts";
 import { validateCommand } from "./validate-command.ts";
 
-export interface CliIo {
-  readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
-  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
-}
 
 type Command = (args: string[], io: CliIo) => Promise<number>;
 

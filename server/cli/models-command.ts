@@ -8,7 +8,7 @@ import { HubClient } from "../models/hub-client.ts";
 import { describeModelSource, formatBytes, listModels, verifyModel } from "../models/inspect-models.ts";
 import { isSafeModelName, modelNameFromRepo, resolveModelsDir } from "../models/models-folder.ts";
 import { type PullEvent, pullModel } from "../models/pull-model.ts";
-import type { CliIo } from "./main.ts";
+import type { CliIo } from "./cli-io.ts";
 
 const USAGE = [
   "usage: maskflow models pull [REPO|HELPER] [--revision REV] [--name NAME] [--models DIR]",

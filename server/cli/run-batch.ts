@@ -16,7 +16,7 @@ import { validateWorkflow } from "../workflow/validate-workflow.ts";
 import { formatProblem, type WorkflowProblem } from "../workflow/workflow-problem.ts";
 import { BatchInputFiles } from "./batch-input-files.ts";
 import { BatchProgressView } from "./batch-progress-view.ts";
-import type { CliIo } from "./main.ts";
+import type { CliIo } from "./cli-io.ts";
 
 /** Entries one batch folder may hold: past this, listing alone would take a while and the batch days. */
 const MAX_FOLDER_ENTRIES = 100_000;

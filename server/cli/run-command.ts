@@ -13,7 +13,7 @@ import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import { validateWorkflow } from "../workflow/validate-workflow.ts";
 import { formatProblem } from "../workflow/workflow-problem.ts";
 import { cliDataFolders } from "./cli-data-folders.ts";
-import type { CliIo } from "./main.ts";
+import type { CliIo } from "./cli-io.ts";
 import { readWorkflowFile } from "./read-workflow-file.ts";
 import { runBatch } from "./run-batch.ts";
 import { applyOverrides } from "./set-overrides.ts";

@@ -8,7 +8,7 @@ import { parseApiKeys } from "../http/api-keys.ts";
 import { normalizeAllowedHost, parseAllowedHosts } from "../http/origin-guard.ts";
 import { startServer } from "../maskflow-server.ts";
 import { describeListenError } from "./listen-error.ts";
-import type { CliIo } from "./main.ts";
+import type { CliIo } from "./cli-io.ts";
 
 export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   const { values } = parseArgs({

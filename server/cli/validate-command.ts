@@ -3,7 +3,7 @@ import { createBuiltinRegistry } from "../../nodes/index.ts";
 import { validateWorkflow } from "../workflow/validate-workflow.ts";
 import { formatProblem } from "../workflow/workflow-problem.ts";
 import { cliDataFolders } from "./cli-data-folders.ts";
-import type { CliIo } from "./main.ts";
+import type { CliIo } from "./cli-io.ts";
 import { readWorkflowFile } from "./read-workflow-file.ts";
 
 /** Every check `run` makes before it needs a model: the document, the graph, the values, and each node's own checks. */

@@ -6,7 +6,7 @@ import { createEngines } from "../engines/create-engines.ts";
 import { parseRedisUrl } from "../queue/redis-connection.ts";
 import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import { startWorker } from "../worker/maskflow-worker.ts";
-import type { CliIo } from "./main.ts";
+import type { CliIo } from "./cli-io.ts";
 
 export const WORKER_USAGE =
   "worker --redis URL [--concurrency 1] [--data DIR] [--model DIR] [--device cpu] [--name NAME] " +
