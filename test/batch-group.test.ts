@@ -52,7 +52,7 @@ describe("the queue panel's batch group", () => {
   it("counts jobs it cannot list (past the history page, or cancelled) without inventing their outcome", () => {
     const [group] = batchGroups([], [job("j4", 4, "e")], [finished("j3", 3, "d", "success")]);
     const html = renderBatchGroup(group, true);
-    expect(html).toContain("Batch of 5 · 1/5 done, 1 waiting");
+    expect(html).toContain("Batch of 5 · 4/5 ended, 1 waiting");
     expect(html).toContain("3 more not listed (older history, or cancelled)");
     expect(html).toContain('value="4"');
   });

@@ -39,7 +39,8 @@ export function renderBatchGroup(group: BatchGroup, open: boolean): string {
   // Finished jobs past the history page, and jobs cancelled before they ran.
   const unseen = group.count - left - group.finished.length;
   const counts = [
-    `${done}/${group.count} done`,
+    // With jobs it cannot see, "done" would undercount: say how many have left the queue instead.
+    unseen > 0 ? `${group.count - left}/${group.count} ended` : `${done}/${group.count} done`,
     ...(failed ? [`${failed} failed`] : []),
     ...(stopped ? [`${stopped} stopped`] : []),
     ...(group.running.length ? [`${group.running.length} running`] : []),
