@@ -6,7 +6,6 @@
  */
 import { runCompute } from "../../server/compute/compute-pool.ts";
 import { maskFromSharp, maskToSharp, resizeMask, resizeRgb } from "../image/sharp-conversions.ts";
-import { erodeMask } from "../mask/square-morphology.ts";
 import type { Mask, RgbImage } from "../socket-types.ts";
 
 export interface PasteBackOptions {
@@ -32,31 +31,23 @@ export async function pasteBack(original: RgbImage, inpainted: RgbImage, mask: M
   if (options.colorMatch) {
     result = await runCompute("colorMatch", { reference: original, candidate: result, mask: repainted, ring: colorMatchRing(blurPixels) }, options.signal);
   }
-  const alpha = await blendAlpha(repainted, blurPixels);
-  const data = new Uint8Array(width * height * 3);
-  for (let i = 0; i < width * height; i++) {
-    const a = alpha[i];
-    for (let c = 0; c < 3; c++) {
-      const k = i * 3 + c;
-      data[k] = a === 0 ? original.data[k] : a === 255 ? result.data[k] : Math.round((original.data[k] * (255 - a) + result.data[k] * a) / 255);
-    }
-  }
-  return { width, height, data };
+  const blurred = await blurredInside(repainted, blurPixels, options.signal);
+  return runCompute("pasteBackBlend", { original, result, repainted, blurred }, options.signal);
 }
 
-/** 255 where the mask is at least `threshold`, else 0, at the picture's size. */
+/** 255 where the mask is at least `threshold`, else 0, at the picture's size (sharp's threshold, then nearest). */
 async function repaintedArea(mask: Mask, width: number, height: number, threshold: number): Promise<Mask> {
-  return resizeMask({ width: mask.width, height: mask.height, data: mask.data.map((v) => (v >= threshold ? 255 : 0)) }, width, height, "nearest");
+  // sharp reads threshold(0) as "no threshold"; no caller asks for it (soft masks cut at 1).
+  const binary = await maskFromSharp(maskToSharp(mask).threshold(threshold));
+  return resizeMask(binary, width, height, "nearest");
 }
 
 /**
- * 255 deep inside the repainted area, 0 outside it, and a Gaussian ramp between that starts at its edge and
- * reaches full strength `blurPixels` inside it: the area is shrunk by the blur, blurred, and cut to the area.
+ * The repainted area shrunk by the blur and blurred: a Gaussian ramp that starts at the area's edge and reaches
+ * full strength `blurPixels` inside it (cut to the area in pasteBackBlend). Undefined without a blur.
  */
-export async function blendAlpha(repainted: Mask, blurPixels: number): Promise<Uint8Array> {
-  if (blurPixels <= 0) return repainted.data;
-  const blurred = await maskFromSharp(maskToSharp(erodeMask(repainted, blurPixels)).blur(Math.max(0.3, blurPixels / 2)));
-  const alpha = new Uint8Array(repainted.data.length);
-  for (let i = 0; i < alpha.length; i++) alpha[i] = repainted.data[i] === 0 ? 0 : blurred.data[i];
-  return alpha;
+async function blurredInside(repainted: Mask, blurPixels: number, signal?: AbortSignal): Promise<Mask | undefined> {
+  if (blurPixels <= 0) return undefined;
+  const shrunk = await runCompute("growMask", { mask: repainted, pixels: -blurPixels }, signal);
+  return maskFromSharp(maskToSharp(shrunk).blur(Math.max(0.3, blurPixels / 2)));
 }

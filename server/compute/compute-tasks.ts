@@ -9,6 +9,7 @@ import { teleaInpaint } from "../../nodes/fill/telea-inpaint.ts";
 import { blendPixels, type BlendMode } from "../../nodes/image/blend-pixels.ts";
 import { outpaintMask, type Padding } from "../../nodes/image/outpaint-mask.ts";
 import { embedWorkflow } from "../../nodes/image/png-workflow-chunk.ts";
+import { pasteBackBlend } from "../../nodes/inpaint/paste-back-blend.ts";
 import { parseBoundedJson, type BoundedJsonOptions } from "../http/bounded-json.ts";
 import { collectGarbage } from "./worker-heap.ts";
 import { tokenizerInWorker } from "../engines/onnx/pooled-tokenizer.ts";
@@ -55,6 +56,9 @@ export const COMPUTE_TASKS = {
   inpaintInputTensors: ({ image, mask }: { image: RgbImage; mask: Mask }) => inpaintInputTensors(image, mask),
   /** Inpaint (local): the VAE decoder's output as RGB bytes. */
   tensorToImage: ({ tensor, width, height }: { tensor: Float32Array; width: number; height: number }) => tensorToImage(tensor, width, height),
+  /** Inpaint's paste-back: the original and the result mixed through the repainted area and its blurred ramp. */
+  pasteBackBlend: ({ original, result, repainted, blurred }: { original: RgbImage; result: RgbImage; repainted: Mask; blurred?: Mask }) =>
+    pasteBackBlend(original, result, repainted, blurred),
 } as const;
 
 export type ComputeTasks = typeof COMPUTE_TASKS;
