@@ -1,4 +1,5 @@
 import type { LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
+import { isConversionPhase } from "../../server/engines/onnx/fp32-cache.ts";
 import { WARM_UP_PHASE } from "../../server/engines/onnx/unet-warm-up.ts";
 import { VAE_TILING_MODES, type VaeTiling } from "../../server/engines/onnx/vae-tiling.ts";
 import { SEGMIND_IMAGE_SIZES } from "../../server/engines/segmind/segmind-request.ts";
@@ -153,7 +154,7 @@ const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
       modelDir: inputs.model || undefined,
       signal: ctx.signal,
       // The first use of a model loads it (seconds for real weights): show its four sessions coming in, then the warm-up.
-      onLoad: (loaded, total, part) => ctx.progress({ value: loaded, max: total, label: part === WARM_UP_PHASE ? WARM_UP_PHASE : "loading model" }),
+      onLoad: (loaded, total, part) => ctx.progress({ value: loaded, max: total, label: part === WARM_UP_PHASE || isConversionPhase(part) ? part : "loading model" }),
       onStep: (step, total, preview) => ctx.progress({ value: index * total + step, max: count * total, preview }),
       onNote: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`),
     },

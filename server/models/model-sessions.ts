@@ -11,7 +11,8 @@ import type { FolderProblem } from "./model-layout.ts";
 export async function checkModelSessions(modelDir: string): Promise<FolderProblem[]> {
   const root = path.resolve(modelDir);
   try {
-    const model = await loadSdModel(root, { device: "cpu", threads: 1 });
+    // The export's own files are checked, not an fp32 copy: verifying writes nothing into the folder.
+    const model = await loadSdModel(root, { device: "cpu", threads: 1, fp16OnCpu: "keep" });
     await model.release();
     return [];
   } catch (error) {

@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { checkInpaintRequest, type InpaintHooks, type InpaintRequest, type InpaintResult, runInpaintPipeline } from "./inpaint-pipeline.ts";
+import { type Fp16OnCpu, FP16_ON_CPU_VARIABLE, parseFp16OnCpu } from "./fp32-cache.ts";
 import { type DeviceName, ModelLoadError, type SessionTuning } from "./onnx-session.ts";
 import { type GuidanceCalls, loadSdModel, MODEL_PARTS, type ResidentSessions, type SdModel } from "./sd-model.ts";
 import { WARM_UP_PHASE, warmUpUnet } from "./unet-warm-up.ts";
@@ -36,9 +37,14 @@ export interface OnnxEngineOptions {
   readonly guidanceCalls?: GuidanceCalls;
   /** Which sessions stay open between runs: all, or only the UNet (the others reopen per run, a second or two a job). */
   readonly residentSessions?: ResidentSessions;
+  /** fp16 exports on CPU: converted to fp32 once and cached in the model folder, or opened as they are; default MASKFLOW_FP16_ON_CPU, else "convert". */
+  readonly fp16OnCpu?: Fp16OnCpu;
 }
 
-/** Loading reports each session as it arrives (part = its folder), then WARM_UP_PHASE while the UNet warms up. */
+/**
+ * Loading reports each session as it arrives (part = its folder), conversionPhase(part) before an fp16 part is
+ * converted for the CPU (first load only), then WARM_UP_PHASE while the UNet warms up.
+ */
 export type LoadProgressListener = (loaded: number, total: number, part: string) => void;
 
 export interface LocalInpaintOptions extends InpaintHooks {
@@ -58,6 +64,7 @@ export class OnnxEngine implements LocalInpaintEngine {
   readonly tuning: Partial<SessionTuning>;
   readonly guidanceCalls: GuidanceCalls;
   readonly residentSessions: ResidentSessions;
+  readonly fp16OnCpu: Fp16OnCpu;
   readonly #models = new Map<string, Promise<SdModel>>();
   readonly #loadListeners = new Map<string, Set<LoadProgressListener>>();
   /** Pipelines running on each model: release() waits for them, so freeing never pulls sessions from under a job. */
@@ -70,6 +77,7 @@ export class OnnxEngine implements LocalInpaintEngine {
     this.tuning = options.tuning ?? {};
     this.guidanceCalls = options.guidanceCalls ?? defaultGuidanceCalls(this.device);
     this.residentSessions = options.residentSessions ?? defaultResidentSessions(this.device);
+    this.fp16OnCpu = options.fp16OnCpu ?? parseFp16OnCpu(process.env[FP16_ON_CPU_VARIABLE]);
   }
 
   get defaultModelDir(): string {
@@ -100,7 +108,7 @@ export class OnnxEngine implements LocalInpaintEngine {
           }
         }
       };
-      model = loadSdModel(key, { device: this.device, threads: this.threads, tuning: this.tuning, guidanceCalls: this.guidanceCalls, residentSessions: this.residentSessions, onProgress: notify }).then(async (loaded) => {
+      model = loadSdModel(key, { device: this.device, threads: this.threads, tuning: this.tuning, guidanceCalls: this.guidanceCalls, residentSessions: this.residentSessions, fp16OnCpu: this.fp16OnCpu, onProgress: notify }).then(async (loaded) => {
         // The first UNet call is two to three times a steady one: pay it here, not in the user's first step.
         notify(MODEL_PARTS.length, MODEL_PARTS.length, WARM_UP_PHASE);
         try {

@@ -8,6 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { REQUIRED_FILES } from "../../models/onnx-layout.ts";
 import { loadPooledTokenizer, type PromptTokenizer } from "./pooled-tokenizer.ts";
+import { consoleLog } from "../../logging/server-log.ts";
+import { conversionPhase, type Fp16OnCpu, sessionFileFor } from "./fp32-cache.ts";
 import { type DeviceName, ModelLoadError, OnnxSession, type SessionTuning, type ValueSpec } from "./onnx-session.ts";
 
 export interface SdModelInfo {
@@ -15,6 +17,7 @@ export interface SdModelInfo {
   /** 9 runs the inpainting path; 4 runs diffusers' legacy blend-back path. */
   readonly unetInChannels: 4 | 9;
   readonly hiddenSize: number;
+  /** The export's float type: an fp16 export opened as its fp32 copy on CPU (fp32-cache.ts) still says float16. */
   readonly floatType: "float32" | "float16";
   readonly timestepType: string;
   /** Whether uncond and cond can share one UNet call (the batch dim is not fixed to 1). */
@@ -46,10 +49,11 @@ export type GuidanceCalls = "batched" | "sequential";
 export type ResidentSessions = "all" | "unet";
 
 /**
- * An fp16 export on CPU, where onnxruntime computes nearly everything in fp32: at level "all" it makes fp32
- * copies of the weights at load (SD 1.5: 6.29 GB peak, 4.25 GB idle, 13.1 s a step), at "extended" it keeps
- * them fp16 and casts as it runs (5.88 GB peak, 2.29 GB idle, 17.2 s a step; fp32 export 5.91 GB, 11.5 s).
- * The memory bound wins: README, "Real-size models".
+ * An fp16 file opened as it is on CPU (MASKFLOW_FP16_ON_CPU=keep, or no disk room for the fp32 copy), where
+ * onnxruntime computes nearly everything in fp32: at level "all" it makes fp32 copies of the weights at load
+ * (SD 1.5: 6.29 GB peak, 4.25 GB idle, 13.1 s a step), at "extended" it keeps them fp16 and casts as it runs
+ * (5.88 GB peak, 2.29 GB idle, 17.2 s a step; fp32 export 5.91 GB, 11.5 s). The memory bound wins: README,
+ * "Real-size models".
  */
 const FP16_ON_CPU: Partial<SessionTuning> = { optimization: "extended" };
 
@@ -66,6 +70,10 @@ export async function loadSdModel(
     guidanceCalls?: GuidanceCalls;
     /** "unet": the text encoder and VAE are opened for each run and closed after, not held while the UNet works. */
     residentSessions?: ResidentSessions;
+    /** On CPU, fp16 session files are opened as fp32 copies converted once ("convert", the default) or as they are. */
+    fp16OnCpu?: Fp16OnCpu;
+    /** Where a fallback to an fp16 file is explained (the console by default). */
+    warn?: (message: string) => void;
     onProgress?: (loaded: number, total: number, part: string) => void;
   } = {},
 ): Promise<SdModel> {
@@ -97,26 +105,31 @@ export async function loadSdModel(
     vaeConfig = (await readJson(root, vaeConfigFile, true)) ?? {};
   }
   const vaeScaleFactor = vaeScaleFactorOf(vaeConfig, path.join(root, vaeConfigFile));
-  let sessionOptions = { device: options.device ?? "cpu", threads: options.threads ?? os.availableParallelism(), tuning: options.tuning };
+  const device = options.device ?? "cpu";
+  const sessionOptions = { device, threads: options.threads ?? os.availableParallelism() };
   let loaded = 0;
+  const convertedFromFloat16 = new Set<string>();
   // A real UNet takes seconds to load: say which part is done so the user sees the wait move.
-  const open = async (file: string, report = true) => {
-    const resident = options.residentSessions !== "unet" || file.startsWith("unet/");
-    const session = await OnnxSession.create(path.join(root, file), path.join(root, file), { ...sessionOptions, resident });
-    if (report) options.onProgress?.(++loaded, MODEL_PARTS.length, file.split("/")[0]);
+  const open = async (file: string) => {
+    const part = file.split("/")[0];
+    const resident = options.residentSessions !== "unet" || part === "unet";
+    const opened = await sessionFileFor(root, part, {
+      device,
+      fp16OnCpu: options.fp16OnCpu ?? "convert",
+      warn: options.warn ?? consoleLog.warn,
+      onConverting: () => options.onProgress?.(loaded, MODEL_PARTS.length, conversionPhase(part)),
+    });
+    if (opened.convertedFromFloat16) convertedFromFloat16.add(part);
+    const tuning = device === "cpu" && opened.float16 ? { ...FP16_ON_CPU, ...options.tuning } : options.tuning;
+    // Errors name the export's file, whichever file onnxruntime opened.
+    const session = await OnnxSession.create(opened.file, path.join(root, file), { ...sessionOptions, tuning, resident });
+    options.onProgress?.(++loaded, MODEL_PARTS.length, part);
     return session;
   };
 
   const sessions: OnnxSession[] = [];
   try {
-    let textEncoder = await open("text_encoder/model.onnx", false);
-    if (sessionOptions.device === "cpu" && textEncoder.outputs.get("last_hidden_state")?.type === "float16") {
-      // The first session says the export is fp16: it too is opened again with the settings for that.
-      sessionOptions = { ...sessionOptions, tuning: { ...FP16_ON_CPU, ...options.tuning } };
-      await textEncoder.release();
-      textEncoder = await open("text_encoder/model.onnx", false);
-    }
-    options.onProgress?.(++loaded, MODEL_PARTS.length, "text_encoder");
+    const textEncoder = await open("text_encoder/model.onnx");
     sessions.push(textEncoder);
     const unet = await open("unet/model.onnx");
     sessions.push(unet);
@@ -158,7 +171,7 @@ export async function loadSdModel(
         dir: root,
         unetInChannels: channels,
         hiddenSize,
-        floatType: sample.type === "float16" ? "float16" : "float32",
+        floatType: sample.type === "float16" || convertedFromFloat16.has("unet") ? "float16" : "float32",
         timestepType: timestep.type,
         unetBatchable: numericDim(sample.shape[0]) !== 1 && options.guidanceCalls !== "sequential",
         vaeEncoderOutput: latentOut.name as SdModelInfo["vaeEncoderOutput"],
