@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Mask, RgbImage } from "../nodes/socket-types.ts";
 import { OnnxEngine, parseDevice } from "../server/engines/onnx/onnx-engine.ts";
+import { isConversionPhase } from "../server/engines/onnx/fp32-cache.ts";
 import { WARM_UP_PHASE } from "../server/engines/onnx/unet-warm-up.ts";
 import type { DeviceName, SessionTuning } from "../server/engines/onnx/onnx-session.ts";
 import type { GuidanceCalls, ResidentSessions } from "../server/engines/onnx/sd-model.ts";
@@ -117,9 +118,15 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
     let last = performance.now();
     const loadStarted = last;
     let warmUpStarted = Number.NaN;
+    // fp16 parts converted to fp32 for the CPU (first load only): the part's load time includes its conversion.
+    const converted: string[] = [];
     sampler.enter("load");
     const model = await engine.model(dir, (_loaded, _total, part) => {
       const now = performance.now();
+      if (isConversionPhase(part)) {
+        converted.push(part);
+        return;
+      }
       if (part === WARM_UP_PHASE) {
         warmUpStarted = now;
         sampler.enter("warmUp");
@@ -183,6 +190,7 @@ export async function benchRealSize(argv: readonly string[] = process.argv.slice
       loadSeconds,
     };
     for (const [part, s] of Object.entries(partSeconds)) report[`loadSeconds.${part}`] = s;
+    report.fp16OnCpu = device === "cpu" && model.info.floatType === "float16" ? `${engine.fp16OnCpu}${converted.length ? `; ${converted.join(", ")}` : ""}` : "n/a";
     report.warmUpSeconds = warmUpSeconds;
     report.readySeconds = readySeconds;
     Object.assign(report, {
