@@ -68,13 +68,23 @@ export async function benchVaeTiling(argv: readonly string[] = process.argv.slic
     const latentSide = size / geometry.vaeScaleFactor;
     sampler.enter("run");
     const started = performance.now();
+    // Each session run (one per tile) is reported on stderr as it ends, so a run stopped early still says how far it got.
+    let runs = 0;
+    const counted: Pick<OnnxSession, "run"> = {
+      run: async (feeds, outputNames) => {
+        const output = await session.run(feeds, outputNames);
+        const dims = Object.values(feeds)[0].dims.join("×");
+        process.stderr.write(`vae-tiling: run ${++runs} (${dims}) done at ${((performance.now() - started) / 1000).toFixed(1)} s, peak RSS ${(peakRss() / 1e9).toFixed(2)} GB\n`);
+        return output;
+      },
+    };
     if (part === "encode") {
       const pixels = Float32Array.from({ length: 3 * size * size }, (_, i) => Math.sin(i * 0.001));
       const outputName = session.outputs.has("latent_parameters") ? "latent_parameters" : "latent_sample";
-      await encodePixels({ info: { ...geometry, vaeEncoderOutput: outputName }, vaeEncoder: session }, pixels, size, size, tiled);
+      await encodePixels({ info: { ...geometry, vaeEncoderOutput: outputName }, vaeEncoder: counted }, pixels, size, size, tiled);
     } else {
       const latents = Float32Array.from({ length: 4 * latentSide * latentSide }, (_, i) => Math.cos(i * 0.01));
-      await decodeLatents({ info: geometry, vaeDecoder: session }, latents, latentSide, latentSide, tiled);
+      await decodeLatents({ info: geometry, vaeDecoder: counted }, latents, latentSide, latentSide, tiled);
     }
     const runSeconds = (performance.now() - started) / 1000;
     const peaks = sampler.peaks();
@@ -82,6 +92,7 @@ export async function benchVaeTiling(argv: readonly string[] = process.argv.slic
       "vae-tiling": `${part} ${size}x${size}, ${tiled ? `tiles of ${geometry.vaeTileSize} px` : "whole"}, ${file}`,
       loadAverage: loadAverage.map((v) => v.toFixed(2)).join(" "),
       runSeconds,
+      sessionRuns: runs,
       rssBeforeBytes: rssBefore,
       loadedRssBytes: loadedRss,
       sampledPeakRssDuringRunBytes: peaks.run,

@@ -10,7 +10,9 @@ import { checkInpaintRequest, type InpaintRequest } from "../server/engines/onnx
 import { OnnxEngine } from "../server/engines/onnx/onnx-engine.ts";
 import { decodeLatents, encodePixels } from "../server/engines/onnx/vae-codec.ts";
 import { type Planes, runTiled, usesVaeTiles } from "../server/engines/onnx/vae-tiling.ts";
+import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import path from "node:path";
 import sharp from "sharp";
 import { createBuiltinRegistry } from "../nodes/index.ts";
@@ -219,5 +221,16 @@ describe("tiled VAE in the pipeline on the tiny model", () => {
       expect(result.error).toBeUndefined();
     }
     expect(calls.map((c) => c.request.vaeTiling)).toEqual(["auto", "on"]);
+  });
+
+  it("bench vae-tiling: one encode or decode, whole or in tiles, with its peak RSS", async () => {
+    const bench = (args: string[]) =>
+      promisify(execFile)(process.execPath, ["bin/run-ts.js", "bench/index.ts", "vae-tiling", "--model", models.fp32, "--json", ...args], { cwd: path.resolve(import.meta.dirname, ".."), timeout: 120_000 });
+    const tiled = JSON.parse((await bench(["--size", "1024", "--part", "decode", "--tiling", "on"])).stdout) as Record<string, unknown>;
+    expect(tiled).toMatchObject({ "vae-tiling": expect.stringMatching(/^decode 1024x1024, tiles of 512 px/), sessionRuns: 9 });
+    expect(tiled.peakRssBytes as number).toBeGreaterThanOrEqual(tiled.loadedRssBytes as number);
+    const whole = JSON.parse((await bench(["--size", "1024", "--part", "encode", "--tiling", "off"])).stdout) as Record<string, unknown>;
+    expect(whole).toMatchObject({ "vae-tiling": expect.stringMatching(/^encode 1024x1024, whole/), sessionRuns: 1 });
+    await expect(bench(["--part", "both"])).rejects.toMatchObject({ stderr: expect.stringContaining('vae-tiling: --part must be encode or decode; got "both"') });
   });
 });

@@ -14,11 +14,11 @@ type VaeGeometry = Pick<SdModelInfo, "vaeScaleFactor" | "vaeTileSize">;
 /** A whole SdModel fits; the VAE bench opens only the two VAE sessions. */
 export interface VaeEncoderPart {
   readonly info: VaeGeometry & Pick<SdModelInfo, "vaeEncoderOutput">;
-  readonly vaeEncoder: OnnxSession;
+  readonly vaeEncoder: Pick<OnnxSession, "run">;
 }
 export interface VaeDecoderPart {
   readonly info: VaeGeometry;
-  readonly vaeDecoder: OnnxSession;
+  readonly vaeDecoder: Pick<OnnxSession, "run">;
 }
 
 export function vaeTiled(model: SdModel, mode: VaeTiling, width: number, height: number): boolean {
