@@ -281,6 +281,21 @@ describe("fp16 exports on CPU through the engine", () => {
     expect(await readdir(dir)).not.toContain(FP32_CACHE_DIR);
   });
 
+  it("gives two loads of the same folder at once one good copy (the second rename finds the first's)", async () => {
+    const dir = path.join(workDir, "racing");
+    await cp(models.fp16, dir, { recursive: true, filter: (source) => !source.includes(FP32_CACHE_DIR) });
+    const lines: string[] = [];
+    const options = { device: "cpu" as const, fp16OnCpu: "convert" as const, warn: (message: string) => lines.push(message) };
+    const [a, b] = await Promise.all([sessionFileFor(dir, "unet", options), sessionFileFor(dir, "unet", options)]);
+    expect(lines).toEqual([]);
+    expect(a).toEqual({ file: path.join(dir, FP32_CACHE_DIR, "unet", "model.onnx"), float16: false, convertedFromFloat16: true });
+    expect(b).toEqual(a);
+    expect(await readdir(path.join(dir, FP32_CACHE_DIR))).toEqual(["unet"]);
+    const session = await ort.InferenceSession.create(a.file);
+    expect(session.inputMetadata.find((value) => value.name === "sample")).toMatchObject({ type: "float32" });
+    await session.release();
+  });
+
   it("falls back to the fp16 file with a log line when the disk has no room for the copy", async () => {
     const dir = path.join(workDir, "full-disk");
     await cp(models.fp16, dir, { recursive: true, filter: (source) => !source.includes(FP32_CACHE_DIR) });
