@@ -4,7 +4,6 @@
  * logits at the picture's own size cut at 0 (SamPredictor's mask_threshold); with several candidate masks, the one
  * with the highest iou_prediction.
  */
-import { createHash } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { resizeRgb } from "../../../nodes/image/sharp-conversions.ts";
@@ -97,7 +96,7 @@ export class SegmentEngine {
 
   async segment(request: SegmentRequest): Promise<SegmentResult> {
     const { prompt } = request;
-    const picture = "data" in request.picture ? pixelSource(request.picture) : request.picture;
+    const picture = "data" in request.picture ? await pixelSource(request.picture) : request.picture;
     const problem = promptProblem(prompt, picture.width, picture.height);
     if (problem) throw new SegmentPromptError(problem);
     const model = await this.model(request.model);
@@ -168,6 +167,10 @@ export class SegmentEngine {
   }
 }
 
-function pixelSource(picture: RgbImage): PictureSource {
-  return { key: `sha256:${createHash("sha256").update(picture.data).digest("hex")}`, width: picture.width, height: picture.height, load: async () => picture };
+/** Keyed by the pixels' sha256, hashed by WebCrypto on libuv's threads: 8192² pixels are 200 MB to hash. */
+async function pixelSource(picture: RgbImage): Promise<PictureSource> {
+  // WebCrypto reads no shared memory: pixels in a SharedArrayBuffer are hashed from a copy.
+  const bytes = picture.data.buffer instanceof ArrayBuffer ? (picture.data as Uint8Array<ArrayBuffer>) : picture.data.slice();
+  const digest = Buffer.from(await crypto.subtle.digest("SHA-256", bytes)).toString("hex");
+  return { key: `sha256:${digest}`, width: picture.width, height: picture.height, load: async () => picture };
 }
