@@ -13,32 +13,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import type { Mask, RgbImage } from "../nodes/socket-types.ts";
 import { OnnxEngine } from "../server/engines/onnx/onnx-engine.ts";
+import { diffusersCaseSchema } from "./helpers/diffusers-e2e-cases.ts";
 import { compareInpaintImages } from "./helpers/image-distance.ts";
 
 const FIXTURES = path.join(import.meta.dirname, "fixtures", "diffusers-parity");
 const CASES = path.join(FIXTURES, "soft-inpaint-cases");
 const MODEL = path.join(FIXTURES, "tiny-inpaint");
 
-const casesFile = z.object({
-  cases: z.array(
-    z.object({
-      name: z.string(),
-      scheduler: z.string(),
-      steps: z.number().int(),
-      guidance: z.number(),
-      strength: z.number(),
-      seed: z.number().int(),
-      samples: z.number().int(),
-      width: z.number().int(),
-      height: z.number().int(),
-      prompt: z.string(),
-      negative: z.string(),
-      picture: z.string(),
-      mask: z.string(),
-      diffusers_images: z.array(z.string()),
-    }),
-  ),
-});
+const casesFile = z.object({ cases: z.array(diffusersCaseSchema) });
 const { cases } = casesFile.parse(JSON.parse(await readFile(path.join(CASES, "cases.json"), "utf8")));
 const engine = new OnnxEngine({ threads: 1 });
 const scratch = await mkdtemp(path.join(os.tmpdir(), "maskflow-soft-parity-"));

@@ -15,28 +15,29 @@ import { PARITY_FIXTURES } from "./parity-goldens.ts";
 export const TINY_INPAINT_MODEL = path.join(PARITY_FIXTURES, "tiny-inpaint");
 const CASES = path.join(PARITY_FIXTURES, "inpaint-cases");
 
+/** One case of a diffusers parity fixture: its settings, its inputs and diffusers' pictures (files beside cases.json). */
+export const diffusersCaseSchema = z.object({
+  name: z.string().regex(/^[a-z0-9-]+$/),
+  scheduler: z.string(),
+  steps: z.number().int(),
+  guidance: z.number(),
+  strength: z.number(),
+  seed: z.number().int(),
+  samples: z.number().int(),
+  width: z.number().int(),
+  height: z.number().int(),
+  prompt: z.string(),
+  negative: z.string(),
+  picture: z.string(),
+  mask: z.string(),
+  diffusers_images: z.array(z.string()),
+});
+
 const casesFile = z.object({
   diffusers: z.string(),
-  cases: z.array(
-    z.object({
-      name: z.string().regex(/^[a-z0-9-]+$/),
-      scheduler: z.string(),
-      steps: z.number().int(),
-      guidance: z.number(),
-      strength: z.number(),
-      seed: z.number().int(),
-      samples: z.number().int(),
-      width: z.number().int(),
-      height: z.number().int(),
-      prompt: z.string(),
-      negative: z.string(),
-      picture: z.string(),
-      mask: z.string(),
-      diffusers_images: z.array(z.string()),
-    }),
-  ),
+  cases: z.array(diffusersCaseSchema),
 });
-export type DiffusersCase = z.infer<typeof casesFile>["cases"][number];
+export type DiffusersCase = z.infer<typeof diffusersCaseSchema>;
 
 export async function loadDiffusersCases(): Promise<DiffusersCase[]> {
   return casesFile.parse(JSON.parse(await readFile(path.join(CASES, "cases.json"), "utf8"))).cases;
