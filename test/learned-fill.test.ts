@@ -9,7 +9,7 @@ import { MAX_REGIONS, maskRegions } from "../server/engines/fill/mask-regions.ts
 import { LearnedFillEngine } from "../server/engines/fill/learned-fill-engine.ts";
 import { ModelLayoutError } from "../server/engines/onnx/value-layout.ts";
 import { ensureTinyHelperModels, type TinyHelperModelFolders } from "./fixtures/make-tiny-helper-models.ts";
-import { OnnxGraphBuilder } from "./fixtures/onnx-graph-builder.ts";
+import { OnnxGraphBuilder } from "../server/engines/onnx/graph/onnx-graph-builder.ts";
 import { createTestContext } from "./helpers/node-context.ts";
 
 /** Left half red, right half blue, with a green object at `object` (the thing to remove). */

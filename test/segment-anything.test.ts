@@ -8,7 +8,7 @@ import { ModelLayoutError } from "../server/engines/onnx/value-layout.ts";
 import { SegmentEngine } from "../server/engines/segment/segment-engine.ts";
 import { promptTensors, resizedSize } from "../server/engines/segment/sam-prompt.ts";
 import { ensureTinyHelperModels, TINY_SAM_FILES, type TinyHelperModelFolders } from "./fixtures/make-tiny-helper-models.ts";
-import { attr, float32Tensor, int64Tensor, OnnxGraphBuilder } from "./fixtures/onnx-graph-builder.ts";
+import { attr, float32Tensor, int64Tensor, OnnxGraphBuilder } from "../server/engines/onnx/graph/onnx-graph-builder.ts";
 import { createTestContext } from "./helpers/node-context.ts";
 
 interface Rect {
