@@ -4,11 +4,12 @@ import { helperModelNodes } from "./helper-model-nodes.ts";
 import { imageNodes } from "./image/index.ts";
 import { InpaintNode } from "./inpaint/inpaint-node.ts";
 import { maskNodes } from "./mask/index.ts";
+import { CheckpointLoaderNode } from "./model/checkpoint-loader.ts";
 import { primitiveNodes } from "./primitive/primitive-nodes.ts";
 import { PromptNode } from "./prompt/prompt-node.ts";
 import { NodeRegistry } from "./registry.ts";
 import { SchedulerNode } from "./sampling/scheduler-node.ts";
 
 export function createBuiltinRegistry(): NodeRegistry {
-  return new NodeRegistry().register(...imageNodes, ...maskNodes, ...craftNodes, ...helperModelNodes, PromptNode, SchedulerNode, InpaintNode, ...primitiveNodes);
+  return new NodeRegistry().register(...imageNodes, ...maskNodes, ...craftNodes, ...helperModelNodes, CheckpointLoaderNode, PromptNode, SchedulerNode, InpaintNode, ...primitiveNodes);
 }

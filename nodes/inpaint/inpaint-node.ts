@@ -1,12 +1,15 @@
 import type { LatentMaskedContent } from "../../server/engines/onnx/inpaint-pipeline.ts";
 import { isConversionPhase } from "../../server/engines/onnx/fp32-cache.ts";
 import { WARM_UP_PHASE } from "../../server/engines/onnx/unet-warm-up.ts";
+import { isBuildPhase } from "../../server/models/checkpoint/built-model-cache.ts";
 import { VAE_TILING_MODES, type VaeTiling } from "../../server/engines/onnx/vae-tiling.ts";
 import { SEGMIND_IMAGE_SIZES } from "../../server/engines/segmind/segmind-request.ts";
 import { teleaInpaint } from "../fill/telea-inpaint.ts";
 import { toSharp } from "../image/sharp-conversions.ts";
 import { defineNode, type InputProblem, type InputSpecs, type InputsOf, type NodeContext } from "../node-definition.ts";
-import type { Mask, RgbImage } from "../socket-types.ts";
+import type { Mask, ModelRef, RgbImage } from "../socket-types.ts";
+import { resolveModelName } from "../../server/models/model-names.ts";
+import { resolveModelsDir } from "../../server/models/models-folder.ts";
 import { seedForJson } from "../sampling/seed-for-json.ts";
 import { pasteBack } from "./paste-back.ts";
 import { inpaintOnSegmind } from "./segmind-backend.ts";
@@ -17,7 +20,13 @@ const INPAINT_INPUTS = {
   prompt: { type: "PROMPT" },
   scheduler: { type: "SCHEDULER" },
   backend: { type: "STRING", widget: "combo", options: ["local", "segmind"], default: "local" },
-  model: { type: "STRING", widget: "text", default: "", description: "Local model folder; empty: the server's (--model, MASKFLOW_MODEL_DIR)." },
+  model: {
+    type: "MODEL",
+    optional: true,
+    description:
+      "The local model, from a Load Checkpoint node; unlinked: the server's (--model, MASKFLOW_MODEL_DIR). Older workflows' text " +
+      "here names a model folder in the models folder.",
+  },
   samples: { type: "INT", widget: "number", default: 1, min: 1, max: 4, step: 1 },
   width: { type: "INT", widget: "number", default: 512, min: 64, max: 2048, step: 8 },
   height: { type: "INT", widget: "number", default: 512, min: 64, max: 2048, step: 8 },
@@ -128,6 +137,16 @@ function fillHole(picture: RgbImage, mask: Mask): RgbImage {
 type InpaintInputs = InputsOf<typeof INPAINT_INPUTS>;
 type Painter = (inputs: InpaintInputs, ctx: NodeContext, source: RgbImage, place: { index: number; count: number }) => Promise<readonly RgbImage[]>;
 
+/**
+ * A linked MODEL's source, or (workflows from before the MODEL socket) a text naming a model in the models
+ * folder; nothing: the server's model.
+ */
+async function localModelOf(model: ModelRef | string | undefined, modelsDir: string | undefined): Promise<string | undefined> {
+  if (model === undefined || model === "") return undefined;
+  if (typeof model !== "string") return model.dir;
+  return resolveModelName(modelsDir ?? resolveModelsDir(undefined), model, "model");
+}
+
 const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
   const engine = ctx.engines.local;
   if (!engine) throw new Error("the local engine is not available in this process");
@@ -151,10 +170,10 @@ const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
       vaeTiling: inputs.vae_tiling as VaeTiling,
     },
     {
-      modelDir: inputs.model || undefined,
+      modelDir: await localModelOf(inputs.model, engine.modelsDir),
       signal: ctx.signal,
       // The first use of a model loads it (seconds for real weights): show its four sessions coming in, then the warm-up.
-      onLoad: (loaded, total, part) => ctx.progress({ value: loaded, max: total, label: part === WARM_UP_PHASE || isConversionPhase(part) ? part : "loading model" }),
+      onLoad: (loaded, total, part) => ctx.progress({ value: loaded, max: total, label: part === WARM_UP_PHASE || isConversionPhase(part) || isBuildPhase(part) ? part : "loading model" }),
       onStep: (step, total, preview) => ctx.progress({ value: index * total + step, max: count * total, preview }),
       onNote: (message) => ctx.logger.warn(`node ${ctx.nodeId}: ${message}`),
     },

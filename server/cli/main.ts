@@ -11,7 +11,7 @@ const commands: Record<string, { run: () => Promise<Command>; summary: string }>
   serve: {
     run: async () => serveCommand,
     summary:
-      "serve [--host 127.0.0.1] [--port 8188] [--data DIR] [--model DIR] [--device cpu|cuda] [--max-queue N]\n" +
+      "serve [--host 127.0.0.1] [--port 8188] [--data DIR] [--model DIR|CHECKPOINT] [--device cpu|cuda] [--max-queue N]\n" +
       "                 [--max-queue-per-client N] [--redis URL] [--allow-remote-without-key]   start the editor, API and WebSocket",
   },
   run: {
@@ -21,7 +21,7 @@ const commands: Record<string, { run: () => Promise<Command>; summary: string }>
   validate: { run: async () => validateCommand, summary: "validate WORKFLOW.json [--data DIR] [--json]   check a workflow and list every problem" },
   models: {
     run: async () => (await import("./models-command.ts")).modelsCommand,
-    summary: "models pull [REPO] [--revision REV] | list | verify [NAME]   download and check ONNX weights",
+    summary: "models pull [REPO] [--revision REV] | import FILE|DIR [--name NAME] | list | verify [NAME]   download, build from a checkpoint, check",
   },
   worker: {
     run: async () => (await import("./worker-command.ts")).workerCommand,

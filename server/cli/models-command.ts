@@ -9,12 +9,16 @@ import { describeModelSource, formatBytes, listModels, verifyModel } from "../mo
 import { isSafeModelName, modelNameFromRepo, resolveModelsDir } from "../models/models-folder.ts";
 import { type PullEvent, pullModel } from "../models/pull-model.ts";
 import type { CliIo } from "./cli-io.ts";
+import { BUILT_MODELS_FOLDER, buildCheckpoint, type BuildJobProgress, describeBuildProgress } from "../models/checkpoint/built-model-cache.ts";
 
 const USAGE = [
   "usage: maskflow models pull [REPO|HELPER] [--revision REV] [--name NAME] [--models DIR]",
+  "       maskflow models import FILE|DIR [--name NAME] [--models DIR]",
   "       maskflow models list [--models DIR]",
   "       maskflow models verify [NAME|DIR] [--models DIR]",
   "",
+  "import builds Maskflow's ONNX graphs from an SD 1.x checkpoint (a .safetensors or .ckpt single file, or a",
+  "diffusers folder) into DIR/NAME, in TypeScript, with no Python; NAME defaults to the file's name.",
   "list judges each folder by its files and sizes; verify also opens its sessions and re-hashes a pulled model.",
   "",
   `REPO defaults to ${DEFAULT_MODEL_REPO} (revision ${DEFAULT_MODEL_REVISION}). DIR defaults to $MASKFLOW_MODELS_DIR or ./models.`,
@@ -39,6 +43,7 @@ export async function modelsCommand(args: string[], io: CliIo, context: ModelsCo
   const cwd = context.cwd ?? process.cwd();
   if (sub === "pull") return pull(rest, io, env, cwd, context);
   if (sub === "list") return list(rest, io, env, cwd);
+  if (sub === "import") return importCheckpoint(rest, io, env, cwd);
   if (sub === "verify") return verify(rest, io, env, cwd);
   io.stderr.write(USAGE + "\n");
   return sub === "--help" || sub === "-h" ? 0 : 2;
@@ -95,6 +100,85 @@ async function pull(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: stri
   } finally {
     process.off("SIGINT", onSigint);
   }
+}
+
+async function importCheckpoint(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: string): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { name: { type: "string" }, models: { type: "string" } },
+  });
+  if (positionals.length !== 1) {
+    io.stderr.write(USAGE + "\n");
+    return 2;
+  }
+  const source = path.resolve(cwd, positionals[0]);
+  const name = values.name ?? path.basename(source).replace(/\.(safetensors|ckpt|pt|pth|bin)$/i, "").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "");
+  if (!isSafeModelName(name)) {
+    io.stderr.write(`maskflow models import: invalid --name "${name}" (letters, digits, . _ - only)\n`);
+    return 2;
+  }
+  const modelsDir = resolveModelsDir(values.models, env, cwd);
+  const target = path.join(modelsDir, name);
+  io.stderr.write(`importing ${source} into ${target}\n`);
+  const progress = createBuildProgress(io);
+  const abort = new AbortController();
+  const onSigint = () => abort.abort(new Error("interrupted"));
+  process.once("SIGINT", onSigint);
+  const started = Date.now();
+  try {
+    const result = await buildCheckpoint(
+      { source, cacheRoot: path.join(modelsDir, BUILT_MODELS_FOLDER), target },
+      { onProgress: progress.update, signal: abort.signal },
+    );
+    progress.stop();
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    if (!result.built) {
+      io.stdout.write(`${target}: already built from this checkpoint (key ${result.key})\n`);
+    } else {
+      const summary = result.summary;
+      const kind = summary ? `${summary.inpainting ? "inpainting (9-channel UNet)" : "plain (4-channel UNet, run as legacy inpainting)"}, ${summary.layout}, ${summary.floatTypes.join("+")} weights → fp32 graphs` : "";
+      io.stdout.write(`${target}: built in ${seconds} s${kind ? `: ${kind}` : ""}\n`);
+    }
+    return 0;
+  } catch (error) {
+    progress.stop();
+    const message = error instanceof Error ? error.message : String(error);
+    io.stderr.write(`maskflow models import: ${abort.signal.aborted ? "interrupted; nothing was kept" : message}\n`);
+    return abort.signal.aborted ? 130 : 1;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+/** A bar on a terminal; otherwise a line per phase and every few seconds (logs, CI). */
+function createBuildProgress(io: CliIo): { update: (progress: BuildJobProgress) => void; stop: () => void } {
+  const tty = Boolean(io.stderr.isTTY);
+  let bar: SingleBar | undefined;
+  let phase = "";
+  let lastLine = 0;
+  return {
+    update(progress) {
+      const label = progress.phase === "reading" ? "reading checkpoint" : `building ${progress.part}`;
+      if (tty) {
+        if (!bar) {
+          bar = new SingleBar({ format: "[{bar}] {percentage}% {label}", stream: io.stderr, hideCursor: true });
+          bar.start(100, 0, { label });
+        }
+        bar.update(progress.total > 0 ? Math.floor((100 * progress.done) / progress.total) : 0, { label });
+        return;
+      }
+      if (label !== phase || Date.now() - lastLine > 5000) {
+        phase = label;
+        lastLine = Date.now();
+        io.stderr.write(`${describeBuildProgress(progress)}\n`);
+      }
+    },
+    stop() {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
 }
 
 async function list(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: string): Promise<number> {

@@ -20,7 +20,7 @@ import { applyOverrides } from "./set-overrides.ts";
 import { describeSplitSetting, sortPositionals } from "./stray-set-words.ts";
 
 const USAGE =
-  "usage: maskflow run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--batch NODE.INPUT=FOLDER ...] [--out DIR] [--data DIR] [--model DIR] [--device cpu|cuda] [--json]";
+  "usage: maskflow run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--batch NODE.INPUT=FOLDER ...] [--out DIR] [--data DIR] [--model DIR|CHECKPOINT] [--device cpu|cuda] [--json]";
 
 export async function runCommand(args: string[], io: CliIo): Promise<number> {
   const { values, tokens } = parseArgs({

@@ -35,6 +35,7 @@ export interface Engines {
 export async function createEngines(options: EngineOptions = {}): Promise<Engines> {
   const local = new OnnxEngine({
     defaultModelDir: options.modelDir,
+    modelsDir: options.modelsDir,
     device: options.device === undefined ? undefined : parseDevice(options.device),
   });
   const segmind = new SegmindClient(options.segmind);

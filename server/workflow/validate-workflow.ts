@@ -142,6 +142,12 @@ export function validateWorkflow(
 }
 
 function checkLiteral(spec: InputSpec, value: WorkflowLiteral): Omit<WorkflowProblem, "nodeId" | "input"> | undefined {
+  // Before the MODEL socket, Inpaint's model was a text naming a model folder; such workflows keep running.
+  if (spec.type === "MODEL" && typeof value === "string") {
+    return value === "" || /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/.test(value)
+      ? undefined
+      : { code: "invalid_value", message: `must be linked to a MODEL output (Load Checkpoint), or name a model folder in the models folder (letters, digits, . _ -), got ${quoted(value)}` };
+  }
   if (!LITERAL_SOCKET_TYPES.has(spec.type)) {
     return { code: "invalid_value", message: `must be linked to an output of type ${spec.type}, not given a literal value` };
   }

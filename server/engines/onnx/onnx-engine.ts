@@ -10,6 +10,8 @@ import { type Fp16OnCpu, FP16_ON_CPU_VARIABLE, parseFp16OnCpu } from "./fp32-cac
 import { type DeviceName, ModelLoadError, type SessionTuning } from "./onnx-session.ts";
 import { type GuidanceCalls, loadSdModel, MODEL_PARTS, type ResidentSessions, type SdModel } from "./sd-model.ts";
 import { WARM_UP_PHASE, warmUpUnet } from "./unet-warm-up.ts";
+import { BUILT_MODELS_FOLDER, buildCheckpoint, describeBuildProgress, isCheckpointSource } from "../../models/checkpoint/built-model-cache.ts";
+import { resolveModelsDir } from "../../models/models-folder.ts";
 
 export const DEFAULT_MODEL_DIR = "models/sd15-inpainting";
 /**
@@ -39,6 +41,10 @@ export interface OnnxEngineOptions {
   readonly residentSessions?: ResidentSessions;
   /** fp16 exports on CPU: converted to fp32 once and cached in the model folder, or opened as they are; default MASKFLOW_FP16_ON_CPU, else "convert". */
   readonly fp16OnCpu?: Fp16OnCpu;
+  /** The models folder: where model names resolve ($MASKFLOW_MODELS_DIR or ./models by default). */
+  readonly modelsDir?: string;
+  /** Where graphs built from checkpoints are kept, by content: <models folder>/.built by default. */
+  readonly builtModelsDir?: string;
 }
 
 /**
@@ -55,6 +61,10 @@ export interface LocalInpaintOptions extends InpaintHooks {
 
 export interface LocalInpaintEngine {
   inpaint(request: InpaintRequest, options: LocalInpaintOptions): Promise<InpaintResult>;
+  /** The models folder that model names resolve in. */
+  readonly modelsDir?: string;
+  /** Builds a checkpoint's graphs (or finds them built) ahead of its first job; returns the folder to open. */
+  prepare?(source: string, onProgress?: LoadProgressListener): Promise<string>;
 }
 
 export class OnnxEngine implements LocalInpaintEngine {
@@ -65,6 +75,8 @@ export class OnnxEngine implements LocalInpaintEngine {
   readonly guidanceCalls: GuidanceCalls;
   readonly residentSessions: ResidentSessions;
   readonly fp16OnCpu: Fp16OnCpu;
+  readonly modelsDir: string;
+  readonly builtModelsDir: string;
   readonly #models = new Map<string, Promise<SdModel>>();
   readonly #loadListeners = new Map<string, Set<LoadProgressListener>>();
   /** Pipelines running on each model: release() waits for them, so freeing never pulls sessions from under a job. */
@@ -78,6 +90,8 @@ export class OnnxEngine implements LocalInpaintEngine {
     this.guidanceCalls = options.guidanceCalls ?? defaultGuidanceCalls(this.device);
     this.residentSessions = options.residentSessions ?? defaultResidentSessions(this.device);
     this.fp16OnCpu = options.fp16OnCpu ?? parseFp16OnCpu(process.env[FP16_ON_CPU_VARIABLE]);
+    this.modelsDir = path.resolve(options.modelsDir ?? resolveModelsDir(undefined));
+    this.builtModelsDir = path.resolve(options.builtModelsDir ?? path.join(this.modelsDir, BUILT_MODELS_FOLDER));
   }
 
   get defaultModelDir(): string {
@@ -108,7 +122,7 @@ export class OnnxEngine implements LocalInpaintEngine {
           }
         }
       };
-      model = loadSdModel(key, { device: this.device, threads: this.threads, tuning: this.tuning, guidanceCalls: this.guidanceCalls, residentSessions: this.residentSessions, fp16OnCpu: this.fp16OnCpu, onProgress: notify }).then(async (loaded) => {
+      model = this.#modelFolder(key, notify).then((folder) => loadSdModel(folder, { device: this.device, threads: this.threads, tuning: this.tuning, guidanceCalls: this.guidanceCalls, residentSessions: this.residentSessions, fp16OnCpu: this.fp16OnCpu, onProgress: notify })).then(async (loaded) => {
         // The first UNet call is two to three times a steady one: pay it here, not in the user's first step.
         notify(MODEL_PARTS.length, MODEL_PARTS.length, WARM_UP_PHASE);
         try {
@@ -124,6 +138,27 @@ export class OnnxEngine implements LocalInpaintEngine {
     }
     if (onLoadProgress) this.#loadListeners.get(key)?.add(onLoadProgress);
     return model;
+  }
+
+  /**
+   * The ONNX folder to open for a model: itself, or for a checkpoint (a .safetensors/.ckpt file or a diffusers
+   * folder) the graphs built from it, built on first use on a worker thread and kept by content.
+   */
+  async #modelFolder(key: string, notify: LoadProgressListener): Promise<string> {
+    if (!(await isCheckpointSource(key))) return key;
+    const result = await buildCheckpoint(
+      { source: key, cacheRoot: this.builtModelsDir },
+      { onProgress: (progress) => notify(progress.done, progress.total, describeBuildProgress(progress)) },
+    );
+    return result.dir;
+  }
+
+  /**
+   * Makes a model ready to open without opening it: a checkpoint is built (or its earlier build found), with
+   * progress; an ONNX folder is returned as it is. CheckpointLoader calls this so the build shows on its node.
+   */
+  async prepare(source: string, onProgress?: LoadProgressListener): Promise<string> {
+    return this.#modelFolder(path.resolve(source), onProgress ?? (() => {}));
   }
 
   async inpaint(request: InpaintRequest, options: LocalInpaintOptions = {}): Promise<InpaintResult> {
@@ -159,7 +194,9 @@ export class OnnxEngine implements LocalInpaintEngine {
   }
 
   status(): { summary: string; defaultModelDir: string; installed: boolean; device: DeviceName; loaded: string[] } {
-    const installed = existsSync(path.join(this.defaultModelDir, "model_index.json"));
+    const installed =
+      existsSync(path.join(this.defaultModelDir, "model_index.json")) ||
+      (/\.(safetensors|ckpt|pt|pth|bin)$/i.test(this.defaultModelDir) && existsSync(this.defaultModelDir));
     return {
       summary: installed
         ? `local ONNX model at ${this.defaultModelDir} (device ${this.device})`
