@@ -17,6 +17,7 @@ import { normalizeAllowedHost, OriginPolicy, parseAllowedHosts } from "./http/or
 import { consoleLog, type ServerLog } from "./logging/server-log.ts";
 import { createApp } from "./http/app.ts";
 import type { ModelPullService } from "./models/model-pull-service.ts";
+import { resolveModelsDir } from "./models/models-folder.ts";
 import { segmindRoutes } from "./http/routes/segmind-routes.ts";
 import { WebSocketHub } from "./http/websocket-hub.ts";
 import { BullMqJobQueue } from "./queue/bullmq-job-queue.ts";
@@ -122,6 +123,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     origins,
     privateFolders: [folders.root, folders.output, folders.temp, PROJECT_ROOT],
     models: options.modelPulls,
+    // Where a CheckpointLoader resolves its name: the local engine's models folder, else the default one (as the node does).
+    modelsDir: () => options.engines?.local?.modelsDir ?? resolveModelsDir(undefined),
     segment: options.engines?.segment,
     maxUploadBytes: options.maxUploadBytes ?? 50 * 1024 * 1024,
     clientDir: options.clientDir ?? path.join(PROJECT_ROOT, "client", "dist"),

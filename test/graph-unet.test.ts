@@ -2,17 +2,20 @@
 // onnxruntime-node on seeded random weights and checked against a plain float64 TypeScript
 // computation written from diffusers' Python (unet_2d_condition.py, transformer_2d.py, attention.py),
 // not from the graph code. A miniature UNet ([32, 64], one layer per block) keeps every run small.
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
 import { OnnxGraphBuilder } from "../server/engines/onnx/graph/onnx-graph-builder.ts";
 import type { ModelWeights } from "../server/engines/onnx/graph/model-weights.ts";
 import type { UnetArchitecture } from "../server/engines/onnx/graph/architecture.ts";
 import { multiHeadAttention } from "../server/engines/onnx/graph/layers/attention.ts";
 import { transformer2d } from "../server/engines/onnx/graph/layers/transformer-2d.ts";
 import { buildUnetGraph } from "../server/engines/onnx/graph/unet-graph.ts";
+import { TINY_CHECKPOINT_GENERATOR_VERSION, TINY_SD15_ARCHITECTURE, tinyDiffusersTensors } from "./fixtures/make-tiny-checkpoint.ts";
+import { distance, float32FromBase64 } from "./helpers/parity-goldens.ts";
 
 const TINY: UnetArchitecture = {
   inChannels: 9,
@@ -539,5 +542,49 @@ describe("the miniature UNet ([32, 64], 1 layer per block, 8 heads, context 64)"
     const once = (await run(sample, [500], context)).data as Float32Array;
     const perRow = (await run(sample, [500, 500], context)).data as Float32Array;
     expect(relativeError(once, perRow)).toBeLessThan(1e-7);
+  });
+});
+
+// diffusers' own UNet2DConditionModel on the tiny SD 1.5 inpainting checkpoint (test/parity/checkpoint_fixture.py):
+// the same weights (regenerated here from the generator's seed) and inputs must give its out_sample.
+describe("parity with diffusers' UNet2DConditionModel on the tiny checkpoint", () => {
+  const goldenTensor = z.object({ shape: z.array(z.number().int()), data: z.string() });
+  const modulesFile = z.object({
+    diffusers: z.string(),
+    generator: z.object({ version: z.number(), seed: z.number() }),
+    unet: z.object({
+      sample: goldenTensor,
+      encoder_hidden_states: goldenTensor,
+      cases: z.array(z.object({ timestep: z.number().int(), out_sample: goldenTensor })),
+    }),
+  });
+  const arch = TINY_SD15_ARCHITECTURE.unet;
+
+  it("the test's own weight list is the checkpoint generator's, name for name and shape for shape", () => {
+    const ours = unetWeightShapes(arch);
+    const theirs = new Map(tinyDiffusersTensors().unet.map((t) => [t.name, [...t.shape]]));
+    expect(new Map([...ours].sort())).toEqual(new Map([...theirs].sort()));
+  });
+
+  it("gives diffusers' out_sample for timesteps 500 and 21 (one timestep for the batch of 2) to float32 rounding", async () => {
+    const modules = modulesFile.parse(JSON.parse(await readFile(path.resolve(import.meta.dirname, "fixtures/checkpoint-parity/modules.json"), "utf8")));
+    expect(modules.generator.version, "goldens made by another generator version: rerun test/parity/checkpoint_fixture.py").toBe(TINY_CHECKPOINT_GENERATOR_VERSION);
+    const tensors = new Map(tinyDiffusersTensors(TINY_SD15_ARCHITECTURE, modules.generator.seed).unet.map((t) => [t.name, t]));
+    const weights: ModelWeights = {
+      shape: (name) => tensors.get(name)?.shape,
+      read: async (name) => Float32Array.from(tensors.get(name)!.values),
+    };
+    const session = await openGraph(buildUnetGraph(weights, arch), "unet-parity");
+    const { sample, encoder_hidden_states: context } = modules.unet;
+    for (const golden of modules.unet.cases) {
+      const { out_sample: out } = await session.run({
+        sample: f32(sample.shape, float32FromBase64(sample.data)),
+        timestep: i64([golden.timestep]),
+        encoder_hidden_states: f32(context.shape, float32FromBase64(context.data)),
+      });
+      expect(out.dims).toEqual(golden.out_sample.shape);
+      const d = distance(out.data as Float32Array, float32FromBase64(golden.out_sample.data));
+      expect(d.relative, `timestep ${golden.timestep}: ${JSON.stringify(d)}`).toBeLessThan(1e-5);
+    }
   });
 });

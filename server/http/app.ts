@@ -19,7 +19,7 @@ import { segmentRoutes } from "./routes/segment-routes.ts";
 import type { SegmentEngine } from "../engines/segment/segment-engine.ts";
 import { batchRoutes } from "./routes/batch-routes.ts";
 import { jobsRoutes } from "./routes/jobs-routes.ts";
-import { modelsRoutes } from "./routes/models-routes.ts";
+import { checkpointChoicesRoutes, modelsRoutes } from "./routes/models-routes.ts";
 import type { ModelPullService } from "../models/model-pull-service.ts";
 import { nodesRoutes } from "./routes/nodes-routes.ts";
 import { sessionRoutes } from "./routes/session-routes.ts";
@@ -52,6 +52,8 @@ export interface AppParts {
   readonly privateFolders?: readonly string[];
   /** Installed models and pulling one from the hub (/api/models…); absent, those routes are 404. */
   readonly models?: ModelPullService;
+  /** The models folder CheckpointLoader names resolve in (the local engine's): GET /api/models/checkpoints lists it. */
+  readonly modelsDir?: () => string;
   /** Click-to-select for the mask painter (POST /api/segment, GET /api/helper-models); absent, those routes are 404. */
   readonly segment?: SegmentEngine;
   /** Extra routers mounted at the root (the Segmind-compatible endpoint); each checks the key before its body. */
@@ -88,6 +90,7 @@ export function createApp(parts: AppParts): Express {
   api.use(jobsRoutes(parts.queue, parts.history, callerOf));
   api.use(batchRoutes(parts.queue, parts.registry, parts.folders, callerOf));
   api.use(filesRoutes(parts.folders, { maxUploadBytes: parts.maxUploadBytes }));
+  if (parts.modelsDir) api.use(checkpointChoicesRoutes(parts.modelsDir));
   if (parts.models) api.use(modelsRoutes(parts.models));
   if (parts.segment) api.use(segmentRoutes(parts.folders, parts.segment), helperModelsRoutes(parts.segment.modelsDir));
   api.use((req) => {

@@ -168,6 +168,8 @@ export const api = {
   inputFiles: () => request<string[]>("GET", "/api/files?type=input"),
   system: () => request<SystemInfo>("GET", "/api/system"),
   models: () => request<{ modelsDir: string; defaultModelDir: string | null; models: InstalledModel[]; pull: ModelPullStatus | null }>("GET", "/api/models"),
+  /** What a Load Checkpoint may name: checkpoint files, then model folders (names only). */
+  checkpoints: () => request<{ checkpoints: string[] }>("GET", "/api/models/checkpoints"),
   previewModelPull: () => request<ModelPullPreview>("GET", "/api/models/pull/preview"),
   startModelPull: () => request<{ pull: ModelPullStatus }>("POST", "/api/models/pull", {}),
   cancelModelPull: () => request<{ pull: ModelPullStatus }>("DELETE", "/api/models/pull"),

@@ -8,12 +8,14 @@ import { type PreviewFrame, type ServerEvent, ServerSocket } from "../api/server
 import { drawablePicture, resetRunState, setErrors, setWarnings, showImages, showPreview, viewOf } from "../graph/node-state.ts";
 import { applySeedControls, isImageLoader, type NodeActions, refreshNodeAfterLoad, registerSchemaNodes, widgetValue } from "../graph/node-types.ts";
 import { documentToLiteGraph, type LiteGraphData, liteGraphToDocument, schemaMap } from "../graph/workflow-convert.ts";
+import { type AddedLoader, type Box, placeLeftOf, TITLE_HEIGHT, upgradeModelLiterals } from "../graph/model-literals.ts";
 import { openImageViewer } from "../ui/image-viewer.ts";
 import { notify, showConnection } from "../ui/notices.ts";
 import { ModelPanel } from "../ui/model-panel.ts";
 import { BatchNotices } from "../ui/batch-notices.ts";
 import { QueuePanel } from "../ui/queue-panel.ts";
 import { engineShortfalls, helperModelShortfalls, NO_LOCAL_MODEL_TOOLBAR, NO_LOCAL_MODEL_TOOLBAR_WITH_DOWNLOAD } from "./engine-check.ts";
+import { CheckpointChoices } from "./checkpoint-choices.ts";
 import { ImageChoices } from "./image-choices.ts";
 import { openMaskPainterFor } from "./mask-wiring.ts";
 
@@ -27,6 +29,8 @@ export class EditorApp {
   readonly canvas: LGraphCanvas;
   readonly clientId: string;
   readonly images = new ImageChoices();
+  /** What Load Checkpoint combos offer (GET /api/models/checkpoints). */
+  readonly checkpoints = new CheckpointChoices(async () => (await api.checkpoints()).checkpoints);
   schemas: NodeSchema[] = [];
   byType: ReadonlyMap<string, NodeSchema> = new Map();
   workflowName = localStorage.getItem(NAME_KEY) ?? "";
@@ -102,7 +106,7 @@ export class EditorApp {
     }).observe(this.canvasElement.parentElement!);
 
     this.schemas = await this.#nodeSchemasWhenServerIsUp();
-    await this.images.refresh(api.inputFiles);
+    await Promise.all([this.images.refresh(api.inputFiles), this.checkpoints.refresh()]);
     this.byType = schemaMap(this.schemas);
     registerSchemaNodes(this.schemas, this.#nodeActions());
     await this.refreshSystem();
@@ -118,6 +122,7 @@ export class EditorApp {
         showConnection(state);
         if (state.connected) {
           void this.queuePanel.refresh();
+          void this.checkpoints.refresh();
           // A server restarted meanwhile may have got (or lost) its model; a pull may have ended while we were away.
           void this.refreshSystem()
             .then(() => this.refreshModelPull())
@@ -141,6 +146,8 @@ export class EditorApp {
       openMaskEditor: (node) => void openMaskPainterFor(this, node),
       openImage: (url) => openImageViewer(url),
       imageChoices: () => this.images.list(),
+      checkpointChoices: () => this.checkpoints.list(),
+      refreshCheckpointChoices: () => this.checkpoints.refresh(),
       widgetChanged: () => this.checkEngines(),
     };
   }
@@ -195,7 +202,9 @@ export class EditorApp {
     if (!document || typeof document !== "object" || document.format !== "maskflow-workflow" || !Array.isArray(document.nodes)) {
       throw new Error('not a Maskflow workflow (expected {"format": "maskflow-workflow", "nodes": […]})');
     }
-    const data = documentToLiteGraph(document, this.byType);
+    // A model named by text on Inpaint (workflows from before the MODEL socket) becomes a Load Checkpoint wired to it.
+    const upgrade = upgradeModelLiterals(document, this.byType);
+    const data = documentToLiteGraph(upgrade.document, this.byType);
     this.#loading = true;
     try {
       this.graph.clear();
@@ -209,8 +218,10 @@ export class EditorApp {
       if (!this.byType.has(node.type)) setErrors(node, [`unknown node type "${node.type}": the server has no such node`]);
     }
     // After the refresh: nodes showing a picture have grown to hold it, and the fit must include that.
+    this.#placeAddedLoaders(upgrade.added);
     const ds = data.extra?.ds as { scale: number; offset: [number, number] } | undefined;
-    if (ds) {
+    // A node added to the graph may lie outside the saved view: show the whole graph then.
+    if (ds && !upgrade.added.length) {
       this.canvas.ds.scale = ds.scale;
       this.canvas.ds.offset = [ds.offset[0], ds.offset[1]];
       this.#fittedView = undefined;
@@ -221,6 +232,23 @@ export class EditorApp {
     this.checkEngines();
     this.canvas.setDirty(true, true);
     this.persist();
+  }
+
+  /**
+   * The Load Checkpoint nodes a load added, placed again now that LiteGraph has sized every node (the document may
+   * not say how big its nodes are): left of the node each feeds, covering none.
+   */
+  #placeAddedLoaders(added: readonly AddedLoader[]): void {
+    const boxOf = (node: LGraphNode): Box => [node.pos[0], node.pos[1] - TITLE_HEIGHT, node.size[0], (node.flags.collapsed ? 0 : node.size[1]) + TITLE_HEIGHT];
+    for (const { loaderId, targetId, checkpoint } of added) {
+      const loader = this.nodeByDocumentId(loaderId);
+      const target = this.nodeByDocumentId(targetId);
+      if (!loader || !target) continue;
+      const others = this.graph._nodes.filter((node) => node !== loader && node !== target).map(boxOf);
+      const pos = placeLeftOf(boxOf(target), [loader.size[0], loader.size[1]], others);
+      loader.pos = [pos[0], pos[1]];
+      notify(`${target.title} (node ${targetId}) named its model "${checkpoint}": it is now a ${loader.title} node wired to it`, "info", 5000);
+    }
   }
 
   #viewKey(): string {

@@ -10,6 +10,7 @@ import type { NodeSchema } from "../api/maskflow-api.ts";
 import { drawNodeView, imageAt, showInputImage, showMaskImage } from "./node-state.ts";
 import { canConnect, hasWidget, SOCKET_COLOURS } from "./socket-types.ts";
 import { addMultilineWidget } from "./multiline-widget.ts";
+import { choicesWithCurrent } from "../editor/checkpoint-choices.ts";
 
 /** What the node classes ask of the app (uploads, the mask painter, the image viewer). */
 export interface NodeActions {
@@ -18,6 +19,10 @@ export interface NodeActions {
   openImage(url: string): void;
   /** File names a LoadImage combo offers: uploads this browser knows of plus what graphs use. */
   imageChoices(): string[];
+  /** What a Load Checkpoint combo offers: the server's checkpoints and model folders, as last fetched. */
+  checkpointChoices(): string[];
+  /** Fetches that list again (a combo opening asks first, so a checkpoint added meanwhile is offered). */
+  refreshCheckpointChoices(): Promise<void>;
   /** A widget's value changed through the canvas (what the server will be asked to do may have changed). */
   widgetChanged(node: LGraphNode, name: string): void;
 }
@@ -27,6 +32,8 @@ export type SeedControl = (typeof SEED_CONTROLS)[number];
 export const seedControlProperty = (name: string) => `seed_control_${name}`;
 
 const IMAGE_WIDGETS = new Set(["image", "mask"]);
+/** How long a Load Checkpoint combo waits for the fresh list before it opens with the last one. */
+const CHECKPOINT_REFRESH_WAIT_MS = 1500;
 /** LiteGraph warns about widgets without a callback; the value is read from the widget when needed. */
 const keepValue = () => {};
 
@@ -82,7 +89,9 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
       for (const [name, spec] of Object.entries(schema.outputs)) this.addOutput(name, spec.type);
       for (const addExtra of extras) addExtra();
       this.size = this.computeSize();
-      this.size[0] = Math.max(this.size[0], 260);
+      // A checkpoint's file name is long ("v1-5-pruned-emaonly.safetensors"): room for it and for a build's progress label.
+      const hasCheckpointWidget = Object.values(schema.inputs).some((spec) => spec.widget === "checkpoint");
+      this.size[0] = Math.max(this.size[0], hasCheckpointWidget ? 340 : 260);
       this.setSize([this.size[0], this.size[1]]);
       // LiteGraph assigns onMouseDown per instance (for title buttons), so wrap it rather than override.
       const titleButtons = this.onMouseDown;
@@ -119,6 +128,8 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
       // A LoadMask's channel decides which mask its picture holds: its thumbnail follows.
       const onChange = schema.type === "LoadMask" ? () => showNodePicture(node) : keepValue;
       widget = node.addWidget("combo", name, String(value ?? spec.options?.[0] ?? ""), onChange, { values: [...(spec.options ?? [])] }) as IWidget;
+    } else if (kind === "checkpoint") {
+      widget = addCheckpointWidget(node, name, String(value ?? ""));
     } else if (kind === "toggle") {
       widget = node.addWidget("toggle", name, Boolean(value), keepValue, { on: "true", off: "false" }) as IWidget;
     } else if (kind === "multiline") {
@@ -166,6 +177,24 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
       widget = node.addWidget(useSlider ? "slider" : "number", name, Number(value ?? spec.min ?? 0), keepValue, options) as IWidget;
     }
     if (widget && spec.description) widget.tooltip = spec.description;
+  }
+
+  /**
+   * A combo of the server's checkpoints (GET /api/models/checkpoints), in its order; a name it does not list (a
+   * workflow from elsewhere) stays in the list. Opening it asks the server again first. A new node starts on the
+   * first checkpoint, as ComfyUI's Load Checkpoint does.
+   */
+  function addCheckpointWidget(node: LGraphNode, name: string, value: string): IWidget {
+    const combo = node.addWidget("combo", name, value || (actions.checkpointChoices()[0] ?? ""), keepValue, {
+      values: (() => choicesWithCurrent(actions.checkpointChoices(), String(combo.value ?? ""))) as unknown as string[],
+    }) as IWidget;
+    const concrete = combo as unknown as { onClick(options: unknown): void };
+    const openMenu = concrete.onClick.bind(combo);
+    concrete.onClick = (options) => {
+      const waited = new Promise((resolve) => setTimeout(resolve, CHECKPOINT_REFRESH_WAIT_MS));
+      void Promise.race([actions.refreshCheckpointChoices(), waited]).then(() => openMenu(options));
+    };
+    return combo;
   }
 
   return SchemaNode;

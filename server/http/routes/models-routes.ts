@@ -6,6 +6,7 @@
 import { Router } from "express";
 import { z } from "zod";
 import { type ModelPullService, PullFailedError, type PullErrorCode, PullRunningError } from "../../models/model-pull-service.ts";
+import { listModelChoices } from "../../models/model-names.ts";
 import { HttpError } from "../http-error.ts";
 import { parseBody } from "../request-body.ts";
 
@@ -64,4 +65,15 @@ export function modelsRoutes(pulls: ModelPullService): Router {
       if (!pull) throw new HttpError(404, "no_pull", "no model pull is running");
       res.json({ pull });
     });
+}
+
+/**
+ * GET /models/checkpoints: what a CheckpointLoader may name, for its combo: checkpoint files in the models folder's
+ * checkpoints/ subfolder, then model folders, as names only (never a server path). Always mounted: it needs no
+ * pull service, only the folder the local engine resolves names in.
+ */
+export function checkpointChoicesRoutes(modelsDir: () => string): Router {
+  return Router().get("/models/checkpoints", async (_req, res) => {
+    res.json({ checkpoints: await listModelChoices(modelsDir()) });
+  });
 }

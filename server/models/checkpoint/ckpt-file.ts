@@ -13,6 +13,9 @@ import { readZipEntries, type ZipEntry } from "./zip-archive.ts";
 /** A model's data.pkl is ~200 KB (a few MB for a full training checkpoint); anything this large is not a checkpoint. */
 export const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
 
+/** A broadcast (stride-0) view may repeat its storage, as CLIP's expanded position_ids do, up to this many elements. */
+const MAX_BROADCAST_ELEMENTS = 1 << 24;
+
 const LEGACY_FORMAT =
   "is a legacy torch file (the pre-1.6 format) or a plain pickle, which is not read: re-save it with torch >= 1.6 " +
   "(torch.save(torch.load(path), new_path), in a trusted environment) or convert it to .safetensors";
@@ -163,6 +166,13 @@ function describeTensor(
     );
   }
   const count = elementCount(file, name, shape);
+  if (count > storage.elementCount && count > MAX_BROADCAST_ELEMENTS) {
+    // A stride-0 view can name billions of elements over a handful of bytes; reading it would allocate them all.
+    throw new CheckpointError(
+      file,
+      `tensor "${name}" repeats the ${storage.elementCount} elements of its storage as ${count} (a broadcast view); no model weight is one`,
+    );
+  }
   let last = 0;
   for (let d = 0; d < shape.length; d++) last += (shape[d] - 1) * stride[d];
   const spanLength = count === 0 ? 0 : last + 1;

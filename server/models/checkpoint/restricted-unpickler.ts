@@ -155,6 +155,11 @@ function roleOf(qualifiedName: string): GlobalRole | undefined {
   return undefined;
 }
 
+/** Python ints in a checkpoint are sizes, offsets and step counts: 64 bytes is far more than any needs. */
+const MAX_INTEGER_BYTES = 64;
+/** Text lines hold a module or a global's name, or a protocol 0 number. */
+const MAX_LINE_BYTES = 1024;
+
 const OPCODE_NAMES: Record<number, string> = {
   0x2e: "STOP",
   0x46: "FLOAT",
@@ -246,6 +251,7 @@ class RestrictedUnpickler {
   private line(): string {
     const end = this.bytes.indexOf(0x0a, this.position);
     if (end < 0) this.fail("it ends inside a text line");
+    if (end - this.position > MAX_LINE_BYTES) this.fail(`a text line at byte ${this.position} is over ${MAX_LINE_BYTES} bytes`);
     const text = latin1.decode(this.bytes.subarray(this.position, end));
     this.position = end + 1;
     return text;
@@ -283,6 +289,8 @@ class RestrictedUnpickler {
 
   /** LONG1/LONG4: a little-endian two's-complement integer of `length` bytes. */
   private longBytes(length: number): number | bigint {
+    // Building a huge BigInt byte by byte is quadratic: a few MB of digits would stall the server.
+    if (length > MAX_INTEGER_BYTES) this.fail(`an integer of ${length} bytes is far past any size or count`);
     const digits = this.take(length);
     let value = 0n;
     for (let i = digits.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(digits[i]);
@@ -351,7 +359,9 @@ class RestrictedUnpickler {
   }
 
   /** REDUCE, NEWOBJ, INST, OBJ: interprets an allowed global applied to its arguments. Nothing runs. */
-  private call(callee: PickleValue, argsValue: PickleValue): PickleValue {
+  private call(callee: PickleValue, argsValue: PickleValue, depth = 0): PickleValue {
+    // _rebuild_from_type_v2 calls its inner function; a self-containing list must not recurse forever.
+    if (depth > 4) this.fail("it nests tensor rebuilds inside each other");
     if (callee instanceof PickleOpaque) return new PickleOpaque(`${callee.description}(…)`);
     if (!(callee instanceof PickleGlobal)) return this.fail(`it calls ${typeName(callee)}, which is not callable`);
     const name = callee.qualifiedName;
@@ -382,7 +392,7 @@ class RestrictedUnpickler {
         if (typeRole?.kind !== "tensor-type" && typeRole?.kind !== "parameter") {
           this.fail(`${name} makes ${newType instanceof PickleGlobal ? newType.qualifiedName : typeName(newType)}, not a tensor`);
         }
-        return this.call(inner ?? null, innerArgs ?? null);
+        return this.call(inner ?? null, innerArgs ?? null, depth + 1);
       }
       case "size":
         return new PickleTuple(this.indexList(args[0] ?? new PickleTuple([]), "a torch.Size"));
@@ -592,7 +602,7 @@ class RestrictedUnpickler {
           const values = this.popMark();
           const set = this.top();
           if (!(set instanceof PickleSet)) this.fail(`ADDITEMS at byte ${at} adds to ${typeName(set)}`);
-          set.items.push(...values);
+          for (const value of values) set.items.push(value);
           break;
         }
 
