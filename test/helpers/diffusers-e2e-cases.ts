@@ -39,8 +39,9 @@ const casesFile = z.object({
 });
 export type DiffusersCase = z.infer<typeof diffusersCaseSchema>;
 
-export async function loadDiffusersCases(): Promise<DiffusersCase[]> {
-  return casesFile.parse(JSON.parse(await readFile(path.join(CASES, "cases.json"), "utf8"))).cases;
+/** A fixture's cases (cases.json in `casesDir`: the tiny ONNX export's by default). */
+export async function loadDiffusersCases(casesDir: string = CASES): Promise<DiffusersCase[]> {
+  return casesFile.parse(JSON.parse(await readFile(path.join(casesDir, "cases.json"), "utf8"))).cases;
 }
 
 export interface DiffusersCasesRun {
@@ -62,12 +63,16 @@ function collect() {
 }
 
 /** Runs every case in one `maskflow run` (the model loads once) in a temporary folder it removes after. */
-export async function runDiffusersCases(cases: readonly DiffusersCase[]): Promise<DiffusersCasesRun> {
+export async function runDiffusersCases(
+  cases: readonly DiffusersCase[],
+  options: { casesDir?: string; model?: string } = {},
+): Promise<DiffusersCasesRun> {
+  const casesDir = options.casesDir ?? CASES;
   const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-diffusers-e2e-"));
   try {
     const nodes: object[] = [];
     for (const [index, c] of cases.entries()) {
-      for (const file of [c.picture, c.mask]) await copyFile(path.join(CASES, file), path.join(dir, file));
+      for (const file of [c.picture, c.mask]) await copyFile(path.join(casesDir, file), path.join(dir, file));
       const id = (k: number) => String(index * 10 + k);
       nodes.push(
         { id: id(1), type: "LoadImage", inputs: { image: c.picture } },
@@ -90,7 +95,7 @@ export async function runDiffusersCases(cases: readonly DiffusersCase[]): Promis
     await writeFile(file, JSON.stringify({ format: "maskflow-workflow", version: 1, nodes }));
     const stdout = collect();
     const stderr = collect();
-    const args = ["run", file, "--out", path.join(dir, "out"), "--data", path.join(dir, "data"), "--model", TINY_INPAINT_MODEL];
+    const args = ["run", file, "--out", path.join(dir, "out"), "--data", path.join(dir, "data"), "--model", options.model ?? TINY_INPAINT_MODEL];
     const code = await main(args, { stdout: stdout.stream, stderr: stderr.stream });
     const written = stdout.text.trim().split("\n").filter(Boolean);
     const results = new Map<string, Array<{ file: string; distance: ImageDistance }>>();
@@ -101,7 +106,7 @@ export async function runDiffusersCases(cases: readonly DiffusersCase[]): Promis
       for (const [n, own] of files.entries()) {
         const theirs = c.diffusers_images[n];
         if (theirs === undefined) break;
-        entries.push({ file: path.basename(own), distance: await compareInpaintImages(own, path.join(CASES, theirs)) });
+        entries.push({ file: path.basename(own), distance: await compareInpaintImages(own, path.join(casesDir, theirs)) });
       }
       results.set(c.name, entries);
     }

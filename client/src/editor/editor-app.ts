@@ -240,11 +240,13 @@ export class EditorApp {
    */
   #placeAddedLoaders(added: readonly AddedLoader[]): void {
     const boxOf = (node: LGraphNode): Box => [node.pos[0], node.pos[1] - TITLE_HEIGHT, node.size[0], (node.flags.collapsed ? 0 : node.size[1]) + TITLE_HEIGHT];
+    const unplaced = new Set(added.map(({ loaderId }) => loaderId));
     for (const { loaderId, targetId, checkpoint } of added) {
       const loader = this.nodeByDocumentId(loaderId);
       const target = this.nodeByDocumentId(targetId);
+      unplaced.delete(loaderId);
       if (!loader || !target) continue;
-      const others = this.graph._nodes.filter((node) => node !== loader && node !== target).map(boxOf);
+      const others = this.graph._nodes.filter((node) => node !== target && !unplaced.has(String(node.id)) && node !== loader).map(boxOf);
       const pos = placeLeftOf(boxOf(target), [loader.size[0], loader.size[1]], others);
       loader.pos = [pos[0], pos[1]];
       notify(`${target.title} (node ${targetId}) named its model "${checkpoint}": it is now a ${loader.title} node wired to it`, "info", 5000);

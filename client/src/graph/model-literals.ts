@@ -152,7 +152,8 @@ export function upgradeModelLiterals(document: WorkflowDocument, schemas: Readon
       const size = estimatedSize(loader.schema);
       const others = [...boxes].filter(([id]) => id !== node.id).map(([, box]) => box);
       const pos = placeLeftOf(boxes.get(node.id)!, size, others);
-      nodes.push({ id: loaderId, type: loader.type, inputs: { [loader.input]: name }, ui: { pos, size } });
+      // No size: LiteGraph sizes the node to its widgets (the editor then places it again with that size).
+      nodes.push({ id: loaderId, type: loader.type, inputs: { [loader.input]: name }, ui: { pos } });
       boxes.set(loaderId, [pos[0], pos[1] - TITLE_HEIGHT, size[0], size[1] + TITLE_HEIGHT]);
       node.inputs[input] = [loaderId, loader.output];
       added.push({ loaderId, targetId: node.id, input, checkpoint: name });

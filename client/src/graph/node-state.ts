@@ -195,15 +195,33 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
     ctx.fillStyle = "#4caf50";
     ctx.fillRect(0, -barHeight, width * fraction, barHeight);
     ctx.fillStyle = "#fff";
-    ctx.font = "bold 11px sans-serif";
     ctx.textAlign = "right";
-    const count = `${view.progress.value} / ${view.progress.max}`;
-    ctx.fillText(view.progress.label ? `${view.progress.label} ${count}` : count, width - 8, -LiteGraphTitleHeight / 2 + 2);
+    ctx.fillText(progressText(node, ctx, view.progress, width), width - 8, -LiteGraphTitleHeight / 2 + 2);
   }
   // Clear of the red frame LiteGraph draws round a node with errors.
   let labelTop = height + 16;
   if (view.errors.length) labelTop = drawLabel(ctx, view.errors, "rgba(120,0,0,0.92)", "#fff", width, labelTop) + 4;
   if (view.warnings.length) drawLabel(ctx, view.warnings, "rgba(122,84,0,0.94)", "#fff", width, labelTop);
+}
+
+/**
+ * The progress text in the title bar, right of the title and clear of it: "label value / max" ("loading model 2 / 4"),
+ * or the label alone when it carries its own percentage (a checkpoint build's "building unet 12 %", whose counts are
+ * bytes); shortened with "…" when the node is too narrow. Leaves ctx.font set for drawing it.
+ */
+function progressText(node: LGraphNode, ctx: CanvasRenderingContext2D, progress: NonNullable<NodeView["progress"]>, width: number): string {
+  const count = `${progress.value} / ${progress.max}`;
+  const label = progress.label?.trim();
+  const full = !label ? count : /%$/.test(label) ? label : `${label} ${count}`;
+  ctx.font = `${LiteGraphTitleFontSize}px Arial`;
+  const titleRight = LiteGraphTitleHeight + ctx.measureText(node.title ?? "").width + 12;
+  ctx.font = "bold 11px sans-serif";
+  const room = width - 8 - titleRight;
+  if (ctx.measureText(full).width <= room) return full;
+  if (label && ctx.measureText(label).width <= room) return label;
+  let text = full;
+  while (text.length > 1 && ctx.measureText(`${text}…`).width > room) text = text.slice(0, -1);
+  return `${text.trimEnd()}…`;
 }
 
 /**
@@ -224,6 +242,8 @@ function drawLabel(ctx: CanvasRenderingContext2D, messages: readonly string[], b
 }
 
 const LiteGraphTitleHeight = 30;
+/** LiteGraph's title font size (NODE_TEXT_SIZE, Arial). */
+const LiteGraphTitleFontSize = 14;
 const MAX_LABEL_LINES = 12;
 
 /** The full-size URL of the picture under a point in node coordinates, if any. */

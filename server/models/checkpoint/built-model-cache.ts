@@ -49,6 +49,8 @@ function runOnWorker(request: BuildJobRequest, onProgress: (progress: BuildJobPr
       if (settled) return;
       settled = true;
       signal?.removeEventListener("abort", onAbort);
+      // The worker listens for "abort" until it is told to go: end it, or it keeps the process alive.
+      void worker.terminate();
       action();
     };
     worker.on("message", (reply: WorkerReply) => {

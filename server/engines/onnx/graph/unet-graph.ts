@@ -73,7 +73,8 @@ export function buildUnetGraph(weights: ModelWeights, arch: UnetArchitecture): O
       h = resnet(h, `up_blocks.${level}.resnets.${layer}`);
       if (!deepest) h = transformer(h, `up_blocks.${level}.attentions.${layer}`);
     }
-    if (level < levels - 1) h = upsample2d(g, h, weights, `up_blocks.${level}.upsamplers.0`);
+    // To the next skip's size, not simply twice: a latent side that was odd on the way down comes back whole.
+    if (level < levels - 1) h = upsample2d(g, h, weights, `up_blocks.${level}.upsamplers.0`, skips[skips.length - 1]);
   }
 
   h = silu(g, groupNorm(g, h, weights, "conv_norm_out", { groups: arch.normGroups, epsilon: RESNET_EPSILON }));
