@@ -23,6 +23,7 @@ const WIRING_SHOT = "/tmp/checkpoint-loader.png";
 const PROGRESS_SHOT = "/tmp/checkpoint-progress.png";
 /** Node ids of workflows/inpaint.json. */
 const LOAD_IMAGE = "1";
+const SCHEDULER = "4";
 const INPAINT = "5";
 const SAVE_IMAGE = "6";
 /** The id a Load Checkpoint added to workflows/inpaint.json gets: the next after its six. */
@@ -265,7 +266,23 @@ describe("Load Checkpoint in the editor", () => {
   });
 
   it("shows a checkpoint's build on the node with the build's own label, then runs on what it built", async () => {
-    const { page, errors, context } = await openWith(oldWorkflow("tiny.safetensors"));
+    // The tiny checkpoint's UNet is slow at 512 × 512 (seconds a step on CPU): a small picture and two steps.
+    const workflow = oldWorkflow("tiny.safetensors") as typeof shippedInpaint;
+    Object.assign(workflow.nodes.find((node) => node.id === INPAINT)!.inputs, { width: 64, height: 64 });
+    Object.assign(workflow.nodes.find((node) => node.id === SCHEDULER)!.inputs, { steps: 2 });
+    // The server's events as the page receives them: which node each progress label was for.
+    const editor = await openEditor(browser, server.url);
+    const { page, errors, context } = editor;
+    await page.reload();
+    const events: Array<{ type: string; data: { node?: string; label?: string } }> = [];
+    page.on("websocket", (socket) =>
+      socket.on("framereceived", ({ payload }) => {
+        if (typeof payload === "string") events.push(JSON.parse(payload));
+      }),
+    );
+    await page.waitForFunction(() => (window as any).maskflow?.schemas?.length > 0, null, { timeout: 15_000 });
+    await page.evaluate(() => (window as any).maskflow.ready);
+    await openWith(workflow, page);
     await installPaintProbe(page);
     await page.click("#queue-button");
     await page.waitForFunction((id) => (window as any).maskflow.nodeView(id)?.loaded === 1, SAVE_IMAGE, { timeout: 90_000 });
@@ -274,6 +291,14 @@ describe("Load Checkpoint in the editor", () => {
     expect(buildLabels.length, "no build progress was painted").toBeGreaterThan(0);
     // The label as the build words it ("building unet 12 %"), without its byte counts.
     for (const text of buildLabels) expect(text).toMatch(/^(reading checkpoint|building (unet|vae_encoder|vae_decoder|text_encoder)) \d+ %$/);
+    // On the Load Checkpoint node: reading first, then each part built.
+    const progress = events.filter((event) => event.type === "progress" && /^(reading checkpoint|building )/.test(event.data.label ?? ""));
+    console.log(JSON.stringify(progress.filter((e) => e.data.node !== ADDED_LOADER)), progress.length);
+    expect(new Set(progress.map((event) => event.data.node))).toEqual(new Set([ADDED_LOADER]));
+    expect(progress[0].data.label).toMatch(/^reading checkpoint /);
+    expect(new Set(progress.map((event) => /^building (\w+)/.exec(event.data.label!)?.[1]).filter(Boolean))).toEqual(
+      new Set(["unet", "vae_encoder", "vae_decoder", "text_encoder"]),
+    );
     expect(await page.evaluate((id) => (window as any).maskflow.nodeView(id).errors, ADDED_LOADER)).toEqual([]);
     expect(errors).toEqual([]);
     await context.close();

@@ -131,7 +131,7 @@ describe("a model named by text on Inpaint (workflows from before the MODEL sock
     expect(SOCKET_COLOURS.MODEL).toMatch(/^#[0-9a-f]{6}$/);
     const graph = documentToLiteGraph(oldDocument(""), schemas);
     const slot = graph.nodes.find((node) => node.id === 5)!.inputs!.find((input) => input.name === "model")!;
-    expect(slot).toEqual({ name: "model", type: "MODEL", link: null });
+    expect(slot).toEqual({ name: "model", type: "MODEL", link: null, label: "model (optional)" });
   });
 
   it("a name becomes a Load Checkpoint naming it, wired to the input and placed left of the node, covering none", () => {

@@ -207,7 +207,7 @@ export function drawNodeView(node: LGraphNode, ctx: CanvasRenderingContext2D): v
 /**
  * The progress text in the title bar, right of the title and clear of it: "label value / max" ("loading model 2 / 4"),
  * or the label alone when it carries its own percentage (a checkpoint build's "building unet 12 %", whose counts are
- * bytes); shortened with "…" when the node is too narrow. Leaves ctx.font set for drawing it.
+ * bytes); in a smaller font, or shortened with "…", when the node is too narrow. Leaves ctx.font set for drawing it.
  */
 function progressText(node: LGraphNode, ctx: CanvasRenderingContext2D, progress: NonNullable<NodeView["progress"]>, width: number): string {
   const count = `${progress.value} / ${progress.max}`;
@@ -215,9 +215,12 @@ function progressText(node: LGraphNode, ctx: CanvasRenderingContext2D, progress:
   const full = !label ? count : /%$/.test(label) ? label : `${label} ${count}`;
   ctx.font = `${LiteGraphTitleFontSize}px Arial`;
   const titleRight = LiteGraphTitleHeight + ctx.measureText(node.title ?? "").width + 12;
-  ctx.font = "bold 11px sans-serif";
   const room = width - 8 - titleRight;
-  if (ctx.measureText(full).width <= room) return full;
+  // A little smaller before anything is left out.
+  for (const size of [11, 10, 9]) {
+    ctx.font = `bold ${size}px sans-serif`;
+    if (ctx.measureText(full).width <= room) return full;
+  }
   if (label && ctx.measureText(label).width <= room) return label;
   let text = full;
   while (text.length > 1 && ctx.measureText(`${text}…`).width > room) text = text.slice(0, -1);

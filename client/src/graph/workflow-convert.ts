@@ -129,6 +129,8 @@ export function documentToLiteGraph(document: WorkflowDocument, schemas: readonl
       data.inputs = Object.entries(schema.inputs).map(([name, spec]) => {
         const slot: NonNullable<LiteNodeData["inputs"]>[number] = { name, type: spec.type, link: null };
         if (hasWidget(spec)) slot.widget = { name };
+        // As a node made in the editor shows it (node-types.ts): LiteGraph takes the slots from here on load.
+        else if (spec.optional) slot.label = `${name} (optional)`;
         return slot;
       });
       data.outputs = Object.entries(schema.outputs).map(([name, spec]) => ({ name, type: spec.type, links: [] }));
