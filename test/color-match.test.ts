@@ -100,7 +100,8 @@ describe("colour match on the Inpaint node (tiny model)", () => {
           {
             image: [picture], mask, prompt: { positive: "sky", negative: "" },
             scheduler: { name: "DDIM", steps: 4, guidance: 7.5, strength: 1, seed: 3n },
-            backend: "local", model: modelDir, samples: 1, width: 256, height: 256,
+            // What a linked Load Checkpoint hands on: the model folder.
+            backend: "local", model: { dir: modelDir }, samples: 1, width: 256, height: 256,
             paste_back: true, mask_blur: BLUR, masked_content: "original", soft_mask: false, color_match,
           },
           ctx,

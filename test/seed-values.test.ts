@@ -49,13 +49,15 @@ describe("seeds are reported as JSON numbers up to 2^53 − 1, as strings above"
 
   describe("the server: WebSocket `executed` and history", () => {
     let server: TestServer;
-    const engine = new OnnxEngine({ threads: 1 });
+    let engine: OnnxEngine;
     beforeAll(async () => {
+      // The tiny model's parent is the models folder, so a Load Checkpoint can name it.
+      engine = new OnnxEngine({ threads: 1, modelsDir: path.dirname(tinyModel) });
       server = await startTestServer({ engines: { local: engine } });
     });
     afterAll(async () => {
-      await server.close();
-      await engine.release();
+      await server?.close();
+      await engine?.release();
     });
 
     it("a seed of 7 is 7 in both; a seed above 2^53 a decimal string in both", async () => {
@@ -64,7 +66,8 @@ describe("seeds are reported as JSON numbers up to 2^53 − 1, as strings above"
         const workflow = (await api(server, "GET", "/api/workflows/inpaint")).body;
         const scheduler = workflow.nodes.find((n: { id: string }) => n.id === "4");
         const inpaint = workflow.nodes.find((n: { id: string }) => n.id === "5");
-        Object.assign(inpaint.inputs, { width: 64, height: 64, model: tinyModel });
+        workflow.nodes.push({ id: "7", type: "CheckpointLoader", inputs: { checkpoint: path.basename(tinyModel) } });
+        Object.assign(inpaint.inputs, { width: 64, height: 64, model: ["7", "model"] });
         for (const [seed, reported] of [[7, 7], [BIG_SEED, BIG_SEED]] as const) {
           Object.assign(scheduler.inputs, { steps: 1, seed });
           const queued = await api(server, "POST", "/api/prompt", { workflow, clientId: "seeds" });

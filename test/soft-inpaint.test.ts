@@ -200,7 +200,8 @@ describe("Inpaint node's soft_mask", () => {
       {
         image: [image], mask: ramp, prompt: { positive: "a cat", negative: "" },
         scheduler: { name: "DDIM", steps: 6, guidance: 7.5, strength: 1, seed: 5n },
-        backend: "local", model: models.fp32, samples: 1, width: SIZE, height: SIZE,
+        // What a linked Load Checkpoint hands on: the model folder.
+        backend: "local", model: { dir: models.fp32 }, samples: 1, width: SIZE, height: SIZE,
         paste_back: true, mask_blur: 0, masked_content: "original", soft_mask: true,
       },
       ctx,

@@ -205,9 +205,11 @@ describe("tiled VAE in the pipeline on the tiny model", () => {
     const size = 256;
     await sharp(Buffer.from(picture(size).data), { raw: { width: size, height: size, channels: 3 } }).png().toFile(path.join(ctx.folders.input, "p.png"));
     await writeFile(path.join(ctx.folders.input, "m.png"), await sharp(Buffer.from(centreMask(size).data), { raw: { width: size, height: size, channels: 1 } }).png().toBuffer());
-    const { engine: recorded, calls } = recordingEngine(engine);
+    // The tiny model's parent is the models folder, so a Load Checkpoint can name it.
+    const local = new OnnxEngine({ threads: 1, modelsDir: path.dirname(models.fp32) });
+    const { engine: recorded, calls } = recordingEngine(local);
     const executor = new Executor({ registry: createBuiltinRegistry(), storage: ctx.folders, engines: { local: recorded } });
-    const inpaint = { image: ["1", "image"], mask: ["2", "mask"], prompt: ["3", "prompt"], scheduler: ["4", "scheduler"], model: models.fp32, width: size, height: size };
+    const inpaint = { image: ["1", "image"], mask: ["2", "mask"], prompt: ["3", "prompt"], scheduler: ["4", "scheduler"], model: ["7", "model"], width: size, height: size };
     const nodes = (vae_tiling?: string) => [
       { id: "1", type: "LoadImage", inputs: { image: "p.png" } },
       { id: "2", type: "LoadMask", inputs: { image: "m.png" } },
@@ -215,12 +217,18 @@ describe("tiled VAE in the pipeline on the tiny model", () => {
       { id: "4", type: "Scheduler", inputs: { steps: 1 } },
       { id: "5", type: "Inpaint", inputs: vae_tiling ? { ...inpaint, vae_tiling } : inpaint },
       { id: "6", type: "SaveImage", inputs: { images: ["5", "images"] } },
+      { id: "7", type: "CheckpointLoader", inputs: { checkpoint: path.basename(models.fp32) } },
     ];
-    for (const [jobId, mode] of [["default", undefined], ["on", "on"]] as const) {
-      const result = await executor.run({ format: "maskflow-workflow", version: 1, nodes: nodes(mode) }, { jobId });
-      expect(result.error).toBeUndefined();
+    try {
+      for (const [jobId, mode] of [["default", undefined], ["on", "on"]] as const) {
+        const result = await executor.run({ format: "maskflow-workflow", version: 1, nodes: nodes(mode) }, { jobId });
+        expect(result.error).toBeUndefined();
+      }
+    } finally {
+      await local.release();
     }
     expect(calls.map((c) => c.request.vaeTiling)).toEqual(["auto", "on"]);
+    expect(calls.map((c) => c.modelDir)).toEqual([models.fp32, models.fp32]);
   });
 
   it("bench vae-tiling: one encode or decode, whole or in tiles, with its peak RSS", async () => {

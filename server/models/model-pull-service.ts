@@ -1,27 +1,53 @@
 /**
  * The server's own `maskflow models pull`: one pull at a time, started from the editor or the API, whose
  * state the server keeps (so a reloaded page finds it again) and reports to subscribers a few times a second.
- * Cancelling keeps what was fetched: the next pull of the same model resumes it. A finished pull is handed to
- * the local engine, which uses it from the next job on, without a restart.
+ * The default model is a checkpoint (the diffusers folder of SD 1.5 inpainting at a pinned commit): its files are
+ * downloaded into <models>/.downloads/<name>, then built into Maskflow's ONNX graphs in the model folder
+ * (pull-checkpoint.ts), and the status goes from downloading to building. An ONNX export named by repository is
+ * downloaded into its folder as it is. Cancelling keeps what was fetched: the next pull of the same model resumes
+ * it; a build cancelled leaves nothing half-built. A finished pull is handed to the local engine, which uses it
+ * from the next job on, without a restart.
  */
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION } from "./default-model.ts";
+import { type BuildJobProgress, describeBuildProgress } from "./checkpoint/built-model-cache.ts";
 import { DiskFullError, defaultStatfs, freeBytesAt, requireFreeSpace, type StatFs } from "./disk-space.ts";
 import { HubClient } from "./hub-client.ts";
 import { FileVerificationError, HubError, HubUnreachableError } from "./hub-errors.ts";
 import { listModel, listModels, type ModelListing } from "./inspect-models.ts";
 import { modelNameFromRepo } from "./models-folder.ts";
 import { PullProgressMeter } from "./pull-progress.ts";
-import { bytesStillNeeded, type PullPlan, planPull, pullModel } from "./pull-model.ts";
+import { checkBuildTarget, checkpointDownloadDir, checkpointSpaceNeeded, ModelFolderTakenError, pullCheckpoint } from "./pull-checkpoint.ts";
+import { bytesStillNeeded, type PullEvent, type PullPlan, planPull, pullModel } from "./pull-model.ts";
 
 /** The folder `models pull` fills when no repository is named (models/sd15-inpainting, where the engine looks). */
 export const DEFAULT_MODEL_NAME = "sd15-inpainting";
 
-export type PullState = "planning" | "downloading" | "done" | "failed" | "cancelled";
+/** building: a checkpoint's files are downloaded and verified, and Maskflow's ONNX graphs are being built from them. */
+export type PullState = "planning" | "downloading" | "building" | "done" | "failed" | "cancelled";
 
 /** What the user can do about a failed pull depends on which of these it is; the message says it in words. */
-export type PullErrorCode = "hub_unreachable" | "hub_denied" | "hub_not_found" | "hub_error" | "disk_full" | "checksum_mismatch" | "download_failed";
+export type PullErrorCode =
+  | "hub_unreachable"
+  | "hub_denied"
+  | "hub_not_found"
+  | "hub_error"
+  | "disk_full"
+  | "checksum_mismatch"
+  | "download_failed"
+  | "folder_taken"
+  | "build_failed";
+
+/** A build's progress as the status carries it: "reading checkpoint 40 %", "building unet 12 %". */
+export interface PullBuildProgress {
+  readonly phase: BuildJobProgress["phase"];
+  /** The graph being written (null while the checkpoint is read). */
+  readonly part: string | null;
+  readonly done: number;
+  readonly total: number;
+  readonly label: string;
+}
 
 /** The `model_pull` WebSocket event's data, and the `pull` of GET /api/models. */
 export interface ModelPullStatus {
@@ -31,6 +57,12 @@ export interface ModelPullStatus {
   readonly revision: string;
   readonly name: string;
   readonly modelDir: string;
+  /** Whether the downloads are a checkpoint built into modelDir after the download (false until the hub answered). */
+  readonly builds: boolean;
+  /** Where a checkpoint's files are downloaded to (null for an ONNX export, which is downloaded into modelDir). */
+  readonly downloadDir: string | null;
+  /** The build's progress while state is "building" (null before, and for an ONNX export). */
+  readonly build: PullBuildProgress | null;
   /** The file being fetched (null before the first and after the last). */
   readonly file: string | null;
   readonly filesDone: number;
@@ -66,10 +98,18 @@ export interface PullTarget {
 /** What the Download button shows before anything is fetched: the hub's sizes and the room here. */
 export interface PullPreview extends PullTarget {
   readonly commit: string | null;
+  /** The files the pull fetches (paths in the repository, model_index.json last), so the editor can say what they are. */
+  readonly files: readonly string[];
   readonly fileCount: number;
   readonly totalBytes: number;
   /** What is still to be fetched (less than totalBytes when a previous pull left files or parts). */
   readonly neededBytes: number;
+  /** True when the files are a checkpoint that is built into Maskflow's ONNX graphs in modelDir after the download. */
+  readonly builds: boolean;
+  /** Where a checkpoint's files are kept (null for an ONNX export). */
+  readonly downloadDir: string | null;
+  /** Bytes the build is expected to write (0 for an ONNX export, and when the model was built from these files already). */
+  readonly buildBytes: number;
   readonly freeBytes: number;
 }
 
@@ -138,7 +178,8 @@ export class ModelPullService {
   }
 
   get running(): boolean {
-    return this.#status?.state === "planning" || this.#status?.state === "downloading";
+    const state = this.#status?.state;
+    return state === "planning" || state === "downloading" || state === "building";
   }
 
   subscribe(listener: PullListener): () => void {
@@ -167,12 +208,17 @@ export class ModelPullService {
     const plan = await this.#plan(target).catch((error: unknown) => {
       throw classify(error);
     });
+    const space = await spaceNeeded(plan, target.modelDir);
     return {
       ...target,
       commit: plan.commit,
+      files: plan.files.map((file) => file.path),
       fileCount: plan.files.length,
       totalBytes: plan.totalBytes,
-      neededBytes: await bytesStillNeeded(target.modelDir, plan.files),
+      neededBytes: space.downloadBytes,
+      builds: Boolean(plan.build),
+      downloadDir: plan.build ? checkpointDownloadDir(target.modelDir) : null,
+      buildBytes: space.buildBytes,
       freeBytes: await freeBytesAt(target.modelDir, this.#options.statfs ?? defaultStatfs),
     };
   }
@@ -193,6 +239,9 @@ export class ModelPullService {
       id: randomUUID(),
       state: "planning",
       ...target,
+      builds: false,
+      downloadDir: null,
+      build: null,
       file: null,
       filesDone: 0,
       fileCount: 0,
@@ -211,45 +260,67 @@ export class ModelPullService {
       client = this.#client();
       plan = await planPull(client, target.repo, target.revision);
       if (abort.signal.aborted) throw abort.signal.reason;
-      await requireFreeSpace(target.modelDir, await bytesStillNeeded(target.modelDir, plan.files), statfs);
+      // A checkpoint is built into the model folder: refused now, before any download, if something else is there.
+      if (plan.build) await checkBuildTarget(target.modelDir);
+      const space = await spaceNeeded(plan, target.modelDir);
+      await requireFreeSpace(target.modelDir, space.downloadBytes + space.buildBytes, statfs);
       if (abort.signal.aborted) throw abort.signal.reason;
     } catch (error) {
       const failure = this.#end(error, abort);
       settle();
       throw failure;
     }
-    this.#set({ ...this.#status!, fileCount: plan.files.length, totalBytes: plan.totalBytes });
+    const downloadDir = plan.build ? checkpointDownloadDir(target.modelDir) : null;
+    this.#set({ ...this.#status!, builds: Boolean(plan.build), downloadDir, fileCount: plan.files.length, totalBytes: plan.totalBytes });
 
-    void pullModel({
-      client,
-      ...target,
-      plan,
-      signal: abort.signal,
-      idleTimeoutMs: this.#options.idleTimeoutMs,
-      statfs,
-      onEvent: (event) => {
-        const status = this.#status!;
-        switch (event.type) {
-          case "plan":
-            meter.sample(event.alreadyPresentBytes);
-            meter.takeReport();
-            this.#set({ ...status, state: "downloading", bytes: event.alreadyPresentBytes, alreadyPresentBytes: event.alreadyPresentBytes });
-            return;
-          case "file-start":
-            this.#set({ ...status, file: event.path }, false);
-            return;
-          case "bytes": {
-            meter.sample(event.totalBytes);
-            const next = { ...status, bytes: event.totalBytes, bytesPerSecond: Math.round(meter.bytesPerSecond()), secondsLeft: roundedSeconds(meter.secondsLeft(status.totalBytes)) };
-            this.#set(next, meter.takeReport());
-            return;
-          }
-          case "file-done":
-            this.#set({ ...status, filesDone: status.filesDone + 1 }, false);
-            return;
+    const onEvent = (event: PullEvent) => {
+      const status = this.#status!;
+      switch (event.type) {
+        case "plan":
+          meter.sample(event.alreadyPresentBytes);
+          meter.takeReport();
+          this.#set({ ...status, state: "downloading", bytes: event.alreadyPresentBytes, alreadyPresentBytes: event.alreadyPresentBytes });
+          return;
+        case "file-start":
+          this.#set({ ...status, file: event.path }, false);
+          return;
+        case "bytes": {
+          meter.sample(event.totalBytes);
+          const next = { ...status, bytes: event.totalBytes, bytesPerSecond: Math.round(meter.bytesPerSecond()), secondsLeft: roundedSeconds(meter.secondsLeft(status.totalBytes)) };
+          this.#set(next, meter.takeReport());
+          return;
         }
-      },
-    })
+        case "file-done":
+          this.#set({ ...status, filesDone: status.filesDone + 1 }, false);
+          return;
+      }
+    };
+    const common = { client, ...target, plan, signal: abort.signal, idleTimeoutMs: this.#options.idleTimeoutMs, statfs, onEvent };
+    const buildMeter = new PullProgressMeter({ now: this.#options.now, intervalMs: this.#options.progressIntervalMs });
+    const pulled: Promise<{ modelDir: string }> = plan.build
+      ? pullCheckpoint({
+          ...common,
+          onBuildStart: () => {
+            const status = this.#status!;
+            this.#set({ ...status, state: "building", file: null, bytes: status.totalBytes, bytesPerSecond: 0, secondsLeft: null, build: null });
+          },
+          onBuildProgress: (progress) => {
+            const build: PullBuildProgress = {
+              phase: progress.phase,
+              part: progress.phase === "building" ? progress.part : null,
+              done: progress.done,
+              total: progress.total,
+              label: describeBuildProgress(progress),
+            };
+            const previous = this.#status!.build;
+            // A few reports a second, and each new phase or part at once (the editor shows which graph is written).
+            const newPart = previous?.phase !== build.phase || previous.part !== build.part;
+            this.#set({ ...this.#status!, build }, buildMeter.takeReport() || newPart);
+          },
+        })
+      : pullModel(common);
+
+    void pulled
       .then(
         async (result) => {
           await this.#installed(result.modelDir);
@@ -314,9 +385,13 @@ export class ModelPullService {
     const finishedAt = new Date().toISOString();
     if (abort.signal.aborted) {
       this.#set({ ...status, state: "cancelled", file: null, bytesPerSecond: 0, secondsLeft: null, finishedAt });
-      return new PullFailedError("download_failed", "the pull was cancelled; pull again to resume");
+      return new PullFailedError(
+        "download_failed",
+        status.state === "building" ? "the pull was cancelled while building; pull again to build (the downloads are kept)" : "the pull was cancelled; pull again to resume",
+      );
     }
-    const failure = classify(error);
+    // Everything was downloaded and verified: what failed is the build (the checkpoint, or the disk it writes to).
+    const failure = status.state === "building" && !(error instanceof PullFailedError) ? buildFailure(error) : classify(error);
     this.#set({ ...status, state: "failed", file: null, bytesPerSecond: 0, secondsLeft: null, error: failure.message, errorCode: failure.code, finishedAt });
     return failure;
   }
@@ -334,8 +409,19 @@ export class ModelPullService {
   }
 }
 
+/** Bytes still to download, and (for a checkpoint) to build, for `modelDir`. */
+async function spaceNeeded(plan: PullPlan, modelDir: string): Promise<{ downloadBytes: number; buildBytes: number }> {
+  if (plan.build) return checkpointSpaceNeeded(plan, modelDir);
+  return { downloadBytes: await bytesStillNeeded(modelDir, plan.files), buildBytes: 0 };
+}
+
 function roundedSeconds(seconds: number | null): number | null {
   return seconds === null ? null : Math.round(seconds * 10) / 10;
+}
+
+function buildFailure(error: unknown): PullFailedError {
+  const message = error instanceof Error ? error.message : String(error);
+  return new PullFailedError("build_failed", `building the model from the downloaded checkpoint failed: ${message}. The downloads are kept; pull again to retry the build`);
 }
 
 /** Which kind of failure an error of the pull is; the message is the one the pull gave, already phrased for the user. */
@@ -345,6 +431,7 @@ export function classify(error: unknown): PullFailedError {
   if (error instanceof HubUnreachableError) return new PullFailedError("hub_unreachable", message);
   if (error instanceof DiskFullError) return new PullFailedError("disk_full", message);
   if (error instanceof FileVerificationError) return new PullFailedError("checksum_mismatch", message);
+  if (error instanceof ModelFolderTakenError) return new PullFailedError("folder_taken", message);
   if (error instanceof HubError) {
     if (error.status === 401 || error.status === 403) return new PullFailedError("hub_denied", message);
     if (error.status === 404) return new PullFailedError("hub_not_found", message);

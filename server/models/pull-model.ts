@@ -6,6 +6,7 @@ import { FileDigest } from "./file-digest.ts";
 import type { HubClient, HubFile } from "./hub-client.ts";
 import { HubError } from "./hub-errors.ts";
 import { MANIFEST_NAME, type ManifestFile, readManifest, writeManifest } from "./model-manifest.ts";
+import { estimatedBuildBytes, isDiffusersCheckpointListing, selectCheckpointFiles } from "./checkpoint-pull-layout.ts";
 import { isNeededFile, missingRequiredFiles } from "./onnx-layout.ts";
 
 export type PullEvent =
@@ -37,19 +38,48 @@ export interface PullPlan {
   /** model_index.json last: the engine takes a folder with it for a model, so it must arrive after the rest. */
   readonly files: readonly HubFile[];
   readonly totalBytes: number;
+  /**
+   * Set when the repository is a diffusers checkpoint folder rather than an ONNX export: its files are downloaded
+   * aside and then built into Maskflow's ONNX graphs (pull-checkpoint.ts). estimatedBytes: what the build writes.
+   */
+  readonly build?: { readonly estimatedBytes: number };
 }
 
-/** Asks the hub what a pull would fetch and how big it is; throws HubError when the repository is no ONNX SD export. */
+/**
+ * Asks the hub what a pull would fetch and how big it is: an ONNX SD export's pipeline files, or a diffusers
+ * checkpoint folder's files to build from; throws HubError when the repository is neither.
+ */
 export async function planPull(client: HubClient, repo: string, revision: string): Promise<PullPlan> {
   const commit = await client.resolveRevision(repo, revision);
   // Listing at the commit keeps the listing and the downloads on one snapshot even if the branch moves meanwhile.
   const snapshot = commit ?? revision;
-  const files = (await client.listFiles(repo, snapshot)).filter((file) => isNeededFile(file.path)).sort(byDownloadOrder);
+  const listing = await client.listFiles(repo, snapshot);
+  if (isDiffusersCheckpointListing(listing.map((file) => file.path))) {
+    const selection = selectCheckpointFiles(listing);
+    if (selection.missing.length) {
+      throw new HubError(
+        404,
+        `${repo}@${revision} is a diffusers folder Maskflow cannot build from: no ${selection.missing.join(", ")} ` +
+          "(only safetensors weights are fetched, never .bin or .ckpt)",
+      );
+    }
+    const files = selection.files;
+    return { repo, revision, commit, files, totalBytes: sumSizes(files), build: { estimatedBytes: estimatedBuildBytes(selection.weights) } };
+  }
+  const files = listing.filter((file) => isNeededFile(file.path)).sort(byDownloadOrder);
   const missing = missingRequiredFiles(files.map((file) => file.path));
   if (missing.length) {
-    throw new HubError(404, `${repo}@${revision} is not an ONNX Stable Diffusion export: missing ${missing.join(", ")}`);
+    throw new HubError(
+      404,
+      `${repo}@${revision} is not an ONNX Stable Diffusion export: missing ${missing.join(", ")}; ` +
+        "nor a diffusers checkpoint folder to build from (model_index.json and unet/*.safetensors)",
+    );
   }
-  return { repo, revision, commit, files, totalBytes: files.reduce((sum, file) => sum + file.size, 0) };
+  return { repo, revision, commit, files, totalBytes: sumSizes(files) };
+}
+
+function sumSizes(files: readonly HubFile[]): number {
+  return files.reduce((sum, file) => sum + file.size, 0);
 }
 
 function byDownloadOrder(a: HubFile, b: HubFile): number {
@@ -78,8 +108,8 @@ export interface PullResult {
 }
 
 /**
- * Downloads the ONNX pipeline files of a hub repository into `modelDir`, verifying each against the hub's
- * size and digest, then writes the manifest. Re-running resumes: verified files are kept, partial ones continue.
+ * Downloads the planned files of a hub repository (an ONNX export's pipeline files, a checkpoint's files to build
+ * from, a helper model's) into `modelDir`, verifying each against the hub's size and digest, then writes the manifest. Re-running resumes: verified files are kept, partial ones continue.
  */
 export async function pullModel(options: PullModelOptions): Promise<PullResult> {
   const { client, repo, revision, modelDir } = options;

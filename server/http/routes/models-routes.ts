@@ -28,6 +28,8 @@ const STATUS_OF: Readonly<Record<PullErrorCode, number>> = {
   disk_full: 507,
   checksum_mismatch: 502,
   download_failed: 502,
+  folder_taken: 409,
+  build_failed: 500,
 };
 
 function httpErrorOf(error: unknown): unknown {

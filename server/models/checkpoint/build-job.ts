@@ -9,10 +9,10 @@ import path from "node:path";
 import { BUILD_PARTS, buildSdModel, GRAPH_BUILDER_VERSION, type BuildPart, type BuildSummary } from "./build-sd-model.ts";
 import { CheckpointError } from "./checkpoint-tensor.ts";
 import { buildKey, contentHashes } from "./checkpoint-content-key.ts";
+import { BUILD_STAMP, type BuildStamp, readBuildStamp } from "./build-stamp.ts";
 import { openSdCheckpoint } from "./open-sd-checkpoint.ts";
 
-/** Written last into a built folder: its key and what it was built from. */
-export const BUILD_STAMP = ".maskflow-build.json";
+export { BUILD_STAMP, readBuildStamp };
 
 export type BuildJobProgress =
   | { readonly phase: "reading"; readonly done: number; readonly total: number }
@@ -25,6 +25,11 @@ export interface BuildJobRequest {
   readonly cacheRoot: string;
   /** Build into this folder instead of the cache (models import --name); refused when it holds something else. */
   readonly target?: string;
+  /**
+   * With target: a folder there that an earlier build made (it has a build stamp) from other content is replaced,
+   * once the new build is complete (models pull rebuilding its model). Anything else there is still refused.
+   */
+  readonly replaceBuilt?: boolean;
 }
 
 export interface BuildJobResult {
@@ -35,20 +40,7 @@ export interface BuildJobResult {
   readonly summary?: BuildSummary;
 }
 
-interface Stamp {
-  readonly key: string;
-  readonly source: string;
-  readonly builtAt: string;
-  readonly builderVersion: number;
-}
-
-async function readStamp(dir: string): Promise<Stamp | undefined> {
-  try {
-    return JSON.parse(await readFile(path.join(dir, BUILD_STAMP), "utf8")) as Stamp;
-  } catch {
-    return undefined;
-  }
-}
+type Stamp = BuildStamp;
 
 async function exists(dir: string): Promise<boolean> {
   try {
@@ -75,9 +67,9 @@ export async function runBuildJob(
   const key = buildKey(hashes, { builderVersion: GRAPH_BUILDER_VERSION, float: "fp32" });
   const dir = request.target ? path.resolve(request.target) : path.join(request.cacheRoot, key);
 
-  const stamp = await readStamp(dir);
+  const stamp = await readBuildStamp(dir);
   if (stamp?.key === key) return { dir, key, built: false };
-  if (request.target && ((await exists(dir)) || stamp)) {
+  if (request.target && ((await exists(dir)) || stamp) && !(request.replaceBuilt && stamp)) {
     throw new CheckpointError(dir, "a model folder of that name already exists (built from something else): choose another --name or remove it");
   }
 
@@ -95,7 +87,7 @@ export async function runBuildJob(
     try {
       await rename(temporary, dir);
     } catch (error) {
-      if ((await readStamp(dir))?.key === key) {
+      if ((await readBuildStamp(dir))?.key === key) {
         await rm(temporary, { recursive: true, force: true });
         return { dir, key, built: false };
       }

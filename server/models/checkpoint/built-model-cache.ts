@@ -23,6 +23,8 @@ export function buildCheckpoint(
   request: BuildJobRequest,
   options: { onProgress?: (progress: BuildJobProgress) => void; signal?: AbortSignal } = {},
 ): Promise<BuildJobResult> {
+  // A build cancelled before it started: no worker to start, nothing to clean.
+  if (options.signal?.aborted) return Promise.reject(options.signal.reason);
   const id = JSON.stringify([path.resolve(request.source), path.resolve(request.cacheRoot), request.target ? path.resolve(request.target) : null]);
   let entry = running.get(id);
   if (!entry) {

@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { writeFileAtomic } from "../../storage/atomic-write.ts";
 
@@ -66,6 +66,21 @@ export async function contentHashes(
   }
   if (changed) await writeFileAtomic(path.join(memoRoot, MEMO_FILE), JSON.stringify(memo, null, 1) + "\n").catch(() => {});
   return hashes;
+}
+
+/**
+ * Remembers the sha256 of files whose digest is known another way (a download verified as it arrived), so the next
+ * build keys them without reading them again. Each is recorded against the file as it is on disk now.
+ */
+export async function rememberContentHashes(memoRoot: string, known: ReadonlyArray<{ readonly file: string; readonly sha256: string }>): Promise<void> {
+  if (known.length === 0) return;
+  const memo = await readMemo(memoRoot);
+  for (const { file, sha256 } of known) {
+    const info = await stat(file);
+    memo[path.resolve(file)] = { size: info.size, mtimeMs: info.mtimeMs, ino: info.ino, sha256 };
+  }
+  await mkdir(memoRoot, { recursive: true });
+  await writeFileAtomic(path.join(memoRoot, MEMO_FILE), JSON.stringify(memo, null, 1) + "\n");
 }
 
 /** The built folder's name: the files' contents, in order, and what the builder was asked for. */
