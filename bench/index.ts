@@ -4,6 +4,7 @@
  */
 import { benchAbuse } from "./abuse-bench.ts";
 import { benchBatch } from "./batch-bench.ts";
+import { benchCheckpointBuild } from "./checkpoint-build.ts";
 import { benchCropStitch } from "./crop-stitch-bench.ts";
 import { benchExecutor } from "./executor-bench.ts";
 import { benchFill } from "./fill-bench.ts";
@@ -30,6 +31,7 @@ const sections: Array<[string, () => Promise<Record<string, number | string>>]> 
   ["vae-tiling", () => benchVaeTiling()],
   ["abuse", () => benchAbuse()],
   ["batch", () => benchBatch()],
+  ["checkpoint-build", () => benchCheckpointBuild()],
 ];
 
 const only = process.argv.slice(2).filter((a) => !a.startsWith("--"));

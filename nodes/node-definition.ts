@@ -8,7 +8,7 @@ import type { LearnedFillEngine } from "../server/engines/fill/learned-fill-engi
 import type { SegmentEngine } from "../server/engines/segment/segment-engine.ts";
 import type { Mask, RgbImage, SocketType, SocketValues } from "./socket-types.ts";
 
-export type WidgetKind = "number" | "slider" | "combo" | "text" | "multiline" | "seed" | "toggle" | "image" | "mask" | "checkpoint";
+export type WidgetKind = "number" | "slider" | "combo" | "text" | "multiline" | "seed" | "toggle" | "image" | "mask" | "checkpoint" | "lora";
 
 export interface InputSpec {
   readonly type: SocketType;

@@ -1,4 +1,5 @@
 import type { CropRegion } from "./mask/crop-region.ts";
+import type { ModelRecipe } from "../server/models/checkpoint/model-recipe.ts";
 
 /**
  * The values that travel along the links of a graph, one TypeScript type per socket type.
@@ -54,10 +55,8 @@ export interface SchedulerSettings {
   readonly seed: bigint;
 }
 
-export interface ModelRef {
-  /** Absolute path of a model folder in the optimum ONNX layout. */
-  readonly dir: string;
-}
+/** A model as a recipe (a checkpoint or model folder, its LoRAs, a merge), not weights: the engine builds it when a job needs it. */
+export type ModelRef = ModelRecipe;
 
 export interface SocketValues {
   IMAGE: ImageBatch;

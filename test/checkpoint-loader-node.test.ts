@@ -11,13 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEngines, type Engines } from "../server/engines/create-engines.ts";
 import { ensureTinyCheckpoints } from "./fixtures/make-tiny-checkpoint.ts";
 import { api, startTestServer, type TestServer } from "./helpers/test-server.ts";
-import { connectClient, type WsClient } from "./helpers/ws-client.ts";
+import { connectClient } from "./helpers/ws-client.ts";
 
 let modelsDir: string;
 let dataDir: string;
 let engines: Engines;
 let server: TestServer;
-let client: WsClient;
+let client: Awaited<ReturnType<typeof connectClient>>;
 
 beforeAll(async () => {
   const tiny = await ensureTinyCheckpoints();

@@ -11,7 +11,8 @@ import { fromFloat16Bits, toFloat16Bits } from "../server/engines/onnx/float16.t
 import { openCkpt } from "../server/models/checkpoint/ckpt-file.ts";
 import { CheckpointError, type CheckpointFile } from "../server/models/checkpoint/checkpoint-tensor.ts";
 import { openCheckpoint } from "../server/models/checkpoint/open-checkpoint.ts";
-import { decodeToFloat32, openSafetensors } from "../server/models/checkpoint/safetensors-file.ts";
+import { openSafetensors } from "../server/models/checkpoint/safetensors-file.ts";
+import { decodeToFloat32 } from "../server/models/checkpoint/tensor-bytes.ts";
 import { encodeTorchZip, writeSafetensors, writeTorchCkpt, type FixtureTensor } from "./fixtures/checkpoint-writers.ts";
 
 const FIXTURES = path.join(import.meta.dirname, "fixtures", "checkpoint-readers");
@@ -645,6 +646,20 @@ describe("openCheckpoint", () => {
     const zip = await openCheckpoint(await writeTemp(torchZip(pickle, HAND_MADE_STORAGES), ".safetensors"));
     expect(zip.format).toBe("ckpt");
     await zip.close();
+  });
+
+  it("reads a safetensors file whose header length starts with pickle's PROTO byte (0x80) as safetensors", async () => {
+    // Pad the header JSON with spaces (as safetensors writers pad to 8) until its length's low byte is 0x80.
+    const header = JSON.stringify({ w: { dtype: "F32", shape: [1], data_offsets: [0, 4] } });
+    const json = header.padEnd(0x80, " ");
+    const bytes = new Uint8Array(8 + json.length + 4);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+    bytes.set(new TextEncoder().encode(json), 8);
+    new DataView(bytes.buffer).setFloat32(8 + json.length, 5, true);
+    expect(bytes[0]).toBe(0x80);
+    const opened = await openCheckpoint(await writeTemp(bytes, ".safetensors"));
+    expect(opened.format).toBe("safetensors");
+    expect([...(await readAll(opened)).get("w")!]).toEqual([5]);
   });
 
   it("refuses what is neither, in one line", async () => {

@@ -3,6 +3,7 @@
  * before paste-back (Inpaint) or Stitch blend it in. The seam is measured as the CIE76 ΔE*ab across the mask's
  * border (test/helpers/seam-delta-e.ts) on three test pictures, with a deliberate colour cast and without one.
  */
+import { plainRecipe } from "../server/models/checkpoint/model-recipe.ts";
 import { describe, expect, it } from "vitest";
 import { pasteBack } from "../nodes/inpaint/paste-back.ts";
 import { InpaintNode } from "../nodes/inpaint/inpaint-node.ts";
@@ -101,7 +102,7 @@ describe("colour match on the Inpaint node (tiny model)", () => {
             image: [picture], mask, prompt: { positive: "sky", negative: "" },
             scheduler: { name: "DDIM", steps: 4, guidance: 7.5, strength: 1, seed: 3n },
             // What a linked Load Checkpoint hands on: the model folder.
-            backend: "local", model: { dir: modelDir }, samples: 1, width: 256, height: 256,
+            backend: "local", model: plainRecipe(modelDir), samples: 1, width: 256, height: 256,
             paste_back: true, mask_blur: BLUR, masked_content: "original", soft_mask: false, color_match,
           },
           ctx,

@@ -21,74 +21,11 @@ import { layerNorm } from "../server/engines/onnx/graph/layers/layer-norm.ts";
 import { gelu, quickGelu, silu } from "../server/engines/onnx/graph/layers/activations.ts";
 import { resnetBlock2d } from "../server/engines/onnx/graph/layers/resnet-block.ts";
 import { downsample2d, upsample2d } from "../server/engines/onnx/graph/layers/resample.ts";
+import { createRandom } from "./fixtures/make-tiny-models.ts";
+import { writeAndOpenGraph } from "./helpers/open-graph-session.ts";
+import { RandomModelWeights } from "./helpers/random-model-weights.ts";
 
 const { onnx } = onnxProto;
-
-// ---------------------------------------------------------------------------------------------
-// Seeded random weights by name: the same name gives the same values whichever order it is read in.
-
-function hashName(name: string, seed: number): number {
-  let h = 2166136261 ^ seed;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Uniform values whose scale keeps activations near unit size: ~1 ± 0.2 for norm scales, 1/√fan_in for weights. */
-function randomValues(name: string, shape: readonly number[], seed: number): Float32Array {
-  const random = mulberry32(hashName(name, seed));
-  const count = shape.reduce((a, b) => a * b, 1);
-  const values = new Float32Array(count);
-  const isNorm = /norm/.test(name);
-  const fanIn = shape.length >= 2 ? shape.slice(1).reduce((a, b) => a * b, 1) : 1;
-  for (let i = 0; i < count; i++) {
-    const u = random() * 2 - 1;
-    if (isNorm && name.endsWith(".weight")) values[i] = 1 + 0.2 * u;
-    else if (name.endsWith(".bias")) values[i] = 0.1 * u;
-    else if (/embedding/.test(name)) values[i] = u;
-    else values[i] = u * Math.sqrt(3 / fanIn);
-  }
-  return values;
-}
-
-class RandomWeights implements ModelWeights {
-  readonly read_names = new Set<string>();
-  private readonly cache = new Map<string, Float32Array>();
-  constructor(private readonly shapes: ReadonlyMap<string, readonly number[]>, private readonly seed = 1) {}
-  shape(name: string): readonly number[] | undefined {
-    return this.shapes.get(name);
-  }
-  /** The values, for the reference computation. */
-  values(name: string): Float32Array {
-    const shape = this.shapes.get(name);
-    if (shape === undefined) throw new Error(`no weight ${name}`);
-    let values = this.cache.get(name);
-    if (values === undefined) {
-      values = randomValues(name, shape, this.seed);
-      this.cache.set(name, values);
-    }
-    return values;
-  }
-  has(name: string): boolean {
-    return this.shapes.has(name);
-  }
-  async read(name: string): Promise<Float32Array> {
-    this.read_names.add(name);
-    return this.values(name).slice();
-  }
-  names(): string[] {
-    return [...this.shapes.keys()];
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // State-dict shapes of the test checkpoint's modules, named as diffusers / transformers name them.
@@ -209,13 +146,13 @@ const tensor = (dims: readonly number[], data?: ArrayLike<number>): T => ({
 });
 
 function randomTensor(dims: readonly number[], seed: number): T {
-  const random = mulberry32(seed);
+  const random = createRandom(seed);
   const t = tensor(dims);
   for (let i = 0; i < t.data.length; i++) t.data[i] = random() * 2 - 1;
   return t;
 }
 
-function refConv(x: T, w: RandomWeights, prefix: string, stride = 1, pads?: readonly number[]): T {
+function refConv(x: T, w: RandomModelWeights, prefix: string, stride = 1, pads?: readonly number[]): T {
   const [n, c, h, wd] = x.dims;
   const [o, ci, kh, kw] = w.shape(`${prefix}.weight`)!;
   expect(ci).toBe(c);
@@ -245,7 +182,7 @@ function refConv(x: T, w: RandomWeights, prefix: string, stride = 1, pads?: read
   return y;
 }
 
-function refGroupNorm(x: T, w: RandomWeights, prefix: string, groups: number, eps: number): T {
+function refGroupNorm(x: T, w: RandomModelWeights, prefix: string, groups: number, eps: number): T {
   const [n, c] = x.dims;
   const spatial = x.data.length / (n * c);
   const per = (c / groups) * spatial;
@@ -293,7 +230,7 @@ function erf(x: number): number {
 const refGelu = (x: T): T => map(x, (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)));
 
 /** x [..., in] · Wᵀ + b. */
-function refLinear(x: T, w: RandomWeights, prefix: string): T {
+function refLinear(x: T, w: RandomModelWeights, prefix: string): T {
   const [out, inp] = w.shape(`${prefix}.weight`)!;
   const weight = w.values(`${prefix}.weight`);
   const bias = w.has(`${prefix}.bias`) ? w.values(`${prefix}.bias`) : undefined;
@@ -308,7 +245,7 @@ function refLinear(x: T, w: RandomWeights, prefix: string): T {
   return y;
 }
 
-function refLayerNorm(x: T, w: RandomWeights, prefix: string, eps: number): T {
+function refLayerNorm(x: T, w: RandomModelWeights, prefix: string, eps: number): T {
   const width = x.dims[x.dims.length - 1];
   const gamma = w.values(`${prefix}.weight`);
   const beta = w.values(`${prefix}.bias`);
@@ -351,7 +288,7 @@ function refAttention(q: T, k: T, v: T, heads: number, causal: boolean): T {
 }
 
 /** ResnetBlock2D; `temb` is the SiLU'd time embedding [N, temb_dim]. */
-function refResnet(x: T, w: RandomWeights, prefix: string, groups: number, eps: number, temb?: T): T {
+function refResnet(x: T, w: RandomModelWeights, prefix: string, groups: number, eps: number, temb?: T): T {
   let h = refConv(refSilu(refGroupNorm(x, w, `${prefix}.norm1`, groups, eps)), w, `${prefix}.conv1`);
   if (temb !== undefined) {
     const projected = refLinear(temb, w, `${prefix}.time_emb_proj`);
@@ -377,7 +314,7 @@ function fromTokens(t: T, like: readonly number[]): T {
   return y;
 }
 
-function refVaeAttention(x: T, w: RandomWeights, prefix: string): T {
+function refVaeAttention(x: T, w: RandomModelWeights, prefix: string): T {
   const tokens = toTokens(refGroupNorm(x, w, `${prefix}.group_norm`, 32, 1e-6));
   const q = refLinear(tokens, w, `${prefix}.to_q`);
   const k = refLinear(tokens, w, `${prefix}.to_k`);
@@ -386,7 +323,7 @@ function refVaeAttention(x: T, w: RandomWeights, prefix: string): T {
   return add(fromTokens(out, x.dims), x);
 }
 
-function refMidBlock(x: T, w: RandomWeights, prefix: string): T {
+function refMidBlock(x: T, w: RandomModelWeights, prefix: string): T {
   let h = refResnet(x, w, `${prefix}.resnets.0`, 32, 1e-6);
   h = refVaeAttention(h, w, `${prefix}.attentions.0`);
   return refResnet(h, w, `${prefix}.resnets.1`, 32, 1e-6);
@@ -401,7 +338,7 @@ function refUpsampleNearest(x: T): T {
   return y;
 }
 
-function refVaeEncoder(x: T, w: RandomWeights, arch: VaeArchitecture): T {
+function refVaeEncoder(x: T, w: RandomModelWeights, arch: VaeArchitecture): T {
   let h = refConv(x, w, "encoder.conv_in");
   arch.blockOutChannels.forEach((_, level) => {
     for (let i = 0; i < arch.layersPerBlock; i++) h = refResnet(h, w, `encoder.down_blocks.${level}.resnets.${i}`, 32, 1e-6);
@@ -415,7 +352,7 @@ function refVaeEncoder(x: T, w: RandomWeights, arch: VaeArchitecture): T {
   return refConv(h, w, "quant_conv");
 }
 
-function refVaeDecoder(z: T, w: RandomWeights, arch: VaeArchitecture): T {
+function refVaeDecoder(z: T, w: RandomModelWeights, arch: VaeArchitecture): T {
   let h = refConv(refConv(z, w, "post_quant_conv"), w, "decoder.conv_in");
   h = refMidBlock(h, w, "decoder.mid_block");
   for (let level = 0; level < arch.blockOutChannels.length; level++) {
@@ -426,7 +363,7 @@ function refVaeDecoder(z: T, w: RandomWeights, arch: VaeArchitecture): T {
 }
 
 /** CLIPTextTransformer: embeddings, pre-LN causal layers, final LN; pooled at argmax(ids). */
-function refClip(ids: Int32Array, batch: number, w: RandomWeights, arch: TextEncoderArchitecture): { last: T; pooled: T } {
+function refClip(ids: Int32Array, batch: number, w: RandomModelWeights, arch: TextEncoderArchitecture): { last: T; pooled: T } {
   const s = ids.length / batch;
   const hd = arch.hiddenSize;
   const tok = w.values("text_model.embeddings.token_embedding.weight");
@@ -469,9 +406,7 @@ afterAll(async () => {
 let modelCount = 0;
 async function writeAndOpen(g: OnnxGraphBuilder): Promise<{ dir: string; session: ort.InferenceSession }> {
   const dir = path.join(root, `${g.graphName}-${modelCount++}`);
-  await g.writeModel(dir, { opsetVersion: 17, producerName: "maskflow-test", externalDataFile: "model.onnx_data" });
-  const session = await ort.InferenceSession.create(path.join(dir, "model.onnx"), { intraOpNumThreads: 2 });
-  return { dir, session };
+  return { dir, session: await writeAndOpenGraph(g, dir, { intraOpNumThreads: 2 }) };
 }
 
 async function run(g: OnnxGraphBuilder, feeds: Record<string, ort.Tensor>): Promise<{ dir: string; outputs: Record<string, ort.Tensor> }> {
@@ -516,7 +451,7 @@ describe("shared 2-D layers", () => {
     addConv(shapes, "c3", 5, 4, 3);
     addConv(shapes, "c1", 6, 4, 1);
     shapes.set("nobias.weight", [3, 4, 3, 3]);
-    const w = new RandomWeights(shapes);
+    const w = new RandomModelWeights(shapes);
     const x = randomTensor([2, 4, 7, 6], 11);
     const cases: [string, (g: OnnxGraphBuilder, x: string) => string, T][] = [
       ["c3", (g, v) => conv2d(g, v, w, "c3"), refConv(x, w, "c3")],
@@ -536,7 +471,7 @@ describe("shared 2-D layers", () => {
     addLinear(shapes, "fc", 12, 64);
     shapes.set("fc_nobias.weight", [5, 64]);
     addNorm(shapes, "ln", 64);
-    const w = new RandomWeights(shapes);
+    const w = new RandomModelWeights(shapes);
     const image = randomTensor([2, 64, 5, 3], 12);
     // A large mean makes a naive one-pass variance visibly wrong.
     const shifted = map(image, (v) => 3 * v + 5);
@@ -563,7 +498,7 @@ describe("shared 2-D layers", () => {
     const shapes: Shapes = new Map();
     addResnet(shapes, "down.resnets.0", 32, 64, 40);
     addResnet(shapes, "mid.resnets.0", 32, 32);
-    const w = new RandomWeights(shapes);
+    const w = new RandomModelWeights(shapes);
     const x = randomTensor([2, 32, 6, 5], 14);
     const temb = refSilu(randomTensor([2, 40], 15));
     const withTemb = await run(
@@ -579,7 +514,7 @@ describe("shared 2-D layers", () => {
     const shapes: Shapes = new Map();
     addConv(shapes, "down.conv", 8, 8, 3);
     addConv(shapes, "up.conv", 8, 8, 3);
-    const w = new RandomWeights(shapes);
+    const w = new RandomModelWeights(shapes);
     for (const dims of [[1, 8, 7, 5], [2, 8, 6, 8]]) {
       const x = randomTensor(dims, 16);
       const vae = await run(layerGraph("down_vae", ["batch", 8, "height", "width"], (g, v) => downsample2d(g, v, w, "down", { padAsymmetric: true })), { x: floatTensor(x) });
@@ -610,7 +545,7 @@ async function expectAlignedExternalData(dir: string): Promise<Map<string, onnxP
 }
 
 describe("CLIP text encoder graph", () => {
-  const weights = new RandomWeights(clipShapes(TINY_CLIP), 7);
+  const weights = new RandomModelWeights(clipShapes(TINY_CLIP), 7);
 
   /** BOS, a few words, EOS, EOS-padded to `length` (as SD's tokenizer pads). */
   function prompt(words: number[], length: number): number[] {
@@ -640,14 +575,14 @@ describe("CLIP text encoder graph", () => {
     }
     // Every checkpoint tensor but the position_ids buffer is used, under its transformers name.
     const initializers = await expectAlignedExternalData(dir);
-    expect([...weights.read_names].sort()).toEqual(weights.names().filter((n) => !n.endsWith("position_ids")).sort());
+    expect([...weights.readNames].sort()).toEqual(weights.names().filter((n) => !n.endsWith("position_ids")).sort());
     expect(initializers.has("text_model.encoder.layers.1.mlp.fc1.weight")).toBe(true);
   });
 
   it("splits and merges several heads correctly (SD 1.5 has 12)", async () => {
     // Small in width but with several heads, so a wrong head split or merge shows.
     const arch: TextEncoderArchitecture = { ...TINY_CLIP, vocabSize: 1000, hiddenSize: 48, intermediateSize: 96, heads: 4, layers: 1 };
-    const w = new RandomWeights(clipShapes(arch), 8);
+    const w = new RandomModelWeights(clipShapes(arch), 8);
     const ids = Int32Array.from([0, 5, 999, 3, 4, 999, 1, 2]);
     const { outputs } = await run(buildTextEncoderGraph(w, arch), { input_ids: new ort.Tensor("int32", ids, [2, 4]) });
     const expected = refClip(ids, 2, w, arch);
@@ -657,7 +592,7 @@ describe("CLIP text encoder graph", () => {
 });
 
 describe("VAE graphs", () => {
-  const weights = new RandomWeights(vaeShapes(TINY_VAE), 9);
+  const weights = new RandomModelWeights(vaeShapes(TINY_VAE), 9);
 
   it("encoder: pixels → mean ‖ logvar at 1/4 the size, any batch and size", async () => {
     const g = buildVaeEncoderGraph(weights, TINY_VAE);
@@ -675,7 +610,7 @@ describe("VAE graphs", () => {
       await session.release();
     }
     await expectAlignedExternalData(dir);
-    expect([...weights.read_names].filter((n) => n.startsWith("encoder.") || n === "quant_conv.weight").length).toBeGreaterThan(0);
+    expect([...weights.readNames].filter((n) => n.startsWith("encoder.") || n === "quant_conv.weight").length).toBeGreaterThan(0);
   });
 
   it("decoder: latents → pixels at 4× the size, any batch and size", async () => {
@@ -697,10 +632,10 @@ describe("VAE graphs", () => {
   });
 
   it("the two halves use every VAE tensor exactly under its AutoencoderKL name", async () => {
-    const w = new RandomWeights(vaeShapes(TINY_VAE), 10);
+    const w = new RandomModelWeights(vaeShapes(TINY_VAE), 10);
     await writeAndOpen(buildVaeEncoderGraph(w, TINY_VAE)).then(({ session }) => session.release());
     await writeAndOpen(buildVaeDecoderGraph(w, TINY_VAE)).then(({ session }) => session.release());
-    expect([...w.read_names].sort()).toEqual(w.names().sort());
+    expect([...w.readNames].sort()).toEqual(w.names().sort());
   });
 });
 

@@ -15,65 +15,15 @@ import { multiHeadAttention } from "../server/engines/onnx/graph/layers/attentio
 import { transformer2d } from "../server/engines/onnx/graph/layers/transformer-2d.ts";
 import { buildUnetGraph } from "../server/engines/onnx/graph/unet-graph.ts";
 import { TINY_CHECKPOINT_GENERATOR_VERSION, TINY_SD15_ARCHITECTURE, tinyDiffusersTensors } from "./fixtures/make-tiny-checkpoint.ts";
+import { writeAndOpenGraph } from "./helpers/open-graph-session.ts";
 import { distance, float32FromBase64 } from "./helpers/parity-goldens.ts";
+import { RandomModelWeights, uniform } from "./helpers/random-model-weights.ts";
 
-const TINY: UnetArchitecture = {
-  inChannels: 9,
-  outChannels: 4,
-  blockOutChannels: [32, 64],
-  layersPerBlock: 1,
-  crossAttentionDim: 64,
-  heads: 8,
-  normGroups: 32,
-  transformerDepth: 1,
-  sampleSize: 8,
-};
+/** The tiny checkpoint's UNet, declared for 8×8 samples. */
+const TINY: UnetArchitecture = { ...TINY_SD15_ARCHITECTURE.unet, sampleSize: 8 };
 
 // ---------------------------------------------------------------------------------------------
-// Seeded random weights, named as diffusers' state dict names them.
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function hashName(name: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-function uniform(count: number, seed: number, scale: number, offset = 0): Float32Array {
-  const next = mulberry32(seed);
-  const values = new Float32Array(count);
-  for (let i = 0; i < count; i++) values[i] = offset + scale * (2 * next() - 1);
-  return values;
-}
-
-/**
- * Values that keep activations near unit size through the whole net: matrices ~U(±1/√fan_in),
- * norm scales near 1, biases small. Each tensor is seeded by its name, so reads are repeatable.
- */
-function randomWeights(shapes: ReadonlyMap<string, readonly number[]>): ModelWeights {
-  return {
-    shape: (name) => shapes.get(name),
-    read: async (name) => {
-      const shape = shapes.get(name);
-      if (shape === undefined) throw new Error(`no weight ${name}`);
-      const count = shape.reduce((a, b) => a * b, 1);
-      const seed = hashName(name);
-      if (shape.length >= 2) return uniform(count, seed, Math.sqrt(3 / (count / shape[0])));
-      if (/norm[^.]*\.weight$/.test(name)) return uniform(count, seed, 0.2, 1);
-      return uniform(count, seed, 0.1);
-    },
-  };
-}
+// Weight shapes, named as diffusers' state dict names them.
 
 function resnetShapes(shapes: Map<string, number[]>, prefix: string, cin: number, cout: number, temb: number): void {
   shapes.set(`${prefix}.norm1.weight`, [cin]).set(`${prefix}.norm1.bias`, [cin]);
@@ -429,9 +379,7 @@ function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): 
 let workDir: string;
 const sessions: ort.InferenceSession[] = [];
 async function openGraph(g: OnnxGraphBuilder, name: string): Promise<ort.InferenceSession> {
-  const dir = path.join(workDir, name);
-  await g.writeModel(dir, { opsetVersion: 17, producerName: "graph-unet.test", externalDataFile: "model.onnx_data" });
-  const session = await ort.InferenceSession.create(path.join(dir, "model.onnx"), { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const session = await writeAndOpenGraph(g, path.join(workDir, name), { intraOpNumThreads: 1, interOpNumThreads: 1 });
   sessions.push(session);
   return session;
 }
@@ -474,7 +422,7 @@ describe("transformer2d", () => {
     const [n, c, h, wd, seq, ctx] = [2, 64, 3, 5, 7, 48];
     const shapes = new Map<string, number[]>();
     transformerShapes(shapes, "t", c, ctx, 1);
-    const weights = randomWeights(shapes);
+    const weights = new RandomModelWeights(shapes, 0);
     const g = new OnnxGraphBuilder("transformer");
     const x = g.input("x", "float32", ["n", c, "h", "w"]);
     const context = g.input("context", "float32", ["n", "seq", ctx]);
@@ -491,7 +439,7 @@ describe("transformer2d", () => {
 });
 
 describe("the miniature UNet ([32, 64], 1 layer per block, 8 heads, context 64)", () => {
-  const weights = randomWeights(unetWeightShapes(TINY));
+  const weights = new RandomModelWeights(unetWeightShapes(TINY), 0);
   const [height, width, seq] = [8, 12, 5];
   const sampleOf = (batch: number, seed: number): T => tensor([batch, TINY.inChannels, height, width], uniform(batch * TINY.inChannels * height * width, seed, 1));
   const contextOf = (batch: number, seed: number): T => tensor([batch, seq, TINY.crossAttentionDim], uniform(batch * seq * TINY.crossAttentionDim, seed, 1));

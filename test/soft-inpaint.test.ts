@@ -3,6 +3,7 @@
  * latents (the picture is the VAE's own round trip, and paste-back gives the original byte for byte), an all-1 mask
  * gives the pixels of a run without soft_mask, and a ramp changes the picture more where the mask is higher.
  */
+import { plainRecipe } from "../server/models/checkpoint/model-recipe.ts";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -201,7 +202,7 @@ describe("Inpaint node's soft_mask", () => {
         image: [image], mask: ramp, prompt: { positive: "a cat", negative: "" },
         scheduler: { name: "DDIM", steps: 6, guidance: 7.5, strength: 1, seed: 5n },
         // What a linked Load Checkpoint hands on: the model folder.
-        backend: "local", model: { dir: models.fp32 }, samples: 1, width: SIZE, height: SIZE,
+        backend: "local", model: plainRecipe(models.fp32), samples: 1, width: SIZE, height: SIZE,
         paste_back: true, mask_blur: 0, masked_content: "original", soft_mask: true,
       },
       ctx,

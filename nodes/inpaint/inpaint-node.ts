@@ -9,6 +9,7 @@ import { toSharp } from "../image/sharp-conversions.ts";
 import { defineNode, type InputProblem, type InputSpecs, type InputsOf, type NodeContext } from "../node-definition.ts";
 import type { Mask, ModelRef, RgbImage } from "../socket-types.ts";
 import { resolveModelName } from "../../server/models/model-names.ts";
+import { plainRecipe } from "../../server/models/checkpoint/model-recipe.ts";
 import { resolveModelsDir } from "../../server/models/models-folder.ts";
 import { seedForJson } from "../sampling/seed-for-json.ts";
 import { pasteBack } from "./paste-back.ts";
@@ -141,10 +142,10 @@ type Painter = (inputs: InpaintInputs, ctx: NodeContext, source: RgbImage, place
  * A linked MODEL's source, or (workflows from before the MODEL socket) a text naming a model in the models
  * folder; nothing: the server's model.
  */
-async function localModelOf(model: ModelRef | string | undefined, modelsDir: string | undefined): Promise<string | undefined> {
+async function localModelOf(model: ModelRef | string | undefined, modelsDir: string | undefined): Promise<ModelRef | undefined> {
   if (model === undefined || model === "") return undefined;
-  if (typeof model !== "string") return model.dir;
-  return resolveModelName(modelsDir ?? resolveModelsDir(undefined), model, "model");
+  if (typeof model !== "string") return model;
+  return plainRecipe(await resolveModelName(modelsDir ?? resolveModelsDir(undefined), model, "model"));
 }
 
 const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
@@ -170,7 +171,7 @@ const paintLocally: Painter = async (inputs, ctx, source, { index, count }) => {
       vaeTiling: inputs.vae_tiling as VaeTiling,
     },
     {
-      modelDir: await localModelOf(inputs.model, engine.modelsDir),
+      model: await localModelOf(inputs.model, engine.modelsDir),
       signal: ctx.signal,
       // The first use of a model loads it (seconds for real weights): show its four sessions coming in, then the warm-up.
       onLoad: (loaded, total, part) => ctx.progress({ value: loaded, max: total, label: part === WARM_UP_PHASE || isConversionPhase(part) || isBuildPhase(part) ? part : "loading model" }),

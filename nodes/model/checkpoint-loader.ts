@@ -2,6 +2,7 @@ import { isBuildPhase } from "../../server/models/checkpoint/built-model-cache.t
 import { resolveModelsDir } from "../../server/models/models-folder.ts";
 import { CHECKPOINTS_FOLDER, resolveModelName } from "../../server/models/model-names.ts";
 import { defineNode } from "../node-definition.ts";
+import { plainRecipe } from "../../server/models/checkpoint/model-recipe.ts";
 
 /**
  * ComfyUI's CheckpointLoaderSimple for Maskflow: names a model by what the user dropped into the models folder
@@ -39,6 +40,6 @@ export const CheckpointLoaderNode = defineNode({
         ctx.progress({ value: done, max: total, label: isBuildPhase(phase) ? phase : "preparing model" }),
       );
     }
-    return { model: { dir: source } };
+    return { model: plainRecipe(source) };
   },
 });

@@ -11,7 +11,7 @@ const commands: Record<string, { run: () => Promise<Command>; summary: string }>
   serve: {
     run: async () => serveCommand,
     summary:
-      "serve [--host 127.0.0.1] [--port 8188] [--data DIR] [--model DIR|CHECKPOINT] [--device cpu|cuda] [--max-queue N]\n" +
+      "serve [--host 127.0.0.1] [--port 8188] [--data DIR] [--model DIR|CHECKPOINT] [--lora FILE[:SM[:SC]] ...] [--device cpu|cuda] [--max-queue N]\n" +
       "                 [--max-queue-per-client N] [--redis URL] [--allow-remote-without-key]   start the editor, API and WebSocket",
   },
   run: {

@@ -7,23 +7,38 @@ import { planHelperPull } from "../models/helper-model-pull.ts";
 import { HubClient } from "../models/hub-client.ts";
 import { describeModelSource, formatBytes, listModels, verifyModel } from "../models/inspect-models.ts";
 import { isSafeModelName, modelNameFromRepo, resolveModelsDir } from "../models/models-folder.ts";
-import { type PullEvent, pullModel } from "../models/pull-model.ts";
+import { checkpointDownloadDir, pullCheckpoint } from "../models/pull-checkpoint.ts";
+import { type PullEvent, planPull, pullModel } from "../models/pull-model.ts";
 import type { CliIo } from "./cli-io.ts";
+import type { LoraUse } from "../models/checkpoint/model-recipe.ts";
+import { parseLoraOption } from "./lora-option.ts";
+import { inpaintingMergeMultiplierProblem } from "../models/checkpoint/inpainting-merge.ts";
 import { BUILT_MODELS_FOLDER, buildCheckpoint, type BuildJobProgress, describeBuildProgress } from "../models/checkpoint/built-model-cache.ts";
 
 const USAGE = [
   "usage: maskflow models pull [REPO|HELPER] [--revision REV] [--name NAME] [--models DIR]",
-  "       maskflow models import FILE|DIR [--name NAME] [--models DIR]",
+  "       maskflow models import FILE|DIR [--name NAME] [--models DIR] [--lora FILE[:SM[:SC]] ...]",
+  "                                  [--inpainting-from INPAINTING --base BASE [--multiplier M]]",
   "       maskflow models list [--models DIR]",
   "       maskflow models verify [NAME|DIR] [--models DIR]",
   "",
+  "pull with no REPO fetches the SD 1.5 inpainting weights as published, a diffusers folder:",
+  `  ${DEFAULT_MODEL_REPO} at commit ${DEFAULT_MODEL_REVISION},`,
+  "  the fp16 safetensors of the UNet, VAE and text encoder where published (else fp32), their configs, the tokenizer",
+  "  and the scheduler config (no safety checker, no .bin or .ckpt), each verified against the size and sha256 the hub",
+  "  lists at that commit, into DIR/.downloads/sd15-inpainting; then BUILDS Maskflow's ONNX graphs from them into",
+  "  DIR/sd15-inpainting, where the engine looks. A pull run again verifies the downloads, fetches nothing and finds",
+  "  the build made. A REPO that is a diffusers checkpoint folder (unet/*.safetensors, no unet/model.onnx) is pulled",
+  "  and built the same way into DIR/.downloads/NAME and DIR/NAME; a REPO that is an ONNX export is downloaded as it",
+  "  is into DIR/NAME (NAME defaults to the repository's name; REV to main).",
+  `HELPER is a helper model Maskflow knows, pulled into DIR/HELPER with its checksums checked: ${HELPER_MODELS.map((m) => `${m.name} (${m.repo})`).join(", ")}.`,
   "import builds Maskflow's ONNX graphs from an SD 1.x checkpoint (a .safetensors or .ckpt single file, or a",
-  "diffusers folder) into DIR/NAME, in TypeScript, with no Python; NAME defaults to the file's name.",
+  "diffusers folder) into DIR/NAME, in TypeScript, with no Python; NAME defaults to the file's name. --lora merges",
+  "LoRAs into the weights (strengths on the UNet and the text encoder, −4 to 4, default 1). --inpainting-from and",
+  "--base make an inpainting model of a plain checkpoint: INPAINTING + (FILE − BASE) × M (\"add difference\").",
   "list judges each folder by its files and sizes; verify also opens its sessions and re-hashes a pulled model.",
   "",
-  `REPO defaults to ${DEFAULT_MODEL_REPO} (revision ${DEFAULT_MODEL_REVISION}). DIR defaults to $MASKFLOW_MODELS_DIR or ./models.`,
-  `HELPER is a helper model Maskflow knows, pulled into DIR/HELPER with its checksums checked: ${HELPER_MODELS.map((m) => `${m.name} (${m.repo})`).join(", ")}.`,
-  "HF_ENDPOINT and HF_TOKEN are honoured as in huggingface_hub.",
+  "DIR defaults to $MASKFLOW_MODELS_DIR or ./models. HF_ENDPOINT and HF_TOKEN are honoured as in huggingface_hub.",
 ].join("\n");
 
 /** What the command reads from its surroundings; tests pass their own instead of touching process.env. */
@@ -82,31 +97,77 @@ async function pull(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: stri
   const abort = new AbortController();
   const onSigint = () => abort.abort(new Error("interrupted"));
   process.once("SIGINT", onSigint);
+  const build = createBuildProgress(io);
+  let building = false;
   try {
-    const plan = helper ? await planHelperPull(client, helper, revision) : undefined;
-    const result = await pullModel({ client, repo, revision, modelDir, plan, onEvent: progress.onEvent, signal: abort.signal });
-    progress.stop();
-    const total = result.files.reduce((sum, file) => sum + file.size, 0);
-    io.stdout.write(
-      `${modelDir}: ${result.files.length} files, ${formatBytes(total)} (${formatBytes(result.downloadedBytes)} downloaded)` +
-        `${result.commit ? `, commit ${result.commit}` : ""}\n`,
-    );
+    const plan = helper ? await planHelperPull(client, helper, revision) : await planPull(client, repo, revision);
+    if (!plan.build) {
+      const result = await pullModel({ client, repo, revision, modelDir, plan, onEvent: progress.onEvent, signal: abort.signal });
+      progress.stop();
+      io.stdout.write(`${modelDir}: ${describePulledFiles(result)}\n`);
+      return 0;
+    }
+    const downloadDir = checkpointDownloadDir(modelDir);
+    io.stderr.write(`a diffusers checkpoint: its files go to ${downloadDir}, then Maskflow's ONNX graphs are built from them into ${modelDir}\n`);
+    let buildStartedAt = 0;
+    const result = await pullCheckpoint({
+      client,
+      repo,
+      revision,
+      modelDir,
+      plan,
+      onEvent: progress.onEvent,
+      signal: abort.signal,
+      onBuildStart: () => {
+        progress.stop();
+        building = true;
+        buildStartedAt = Date.now();
+        io.stderr.write(`downloads verified; building Maskflow's ONNX graphs from ${downloadDir}\n`);
+      },
+      onBuildProgress: build.update,
+    });
+    build.stop();
+    io.stdout.write(`${downloadDir}: ${describePulledFiles(result.pull)}\n`);
+    if (!result.build.built) {
+      io.stdout.write(`${modelDir}: already built from these files (key ${result.build.key})\n`);
+    } else {
+      const summary = result.build.summary;
+      const kind = summary ? `: ${summary.inpainting ? "inpainting (9-channel UNet)" : "plain (4-channel UNet, run as legacy inpainting)"}, ${summary.floatTypes.join("+")} weights → fp32 graphs` : "";
+      io.stdout.write(`${modelDir}: built in ${((Date.now() - buildStartedAt) / 1000).toFixed(1)} s${kind}\n`);
+    }
     return 0;
   } catch (error) {
     progress.stop();
+    build.stop();
     const message = error instanceof Error ? error.message : String(error);
-    io.stderr.write(`maskflow models pull: ${abort.signal.aborted ? "interrupted; re-run to resume" : message}\n`);
+    const interrupted = building
+      ? "interrupted while building: nothing half-built was kept, the downloads are; re-run to build"
+      : "interrupted; re-run to resume";
+    io.stderr.write(`maskflow models pull: ${abort.signal.aborted ? interrupted : building ? `the build failed: ${message}` : message}\n`);
     return abort.signal.aborted ? 130 : 1;
   } finally {
     process.off("SIGINT", onSigint);
   }
 }
 
+/** "12 files, 2.13 GB (2.13 GB downloaded), commit …" */
+function describePulledFiles(result: { files: ReadonlyArray<{ size: number }>; downloadedBytes: number; commit: string | null }): string {
+  const total = result.files.reduce((sum, file) => sum + file.size, 0);
+  return `${result.files.length} files, ${formatBytes(total)} (${formatBytes(result.downloadedBytes)} downloaded)${result.commit ? `, commit ${result.commit}` : ""}`;
+}
+
 async function importCheckpoint(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: string): Promise<number> {
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
-    options: { name: { type: "string" }, models: { type: "string" } },
+    options: {
+      name: { type: "string" },
+      models: { type: "string" },
+      lora: { type: "string", multiple: true, default: [] },
+      "inpainting-from": { type: "string" },
+      base: { type: "string" },
+      multiplier: { type: "string" },
+    },
   });
   if (positionals.length !== 1) {
     io.stderr.write(USAGE + "\n");
@@ -118,6 +179,25 @@ async function importCheckpoint(args: string[], io: CliIo, env: NodeJS.ProcessEn
     io.stderr.write(`maskflow models import: invalid --name "${name}" (letters, digits, . _ - only)\n`);
     return 2;
   }
+  const inpaintingFrom = values["inpainting-from"];
+  if ((inpaintingFrom === undefined) !== (values.base === undefined) || (values.multiplier !== undefined && inpaintingFrom === undefined)) {
+    io.stderr.write("maskflow models import: --inpainting-from INPAINTING and --base BASE go together (with --multiplier M, default 1)\n");
+    return 2;
+  }
+  const multiplier = values.multiplier === undefined ? 1 : Number(values.multiplier);
+  const multiplierProblem = values.multiplier !== undefined && values.multiplier.trim() === "" ? "the merge multiplier must be a number" : inpaintingMergeMultiplierProblem(multiplier);
+  if (multiplierProblem) {
+    io.stderr.write(`maskflow models import: --multiplier: ${multiplierProblem}\n`);
+    return 2;
+  }
+  let loras: LoraUse[];
+  try {
+    loras = await Promise.all((values.lora ?? []).map((value) => parseLoraOption(value, cwd)));
+  } catch (error) {
+    io.stderr.write(`maskflow models import: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const merge = inpaintingFrom && values.base ? { inpainting: path.resolve(cwd, inpaintingFrom), base: path.resolve(cwd, values.base), multiplier } : undefined;
   const modelsDir = resolveModelsDir(values.models, env, cwd);
   const target = path.join(modelsDir, name);
   io.stderr.write(`importing ${source} into ${target}\n`);
@@ -128,7 +208,7 @@ async function importCheckpoint(args: string[], io: CliIo, env: NodeJS.ProcessEn
   const started = Date.now();
   try {
     const result = await buildCheckpoint(
-      { source, cacheRoot: path.join(modelsDir, BUILT_MODELS_FOLDER), target },
+      { source, cacheRoot: path.join(modelsDir, BUILT_MODELS_FOLDER), target, loras, merge },
       { onProgress: progress.update, signal: abort.signal },
     );
     progress.stop();
@@ -195,7 +275,7 @@ async function list(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: stri
   }
   const width = Math.max(...models.map((m) => m.name.length));
   for (const model of models) {
-    const source = describeModelSource(model.kind, model.repo ? { repo: model.repo, revision: model.revision ?? "", commit: model.commit ?? null } : undefined);
+    const source = describeModelSource(model.kind, model.repo ? { repo: model.repo, revision: model.revision ?? "", commit: model.commit ?? null } : undefined, model.builtFrom);
     const judged = model.problems.length
       ? `${model.problems.length} problem(s)`
       : model.kind === "pulled"
@@ -225,14 +305,14 @@ async function verify(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: st
   let failed = false;
   for (const modelDir of targets) {
     const result = await verifyModel(modelDir);
-    const source = describeModelSource(result.kind, result.manifest);
+    const source = describeModelSource(result.kind, result.manifest, result.builtFrom);
     if (result.problems.length) {
       failed = true;
       const notOpened = result.sessionsOpened ? "" : "; sessions not opened until the files are fixed";
       io.stderr.write(`${modelDir}: ${result.problems.length} problem(s) (${source}${notOpened})\n`);
       for (const problem of result.problems) io.stderr.write(`  - ${problem.path}: ${problem.detail}\n`);
     } else {
-      const checksums = result.manifest ? `checksums ok (${result.checkedFiles} files), ` : "";
+      const checksums = result.checkedFiles ? `checksums ok (${result.checkedFiles} files), ` : "";
       io.stdout.write(`${modelDir}: ok: ${source}: ${checksums}layout ok, sessions open\n`);
     }
   }

@@ -13,6 +13,8 @@ import { SettingsStore, segmindKeyFrom } from "../storage/settings-store.ts";
 import { validateWorkflow } from "../workflow/validate-workflow.ts";
 import { formatProblem } from "../workflow/workflow-problem.ts";
 import { cliDataFolders } from "./cli-data-folders.ts";
+import type { LoraUse } from "../models/checkpoint/model-recipe.ts";
+import { parseLoraOption } from "./lora-option.ts";
 import type { CliIo } from "./cli-io.ts";
 import { readWorkflowFile } from "./read-workflow-file.ts";
 import { runBatch } from "./run-batch.ts";
@@ -20,7 +22,7 @@ import { applyOverrides } from "./set-overrides.ts";
 import { describeSplitSetting, sortPositionals } from "./stray-set-words.ts";
 
 const USAGE =
-  "usage: maskflow run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--batch NODE.INPUT=FOLDER ...] [--out DIR] [--data DIR] [--model DIR|CHECKPOINT] [--device cpu|cuda] [--json]";
+  "usage: maskflow run WORKFLOW.json [--set NODE.INPUT=VALUE ...] [--batch NODE.INPUT=FOLDER ...] [--out DIR] [--data DIR] [--model DIR|CHECKPOINT] [--lora FILE[:SM[:SC]] ...] [--device cpu|cuda] [--json]";
 
 export async function runCommand(args: string[], io: CliIo): Promise<number> {
   const { values, tokens } = parseArgs({
@@ -33,6 +35,7 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
       out: { type: "string" },
       data: { type: "string" },
       model: { type: "string" },
+      lora: { type: "string", multiple: true, default: [] },
       device: { type: "string" },
       json: { type: "boolean" },
     },
@@ -64,6 +67,13 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
   // Nothing is created up front: output/ and the temp folder appear with their first file.
   const folders = cliDataFolders({ workflowFile: name, data: dataRoot, out, temp: runTemp });
   const registry = createBuiltinRegistry();
+  let loras: LoraUse[];
+  try {
+    loras = await Promise.all((values.lora ?? []).map((value) => parseLoraOption(value)));
+  } catch (error) {
+    io.stderr.write(`maskflow run: ${(error as Error).message}\n`);
+    return 2;
+  }
 
   if (values.batch?.length) {
     const abort = new AbortController();
@@ -80,7 +90,7 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
         registry,
         signal: abort.signal,
         createEngines: async () =>
-          createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(await new SettingsStore(folders.settingsFile).load()) } }),
+          createEngines({ modelDir: values.model, loras, device: values.device, segmind: { apiKey: segmindKeyFrom(await new SettingsStore(folders.settingsFile).load()) } }),
       });
     } finally {
       process.off("SIGINT", onSigint);
@@ -99,7 +109,7 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
   const valid = validation.workflow;
 
   const settings = await new SettingsStore(folders.settingsFile).load();
-  const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
+  const engines = await createEngines({ modelDir: values.model, loras, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
   const executor = new Executor({ registry, storage: folders, engines: engines.nodeEngines });
   const abort = new AbortController();
   const onSigint = () => abort.abort(new JobInterruptedError());

@@ -8,6 +8,8 @@ import { parseApiKeys } from "../http/api-keys.ts";
 import { normalizeAllowedHost, parseAllowedHosts } from "../http/origin-guard.ts";
 import { startServer } from "../maskflow-server.ts";
 import { describeListenError } from "./listen-error.ts";
+import type { LoraUse } from "../models/checkpoint/model-recipe.ts";
+import { parseLoraOption } from "./lora-option.ts";
 import type { CliIo } from "./cli-io.ts";
 
 export async function serveCommand(args: string[], io: CliIo): Promise<number> {
@@ -18,6 +20,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       port: { type: "string", default: process.env.MASKFLOW_PORT ?? "8188" },
       data: { type: "string", default: process.env.MASKFLOW_DATA_DIR ?? "data" },
       model: { type: "string" },
+      lora: { type: "string", multiple: true, default: [] },
       device: { type: "string" },
       "max-queue": { type: "string", default: "100" },
       "allow-remote-without-key": { type: "boolean", default: false },
@@ -60,8 +63,15 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       return 2;
     }
   }
+  let loras: LoraUse[];
+  try {
+    loras = await Promise.all((values.lora ?? []).map((value) => parseLoraOption(value)));
+  } catch (error) {
+    io.stderr.write(`maskflow serve: ${(error as Error).message}\n`);
+    return 2;
+  }
   const settings = await new SettingsStore(path.join(path.resolve(values.data), "settings.json")).load();
-  const engines = await createEngines({ modelDir: values.model, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
+  const engines = await createEngines({ modelDir: values.model, loras, device: values.device, segmind: { apiKey: segmindKeyFrom(settings) } });
   // The editor's Download model button runs the same pull as `maskflow models pull`, into the folder the engine reads.
   const modelsDir = resolveModelsDir(undefined);
   const modelPulls = new ModelPullService({ env: process.env, modelsDir, engine: engines.local });

@@ -4,12 +4,15 @@ import { HELPER_MODELS } from "../models/helper-model-catalog.ts";
 import { helperModelPresent } from "../models/helper-model-layout.ts";
 import { LearnedFillEngine } from "./fill/learned-fill-engine.ts";
 import { OnnxEngine } from "./onnx/onnx-engine.ts";
+import type { LoraUse } from "../models/checkpoint/model-recipe.ts";
 import { SegmentEngine } from "./segment/segment-engine.ts";
 import { parseDevice } from "./onnx/onnx-engine.ts";
 import { SegmindClient, type SegmindClientOptions } from "./segmind/segmind-client.ts";
 
 export interface EngineOptions {
   readonly modelDir?: string;
+  /** LoRAs on the server's own model (`--lora`). */
+  readonly loras?: readonly LoraUse[];
   readonly device?: string;
   /** Where helper models are (models/mobile-sam, models/lama); $MASKFLOW_MODELS_DIR or ./models by default. */
   readonly modelsDir?: string;
@@ -36,6 +39,7 @@ export async function createEngines(options: EngineOptions = {}): Promise<Engine
   const local = new OnnxEngine({
     defaultModelDir: options.modelDir,
     modelsDir: options.modelsDir,
+    defaultLoras: options.loras,
     device: options.device === undefined ? undefined : parseDevice(options.device),
   });
   const segmind = new SegmindClient(options.segmind);

@@ -9,41 +9,57 @@ import { sha256OfFile } from "./file-digest.ts";
 import { helperModelFor } from "./helper-model-catalog.ts";
 import { checkHelperModelLayout, checkHelperModelSessions } from "./helper-model-layout.ts";
 import { checkModelLayout, type FolderProblem, partialDownloads } from "./model-layout.ts";
+import { readBuildStamp } from "./checkpoint/build-stamp.ts";
 import { MANIFEST_NAME, type ManifestFile, type ModelManifest, readManifest } from "./model-manifest.ts";
 import { checkModelSessions } from "./model-sessions.ts";
 
 export { formatBytes } from "./format-bytes.ts";
 
 /**
- * pulled: `models pull` finished and wrote its manifest. exported: no manifest and no partial download (an
+ * pulled: `models pull` finished and wrote its manifest. built: Maskflow's graphs built from a checkpoint (a
+ * build stamp: `models pull` of a checkpoint, `models import`); its provenance is the pull manifest of the
+ * checkpoint it was built from, when that was pulled. exported: no manifest and no partial download (an
  * optimum-cli export, a copied folder). unfinished-pull: no manifest yet, partial downloads present.
  * bad-manifest: a manifest that cannot be read.
  */
-export type ModelKind = "pulled" | "exported" | "unfinished-pull" | "bad-manifest";
+export type ModelKind = "pulled" | "built" | "exported" | "unfinished-pull" | "bad-manifest";
 
 interface ModelSource {
   readonly kind: ModelKind;
+  /** The folder's own pull manifest: the files in it that were downloaded and verified. */
   readonly manifest: ModelManifest | undefined;
+  /** Where the model came from: its own manifest, or for a built folder the pull manifest of its checkpoint. */
+  readonly provenance: ModelManifest | undefined;
+  /** A built folder's checkpoint (file or folder). */
+  readonly builtFrom: string | undefined;
   readonly problems: FolderProblem[];
 }
 
 async function readSource(modelDir: string): Promise<ModelSource> {
   try {
     const manifest = await readManifest(modelDir);
-    if (manifest) return { kind: "pulled", manifest, problems: [] };
+    if (manifest) return { kind: "pulled", manifest, provenance: manifest, builtFrom: undefined, problems: [] };
   } catch (error) {
     const detail = `not a Maskflow pull manifest (${error instanceof Error ? error.message : String(error)}); re-run \`maskflow models pull\`, or delete it to judge the folder as an export`;
-    return { kind: "bad-manifest", manifest: undefined, problems: [{ path: MANIFEST_NAME, detail }] };
+    return { kind: "bad-manifest", manifest: undefined, provenance: undefined, builtFrom: undefined, problems: [{ path: MANIFEST_NAME, detail }] };
+  }
+  const stamp = await readBuildStamp(modelDir);
+  if (stamp) {
+    const provenance = typeof stamp.source === "string" ? await readManifest(stamp.source).catch(() => undefined) : undefined;
+    return { kind: "built", manifest: undefined, provenance, builtFrom: stamp.source, problems: [] };
   }
   const unfinished = (await partialDownloads(modelDir)).length > 0;
-  return { kind: unfinished ? "unfinished-pull" : "exported", manifest: undefined, problems: [] };
+  return { kind: unfinished ? "unfinished-pull" : "exported", manifest: undefined, provenance: undefined, builtFrom: undefined, problems: [] };
 }
 
-/** "pulled from ORG/REPO@rev (commit …)", "exported folder (no pull manifest)", … */
-export function describeModelSource(kind: ModelKind, manifest: Pick<ModelManifest, "repo" | "revision" | "commit"> | undefined): string {
+/** "pulled from ORG/REPO@rev (commit …)", "built from ORG/REPO@rev (commit …)", "exported folder (no pull manifest)", … */
+export function describeModelSource(kind: ModelKind, manifest: Pick<ModelManifest, "repo" | "revision" | "commit"> | undefined, builtFrom?: string): string {
+  const origin = `${manifest?.repo}@${manifest?.revision}${manifest?.commit && manifest.commit !== manifest.revision ? ` (commit ${manifest.commit.slice(0, 12)})` : ""}`;
   switch (kind) {
     case "pulled":
-      return `pulled from ${manifest?.repo}@${manifest?.revision}${manifest?.commit ? ` (commit ${manifest.commit.slice(0, 12)})` : ""}`;
+      return `pulled from ${origin}`;
+    case "built":
+      return manifest ? `built from ${origin}, checkpoint kept in ${builtFrom}` : `built from the checkpoint ${builtFrom ?? "(unknown)"}`;
     case "exported":
       return "exported folder (no pull manifest)";
     case "unfinished-pull":
@@ -56,7 +72,9 @@ export function describeModelSource(kind: ModelKind, manifest: Pick<ModelManifes
 export interface ModelVerification {
   readonly modelDir: string;
   readonly kind: ModelKind;
+  /** The folder's own pull manifest (its files are re-hashed), or for a built folder its checkpoint's (provenance only). */
   readonly manifest: ModelManifest | undefined;
+  readonly builtFrom?: string;
   /** Files re-hashed against the manifest (0 without one). */
   readonly checkedFiles: number;
   /** Whether the sessions were opened: not while files they need are missing or malformed. */
@@ -81,7 +99,7 @@ export async function verifyModel(modelDir: string): Promise<ModelVerification> 
   // A partial download does not stop the finished files from loading; a missing or malformed one does.
   const sessionsOpened = layout.every((problem) => problem.path.endsWith(".part"));
   if (sessionsOpened) problems.push(...(helper ? await checkHelperModelSessions(modelDir, helper) : await checkModelSessions(modelDir)));
-  return { modelDir, kind: source.kind, manifest: source.manifest, checkedFiles: source.manifest?.files.length ?? 0, sessionsOpened, problems };
+  return { modelDir, kind: source.kind, manifest: source.provenance, builtFrom: source.builtFrom, checkedFiles: source.manifest?.files.length ?? 0, sessionsOpened, problems };
 }
 
 async function checksumProblem(modelDir: string, file: ManifestFile): Promise<FolderProblem | undefined> {
@@ -107,9 +125,12 @@ export interface ModelListing {
   readonly bytes: number;
   /** The helper model (mobile-sam, lama) the folder holds; absent for a Stable Diffusion export. */
   readonly helper?: string;
+  /** Where it was pulled from; for a built folder, where its checkpoint was pulled from (absent when not pulled). */
   readonly repo?: string;
   readonly revision?: string;
   readonly commit?: string | null;
+  /** A built folder's checkpoint (file or folder). */
+  readonly builtFrom?: string;
   readonly problems: readonly FolderProblem[];
 }
 
@@ -147,9 +168,10 @@ export async function listModel(modelDir: string): Promise<ModelListing> {
     status: problems.length ? "incomplete" : "complete",
     bytes: await folderSize(modelDir),
     helper: helper?.name,
-    repo: source.manifest?.repo,
-    revision: source.manifest?.revision,
-    commit: source.manifest?.commit,
+    repo: source.provenance?.repo,
+    revision: source.provenance?.revision,
+    commit: source.provenance?.commit,
+    builtFrom: source.builtFrom,
     problems,
   };
 }

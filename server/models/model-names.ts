@@ -9,9 +9,11 @@ import path from "node:path";
 import { isSafeModelName } from "./models-folder.ts";
 
 export const CHECKPOINTS_FOLDER = "checkpoints";
+export const LORAS_FOLDER = "loras";
 const CHECKPOINT_FILE = /\.(safetensors|ckpt)$/i;
 /** Folders of the models folder that are not SD models: helper models and Maskflow's own caches. */
-const NOT_SD_MODELS = new Set(["mobile-sam", "lama", "loras", CHECKPOINTS_FOLDER]);
+const NOT_SD_MODELS = new Set(["mobile-sam", "lama", "loras", "lcm-lora", CHECKPOINTS_FOLDER]);
+const LORA_FILE = /\.safetensors$/i;
 
 export class ModelNameError extends Error {
   constructor(message: string) {
@@ -58,5 +60,27 @@ export async function resolveModelName(modelsDir: string, name: string, input = 
   throw new ModelNameError(
     `${input}: no model ${JSON.stringify(name)} in the models folder (checkpoint files go in its ${CHECKPOINTS_FOLDER}/ subfolder); ` +
       (installed.length ? `installed: ${installed.slice(0, 20).join(", ")}` : "none is installed: add a .safetensors file there or run `maskflow models import`"),
+  );
+}
+
+/** The LoRA files a LoraLoader may name: .safetensors files in the models folder's loras/ subfolder, sorted. */
+export async function listLoraChoices(modelsDir: string): Promise<string[]> {
+  const files = await readdir(path.join(modelsDir, LORAS_FOLDER), { withFileTypes: true }).catch(() => []);
+  return files.filter((entry) => entry.isFile() && LORA_FILE.test(entry.name) && isSafeModelName(entry.name)).map((entry) => entry.name).sort();
+}
+
+/** The file a LoRA name stands for, in the models folder's loras/; a ModelNameError that names no server path otherwise. */
+export async function resolveLoraName(modelsDir: string, name: string): Promise<string> {
+  if (!isSafeModelName(name) || name.length > 255 || !LORA_FILE.test(name)) {
+    throw new ModelNameError(
+      `lora: ${JSON.stringify(name.slice(0, 80))} is not a LoRA name: name a .safetensors file in the models folder's ${LORAS_FOLDER}/ subfolder (letters, digits, . _ -; no paths)`,
+    );
+  }
+  const file = path.join(modelsDir, LORAS_FOLDER, name);
+  if (await isFile(file)) return file;
+  const installed = await listLoraChoices(modelsDir);
+  throw new ModelNameError(
+    `lora: no LoRA ${JSON.stringify(name)} in the models folder's ${LORAS_FOLDER}/ subfolder; ` +
+      (installed.length ? `installed: ${installed.slice(0, 20).join(", ")}` : "none is installed: put a .safetensors LoRA there"),
   );
 }

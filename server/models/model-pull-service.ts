@@ -61,7 +61,7 @@ export interface ModelPullStatus {
   readonly builds: boolean;
   /** Where a checkpoint's files are downloaded to (null for an ONNX export, which is downloaded into modelDir). */
   readonly downloadDir: string | null;
-  /** The build's progress while state is "building" (null before, and for an ONNX export). */
+  /** The build's progress once state is "building" (kept after it ends; null before, and for an ONNX export). */
   readonly build: PullBuildProgress | null;
   /** The file being fetched (null before the first and after the last). */
   readonly file: string | null;
@@ -302,7 +302,8 @@ export class ModelPullService {
           ...common,
           onBuildStart: () => {
             const status = this.#status!;
-            this.#set({ ...status, state: "building", file: null, bytes: status.totalBytes, bytesPerSecond: 0, secondsLeft: null, build: null });
+            const build: PullBuildProgress = { phase: "reading", part: null, done: 0, total: 1, label: "starting the build" };
+            this.#set({ ...status, state: "building", file: null, bytes: status.totalBytes, bytesPerSecond: 0, secondsLeft: null, build });
           },
           onBuildProgress: (progress) => {
             const build: PullBuildProgress = {

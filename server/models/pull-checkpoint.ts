@@ -13,6 +13,7 @@ import { BUILT_MODELS_FOLDER, buildCheckpoint, type BuildJobProgress, type Build
 import { readBuildStamp } from "./checkpoint/build-stamp.ts";
 import { rememberContentHashes } from "./checkpoint/checkpoint-content-key.ts";
 import { CHECKPOINT_COMPONENTS } from "./checkpoint-pull-layout.ts";
+import { defaultStatfs, requireFreeSpace } from "./disk-space.ts";
 import { readManifest } from "./model-manifest.ts";
 import { bytesStillNeeded, type PullEvent, type PullModelOptions, type PullPlan, type PullResult, pullModel } from "./pull-model.ts";
 
@@ -97,13 +98,16 @@ export interface CheckpointPullResult {
 
 /**
  * Downloads a checkpoint's files (verified, resumable) into checkpointDownloadDir(modelDir), then builds them
- * into `modelDir`. Refuses before fetching anything when `modelDir` holds a model a build must not replace.
+ * into `modelDir`. Refuses before fetching anything when `modelDir` holds a model a build must not replace, or
+ * when the disk has no room for what is still to download plus the graphs the build writes.
  */
 export async function pullCheckpoint(options: PullCheckpointOptions): Promise<CheckpointPullResult> {
   const modelDir = path.resolve(options.modelDir);
   const downloadDir = checkpointDownloadDir(modelDir);
   const cacheRoot = builtCacheRoot(modelDir);
   await checkBuildTarget(modelDir);
+  const space = await checkpointSpaceNeeded(options.plan, modelDir);
+  await requireFreeSpace(modelDir, space.downloadBytes + space.buildBytes, options.statfs ?? defaultStatfs);
 
   const fetched: string[] = [];
   const onEvent = (event: PullEvent) => {

@@ -42,21 +42,23 @@ let dataDir = "";
 /**
  * A wider tiny model (still seeded noise, a few hundred kB) for the cancel test only: the fixture
  * runs 150 steps in about 0.3 s, too short to press Stop reliably; this one takes a few seconds.
+ * It is the model folder "slow-model" of the engine's models folder, for a Load Checkpoint to name.
  */
-let slowModelDir = "";
+let modelsDir = "";
+const SLOW_MODEL = "slow-model";
 const temporary: string[] = [];
 
 beforeAll(async () => {
   clientDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-client-"));
   dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-data-"));
-  slowModelDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-slow-model-"));
-  temporary.push(clientDir, dataDir, slowModelDir);
+  modelsDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-models-"));
+  temporary.push(clientDir, dataDir, modelsDir);
   const [models] = await Promise.all([
     ensureTinyModels(),
-    writeTinyModel(slowModelDir, { variant: "fp32", unetWidth: 96, unetDepth: 6, seed: 97 }),
+    writeTinyModel(path.join(modelsDir, SLOW_MODEL), { variant: "fp32", unetWidth: 96, unetDepth: 6, seed: 97 }),
     build({ root: "client", logLevel: "silent", build: { outDir: clientDir, emptyOutDir: true, sourcemap: false } }),
   ]);
-  engine = new OnnxEngine({ defaultModelDir: models.fp32, threads: 1 });
+  engine = new OnnxEngine({ defaultModelDir: models.fp32, modelsDir, threads: 1 });
   // No shippedWorkflowsDir: the server reads the real workflows/ folder, so "inpaint" is the shipped one.
   server = await startTestServer({ clientDir, dataDir, engines: { local: engine } });
   browser = await launchBrowser();
@@ -186,10 +188,22 @@ describe("the shipped default workflow in the browser, on the tiny model", () =>
     const { page, errors } = editor;
     await installPaintProbe(page);
     await enterWidgetValue(editor, SCHEDULER, "steps", "150");
-    await enterWidgetValue(editor, INPAINT, "model", slowModelDir);
+    // The slow model through a Load Checkpoint wired to Inpaint's model socket, chosen in its combo.
+    const loader = await page.evaluate((id) => {
+      const app = (window as any).maskflow;
+      const inpaint = app.nodeByDocumentId(id);
+      const node = app.addNode("CheckpointLoader", [inpaint.pos[0], inpaint.pos[1] + inpaint.size[1] + 60]);
+      node.connect(0, inpaint, inpaint.inputs.findIndex((input: { name: string }) => input.name === "model"));
+      return String(node.id);
+    }, INPAINT);
+    await redrawCanvas(page);
+    const [cx, cy] = await pointInWidget(page, loader, "checkpoint");
+    await page.mouse.click(cx, cy);
+    await page.locator(".litecontextmenu .litemenu-entry", { hasText: SLOW_MODEL }).click({ timeout: 10_000 });
     const doc = await page.evaluate(() => (window as any).maskflow.toDocument());
     expect(doc.nodes.find((n: { id: string }) => n.id === SCHEDULER).inputs.steps).toBe(150);
-    expect(doc.nodes.find((n: { id: string }) => n.id === INPAINT).inputs.model).toBe(slowModelDir);
+    expect(doc.nodes.find((n: { id: string }) => n.id === INPAINT).inputs.model).toEqual([loader, "model"]);
+    expect(doc.nodes.find((n: { id: string }) => n.id === loader).inputs).toEqual({ checkpoint: SLOW_MODEL });
 
     await page.click("#toggle-queue");
     await page.click("#queue-button");

@@ -1,8 +1,9 @@
 /**
  * The first thing a user does on a fresh install, in a real Chromium against a real server on 127.0.0.1 with no
- * model and the fake hub (posing as the default repository, serving the tiny fp32 model over a slow link): the
- * toolbar offers Download model with its size and folder, the panel shows the progress, survives a reload, the
- * warnings go when the pull ends, and Queue then runs the default graph on the model it pulled.
+ * model and the fake hub (posing as the default repository at its pinned commit, serving the tiny checkpoint's
+ * diffusers folder over a slow link): the toolbar offers Download model with what it fetches, its size and folder
+ * and that the model is built from it, the panel shows the download's progress, survives a reload, then the build's,
+ * the warnings go when the pull ends, and Queue then runs the default graph on the model it built.
  * Screenshots go to test-results/screenshots/download-*.png.
  */
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
@@ -13,9 +14,10 @@ import { build } from "vite";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createEngines, type Engines } from "../../server/engines/create-engines.ts";
-import { DEFAULT_MODEL_REPO } from "../../server/models/default-model.ts";
+import { DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION } from "../../server/models/default-model.ts";
 import { formatBytes } from "../../server/models/format-bytes.ts";
 import { ModelPullService } from "../../server/models/model-pull-service.ts";
+import { makeFakeCheckpointRepo } from "../helpers/fake-checkpoint-repo.ts";
 import { type FakeHub, startFakeHub } from "../helpers/fake-hub.ts";
 import { api, startTestServer, type TestServer } from "../helpers/test-server.ts";
 import { launchBrowser, openEditor } from "./editor-page.ts";
@@ -31,6 +33,7 @@ let engines: Engines;
 let pulls: ModelPullService;
 let browser: Browser;
 let modelDir = "";
+let downloadDir = "";
 const temporary: string[] = [];
 
 beforeAll(async () => {
@@ -39,9 +42,11 @@ beforeAll(async () => {
   const clientDir = path.join(root, "client");
   const modelsDir = path.join(root, "models");
   modelDir = path.join(modelsDir, "sd15-inpainting");
-  // About 4.7 MB at 1 MB/s: a few seconds of progress to watch.
+  downloadDir = path.join(modelsDir, ".downloads", "sd15-inpainting");
+  const { files } = await makeFakeCheckpointRepo();
+  // About 11 MB at 2 MB/s: a few seconds of progress to watch.
   [hub] = await Promise.all([
-    startFakeHub({ repo: DEFAULT_MODEL_REPO, behaviour: { bytesPerSecond: 1024 * 1024 } }),
+    startFakeHub({ files, repo: DEFAULT_MODEL_REPO, commit: DEFAULT_MODEL_REVISION, behaviour: { bytesPerSecond: 2 * 1024 * 1024 } }),
     build({ root: "client", logLevel: "silent", build: { outDir: clientDir, emptyOutDir: true, sourcemap: false } }),
   ]);
   // As `maskflow serve` on a fresh install: the engine looks in models/sd15-inpainting, which is not there.
@@ -94,13 +99,19 @@ describe("getting the model from the editor on a fresh install", () => {
     const warnings = await page.evaluate((id) => (window as any).maskflow.nodeView(id).warnings, INPAINT);
     expect(warnings[0]).toContain("click Download model in the toolbar");
 
-    // Name, size and folder, from the hub's listing, before anything is fetched.
+    // Name, pinned commit, size, what the files are, that they are built, and the folders, before anything is fetched.
     await download.click();
     const size = page.locator("#model-panel .mf-model-size");
     await size.waitFor({ timeout: 10_000 });
     const preview = (await api(server, "GET", "/api/models/pull/preview")).body;
-    expect(await size.textContent()).toBe(`${DEFAULT_MODEL_REPO} (main): ${formatBytes(preview.totalBytes)} in ${preview.fileCount} files`);
-    expect(await page.locator("#model-panel .mf-model-where").textContent()).toBe(`Into ${modelDir}`);
+    expect(preview.fileCount).toBe(12);
+    expect(await size.textContent()).toBe(`${DEFAULT_MODEL_REPO} (commit ${DEFAULT_MODEL_REVISION.slice(0, 12)}): ${formatBytes(preview.totalBytes)} in ${preview.fileCount} files`);
+    expect(await page.locator("#model-panel .mf-model-build").textContent()).toBe(
+      "The text_encoder, unet and vae weights (fp16 safetensors), with their configs, the tokenizer, the scheduler's config. " +
+        "Maskflow then builds its ONNX graphs from them, on this server.",
+    );
+    expect(await page.locator("#model-panel .mf-model-where").textContent()).toBe(`Into ${modelDir} (the downloaded files are kept in ${downloadDir})`);
+    expect(await page.locator("#model-panel .mf-model-body").textContent()).toContain(`${formatBytes(preview.totalBytes)} to fetch and about ${formatBytes(preview.buildBytes)} to build`);
     expect(hub.requests.every((r) => r.path.startsWith("/api/"))).toBe(true);
     await page.screenshot({ path: path.join(SCREENSHOTS, "download-01-offer.png") });
 
@@ -128,11 +139,12 @@ describe("getting the model from the editor on a fresh install", () => {
     await recordPullStatus(page);
     hub.behaviour.bytesPerSecond = undefined;
 
-    // The end: the panel says so, the warnings go, the model is listed and the engine has it.
+    // The end: the panel said it was building, and says the model is ready; the warnings go, the model is listed and the engine has it.
     await page.locator("#model-panel .mf-model-ok").waitFor({ timeout: 30_000 });
     expect(await page.locator("#model-panel .mf-model-ok").textContent()).toBe(
-      `Model ready: sd15-inpainting (${formatBytes(preview.totalBytes)}) in ${modelDir}. Queue runs on it now.`,
+      `Model ready: sd15-inpainting (${formatBytes(preview.totalBytes)} downloaded, built here) in ${modelDir}. Queue runs on it now.`,
     );
+    expect((await pullTexts(page)).some((text) => /^Building the model: (reading checkpoint|building (text_encoder|unet|vae_encoder|vae_decoder)) \d+ %$/.test(text))).toBe(true);
     await page.locator("#engine-warning").waitFor({ state: "hidden", timeout: 10_000 });
     await page.locator("#download-model").waitFor({ state: "hidden", timeout: 10_000 });
     expect(await page.evaluate((id) => (window as any).maskflow.nodeView(id).warnings, INPAINT)).toEqual([]);
@@ -140,10 +152,10 @@ describe("getting the model from the editor on a fresh install", () => {
     expect(percents.length).toBeGreaterThan(0);
     expect(percents).toEqual([...percents].sort((a, b) => a - b));
     const listed = (await api(server, "GET", "/api/models")).body;
-    expect(listed.models).toEqual([expect.objectContaining({ name: "sd15-inpainting", kind: "pulled", status: "complete" })]);
+    expect(listed.models).toEqual([expect.objectContaining({ name: "sd15-inpainting", kind: "built", status: "complete", repo: DEFAULT_MODEL_REPO, commit: DEFAULT_MODEL_REVISION })]);
     await page.screenshot({ path: path.join(SCREENSHOTS, "download-04-done.png") });
 
-    // Queue now runs the default graph on the miniature it pulled: a picture on Save Image.
+    // Queue now runs the default graph on the miniature it built: a picture on Save Image.
     await page.click('#model-panel [data-do="close"]');
     await page.click("#queue-button");
     const handle = await page.waitForFunction(

@@ -91,7 +91,7 @@ describe("workflow document ⇄ LiteGraph serialisation", () => {
 
 describe("a model named by text on Inpaint (workflows from before the MODEL socket)", () => {
   const byType = schemaMap(schemas);
-  const inpaintInputs = {
+  const inpaintInputs: WorkflowDocument["nodes"][number]["inputs"] = {
     image: ["1", "image"],
     mask: ["2", "mask"],
     prompt: ["3", "prompt"],
@@ -100,7 +100,7 @@ describe("a model named by text on Inpaint (workflows from before the MODEL sock
     samples: 1,
     width: 512,
     height: 512,
-  } as const;
+  };
   /** The shipped default graph's layout: the Inpaint has Prompt and Scheduler right beside it on its left. */
   const oldDocument = (model: string): WorkflowDocument => ({
     format: "maskflow-workflow",

@@ -102,13 +102,16 @@ export async function makeFakeRepoFiles(): Promise<FakeRepoFile[]> {
  * A Hugging Face hub stand-in on 127.0.0.1: /api/models/{repo}/revision/{rev}, the paged tree API and
  * /{repo}/resolve/{rev}/{path} (LFS files via a 302 to a CDN path, as the real hub does), with Range support.
  */
-export async function startFakeHub(options: { files?: FakeRepoFile[]; behaviour?: FakeHubBehaviour; repo?: string } = {}): Promise<FakeHub> {
+export async function startFakeHub(
+  options: { files?: FakeRepoFile[]; behaviour?: FakeHubBehaviour; repo?: string; commit?: string } = {},
+): Promise<FakeHub> {
   const files = options.files ?? (await makeFakeRepoFiles());
   const byPath = new Map(files.map((file) => [file.path, file]));
   const bySha = new Map(files.filter((f) => f.lfs).map((file) => [sha256(file.content), file]));
   const behaviour: FakeHubBehaviour = options.behaviour ?? {};
   const requests: FakeHubRequest[] = [];
-  const commit = createHash("sha1").update("fake commit").digest("hex");
+  // The commit "main" points at; a test of a pinned revision passes the commit it pins.
+  const commit = options.commit ?? createHash("sha1").update("fake commit").digest("hex");
   const revisions = new Set(["main", commit]);
   // Any repository id: a test of the default model serves the tiny model under the default's name.
   const repo = options.repo ?? FAKE_REPO;

@@ -7,7 +7,7 @@ export function recordingEngine(engine: LocalInpaintEngine) {
   const recorded: LocalInpaintEngine = {
     async inpaint(request, options) {
       const result: InpaintResult = await engine.inpaint(request, options);
-      calls.push({ request, modelDir: options.modelDir, unetSampleDims: result.unetSampleDims });
+      calls.push({ request, modelDir: options.model?.checkpoint ?? options.modelDir, unetSampleDims: result.unetSampleDims });
       return result;
     },
     // A Load Checkpoint resolves names in the engine's models folder and prepares the model through it.

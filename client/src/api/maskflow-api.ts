@@ -61,11 +61,16 @@ export interface SystemInfo {
 /** A model pull as the server reports it (GET /api/models, POST /api/models/pull and the `model_pull` event). */
 export interface ModelPullStatus {
   readonly id: string;
-  readonly state: "planning" | "downloading" | "done" | "failed" | "cancelled";
+  readonly state: "planning" | "downloading" | "building" | "done" | "failed" | "cancelled";
   readonly repo: string;
   readonly revision: string;
   readonly name: string;
   readonly modelDir: string;
+  /** The download is a checkpoint that is built into modelDir after it (the default model). */
+  readonly builds: boolean;
+  readonly downloadDir: string | null;
+  /** The build's progress while state is "building": "reading checkpoint 40 %", "building unet 12 %". */
+  readonly build: { readonly phase: "reading" | "building"; readonly part: string | null; readonly done: number; readonly total: number; readonly label: string } | null;
   readonly file: string | null;
   readonly filesDone: number;
   readonly fileCount: number;
@@ -82,11 +87,18 @@ export interface ModelPullStatus {
 export interface ModelPullPreview {
   readonly repo: string;
   readonly revision: string;
+  readonly commit: string | null;
   readonly name: string;
   readonly modelDir: string;
+  readonly files: readonly string[];
   readonly fileCount: number;
   readonly totalBytes: number;
   readonly neededBytes: number;
+  /** The files are a checkpoint, built into Maskflow's ONNX graphs in modelDir after the download. */
+  readonly builds: boolean;
+  readonly downloadDir: string | null;
+  /** Bytes the build is expected to write (0 when nothing is built, or built already). */
+  readonly buildBytes: number;
   readonly freeBytes: number;
 }
 
@@ -170,6 +182,8 @@ export const api = {
   models: () => request<{ modelsDir: string; defaultModelDir: string | null; models: InstalledModel[]; pull: ModelPullStatus | null }>("GET", "/api/models"),
   /** What a Load Checkpoint may name: checkpoint files, then model folders (names only). */
   checkpoints: () => request<{ checkpoints: string[] }>("GET", "/api/models/checkpoints"),
+  /** What a Load LoRA may name: the LoRA files of the models folder's loras/ (names only). */
+  loras: () => request<{ loras: string[] }>("GET", "/api/models/loras"),
   previewModelPull: () => request<ModelPullPreview>("GET", "/api/models/pull/preview"),
   startModelPull: () => request<{ pull: ModelPullStatus }>("POST", "/api/models/pull", {}),
   cancelModelPull: () => request<{ pull: ModelPullStatus }>("DELETE", "/api/models/pull"),

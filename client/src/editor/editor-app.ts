@@ -15,7 +15,7 @@ import { ModelPanel } from "../ui/model-panel.ts";
 import { BatchNotices } from "../ui/batch-notices.ts";
 import { QueuePanel } from "../ui/queue-panel.ts";
 import { engineShortfalls, helperModelShortfalls, NO_LOCAL_MODEL_TOOLBAR, NO_LOCAL_MODEL_TOOLBAR_WITH_DOWNLOAD } from "./engine-check.ts";
-import { CheckpointChoices } from "./checkpoint-choices.ts";
+import { ServerChoices } from "./server-choices.ts";
 import { ImageChoices } from "./image-choices.ts";
 import { openMaskPainterFor } from "./mask-wiring.ts";
 
@@ -30,7 +30,9 @@ export class EditorApp {
   readonly clientId: string;
   readonly images = new ImageChoices();
   /** What Load Checkpoint combos offer (GET /api/models/checkpoints). */
-  readonly checkpoints = new CheckpointChoices(async () => (await api.checkpoints()).checkpoints);
+  readonly checkpoints = new ServerChoices(async () => (await api.checkpoints()).checkpoints);
+  /** What Load LoRA combos offer (GET /api/models/loras). */
+  readonly loras = new ServerChoices(async () => (await api.loras()).loras);
   schemas: NodeSchema[] = [];
   byType: ReadonlyMap<string, NodeSchema> = new Map();
   workflowName = localStorage.getItem(NAME_KEY) ?? "";
@@ -67,7 +69,7 @@ export class EditorApp {
     });
     this.modelPanel = new ModelPanel(document.querySelector("#model-panel")!, {
       pulled: (status) => {
-        notify(`Model downloaded into ${status.modelDir}: Queue runs on it now`, "success", 6000);
+        notify(`Model ${status.builds ? "downloaded and built" : "downloaded"} into ${status.modelDir}: Queue runs on it now`, "success", 6000);
         void this.refreshSystem().then(() => this.checkEngines());
       },
     });
@@ -106,7 +108,7 @@ export class EditorApp {
     }).observe(this.canvasElement.parentElement!);
 
     this.schemas = await this.#nodeSchemasWhenServerIsUp();
-    await Promise.all([this.images.refresh(api.inputFiles), this.checkpoints.refresh()]);
+    await Promise.all([this.images.refresh(api.inputFiles), this.checkpoints.refresh(), this.loras.refresh()]);
     this.byType = schemaMap(this.schemas);
     registerSchemaNodes(this.schemas, this.#nodeActions());
     await this.refreshSystem();
@@ -123,6 +125,7 @@ export class EditorApp {
         if (state.connected) {
           void this.queuePanel.refresh();
           void this.checkpoints.refresh();
+          void this.loras.refresh();
           // A server restarted meanwhile may have got (or lost) its model; a pull may have ended while we were away.
           void this.refreshSystem()
             .then(() => this.refreshModelPull())
@@ -146,8 +149,8 @@ export class EditorApp {
       openMaskEditor: (node) => void openMaskPainterFor(this, node),
       openImage: (url) => openImageViewer(url),
       imageChoices: () => this.images.list(),
-      checkpointChoices: () => this.checkpoints.list(),
-      refreshCheckpointChoices: () => this.checkpoints.refresh(),
+      serverChoices: (kind) => (kind === "lora" ? this.loras : this.checkpoints).list(),
+      refreshServerChoices: (kind) => (kind === "lora" ? this.loras : this.checkpoints).refresh(),
       widgetChanged: () => this.checkEngines(),
     };
   }
@@ -489,7 +492,7 @@ export class EditorApp {
         return;
       case "model_pull":
         this.modelPanel.update(event.data);
-        if (event.data.state !== "downloading") this.checkEngines();
+        if (event.data.state !== "downloading" && event.data.state !== "building") this.checkEngines();
         return;
       case "execution_success": {
         this.#finishRunningNode();

@@ -10,7 +10,7 @@ import type { NodeSchema } from "../api/maskflow-api.ts";
 import { drawNodeView, imageAt, showInputImage, showMaskImage } from "./node-state.ts";
 import { canConnect, hasWidget, SOCKET_COLOURS } from "./socket-types.ts";
 import { addMultilineWidget } from "./multiline-widget.ts";
-import { choicesWithCurrent } from "../editor/checkpoint-choices.ts";
+import { choicesWithCurrent } from "../editor/server-choices.ts";
 
 /** What the node classes ask of the app (uploads, the mask painter, the image viewer). */
 export interface NodeActions {
@@ -19,13 +19,16 @@ export interface NodeActions {
   openImage(url: string): void;
   /** File names a LoadImage combo offers: uploads this browser knows of plus what graphs use. */
   imageChoices(): string[];
-  /** What a Load Checkpoint combo offers: the server's checkpoints and model folders, as last fetched. */
-  checkpointChoices(): string[];
-  /** Fetches that list again (a combo opening asks first, so a checkpoint added meanwhile is offered). */
-  refreshCheckpointChoices(): Promise<void>;
+  /** What a Load Checkpoint ("checkpoint") or Load LoRA ("lora") combo offers, as last fetched from the server. */
+  serverChoices(kind: ServerFileWidget): string[];
+  /** Fetches that list again (a combo opening asks first, so a file added meanwhile is offered). */
+  refreshServerChoices(kind: ServerFileWidget): Promise<void>;
   /** A widget's value changed through the canvas (what the server will be asked to do may have changed). */
   widgetChanged(node: LGraphNode, name: string): void;
 }
+
+/** Widgets whose values are names of files in the server's models folder. */
+export type ServerFileWidget = "checkpoint" | "lora";
 
 export const SEED_CONTROLS = ["fixed", "randomize", "increment", "decrement"] as const;
 export type SeedControl = (typeof SEED_CONTROLS)[number];
@@ -90,7 +93,7 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
       for (const addExtra of extras) addExtra();
       this.size = this.computeSize();
       // A checkpoint's file name is long ("v1-5-pruned-emaonly.safetensors"): room for it and for a build's progress label.
-      const hasCheckpointWidget = Object.values(schema.inputs).some((spec) => spec.widget === "checkpoint");
+      const hasCheckpointWidget = Object.values(schema.inputs).some((spec) => spec.widget === "checkpoint" || spec.widget === "lora");
       this.size[0] = Math.max(this.size[0], hasCheckpointWidget ? 340 : 260);
       this.setSize([this.size[0], this.size[1]]);
       // LiteGraph assigns onMouseDown per instance (for title buttons), so wrap it rather than override.
@@ -128,8 +131,8 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
       // A LoadMask's channel decides which mask its picture holds: its thumbnail follows.
       const onChange = schema.type === "LoadMask" ? () => showNodePicture(node) : keepValue;
       widget = node.addWidget("combo", name, String(value ?? spec.options?.[0] ?? ""), onChange, { values: [...(spec.options ?? [])] }) as IWidget;
-    } else if (kind === "checkpoint") {
-      widget = addCheckpointWidget(node, name, String(value ?? ""));
+    } else if (kind === "checkpoint" || kind === "lora") {
+      widget = addServerFileWidget(node, name, kind, String(value ?? ""));
     } else if (kind === "toggle") {
       widget = node.addWidget("toggle", name, Boolean(value), keepValue, { on: "true", off: "false" }) as IWidget;
     } else if (kind === "multiline") {
@@ -180,19 +183,19 @@ function createNodeClass(schema: NodeSchema, actions: NodeActions): typeof LGrap
   }
 
   /**
-   * A combo of the server's checkpoints (GET /api/models/checkpoints), in its order; a name it does not list (a
-   * workflow from elsewhere) stays in the list. Opening it asks the server again first. A new node starts on the
-   * first checkpoint, as ComfyUI's Load Checkpoint does.
+   * A combo of the server's checkpoints or LoRAs (GET /api/models/checkpoints, /loras), in its order; a name it does
+   * not list (a workflow from elsewhere) stays in the list. Opening it asks the server again first. A new node starts
+   * on the first one, as ComfyUI's loaders do.
    */
-  function addCheckpointWidget(node: LGraphNode, name: string, value: string): IWidget {
-    const combo = node.addWidget("combo", name, value || (actions.checkpointChoices()[0] ?? ""), keepValue, {
-      values: (() => choicesWithCurrent(actions.checkpointChoices(), String(combo.value ?? ""))) as unknown as string[],
+  function addServerFileWidget(node: LGraphNode, name: string, kind: ServerFileWidget, value: string): IWidget {
+    const combo = node.addWidget("combo", name, value || (actions.serverChoices(kind)[0] ?? ""), keepValue, {
+      values: (() => choicesWithCurrent(actions.serverChoices(kind), String(combo.value ?? ""))) as unknown as string[],
     }) as IWidget;
     const concrete = combo as unknown as { onClick(options: unknown): void };
     const openMenu = concrete.onClick.bind(combo);
     concrete.onClick = (options) => {
       const waited = new Promise((resolve) => setTimeout(resolve, CHECKPOINT_REFRESH_WAIT_MS));
-      void Promise.race([actions.refreshCheckpointChoices(), waited]).then(() => openMenu(options));
+      void Promise.race([actions.refreshServerChoices(kind), waited]).then(() => openMenu(options));
     };
     return combo;
   }

@@ -1,7 +1,8 @@
 /**
- * The model download panel: what Download model would fetch (name, size, folder, asked of the hub first),
- * then the pull's progress as the server reports it (bytes, speed, time left), cancel and resume, and what to
- * do when it fails. The server holds the pull, so a reloaded page shows it again where it is.
+ * The model download panel: what Download model would fetch (name, size, folder, asked of the hub first) and,
+ * for a checkpoint (the default model), that Maskflow builds its ONNX graphs from it after the download; then the
+ * pull's progress as the server reports it (bytes, speed, time left; then the build's phase and part), cancel and
+ * resume, and what to do when it fails. The server holds the pull, so a reloaded page shows it again where it is.
  */
 import { formatBytes } from "../../../server/models/format-bytes.ts";
 import { api, ApiError, type ModelPullPreview, type ModelPullStatus } from "../api/maskflow-api.ts";
@@ -11,7 +12,7 @@ export interface ModelPanelActions {
   pulled(status: ModelPullStatus): void;
 }
 
-const RUNNING = new Set<ModelPullStatus["state"]>(["planning", "downloading"]);
+const RUNNING = new Set<ModelPullStatus["state"]>(["planning", "downloading", "building"]);
 
 export class ModelPanel {
   #status: ModelPullStatus | null = null;
@@ -104,23 +105,37 @@ export class ModelPanel {
     if (status && RUNNING.has(status.state)) {
       line(`${status.repo} → ${status.modelDir}`, "mf-model-where");
       const bar = document.createElement("progress");
-      bar.max = Math.max(1, status.totalBytes);
-      bar.value = status.bytes;
+      const building = status.state === "building" && status.build;
+      bar.max = building ? Math.max(1, status.build!.total) : Math.max(1, status.totalBytes);
+      bar.value = building ? status.build!.done : status.bytes;
       body.append(bar);
       line(progressText(status), "mf-pull-status");
-      if (status.file) line(`${status.file} (file ${Math.min(status.filesDone + 1, status.fileCount)} of ${status.fileCount})`, "mf-model-file");
+      if (status.state === "building") line(`Downloaded and verified (${formatBytes(status.totalBytes)} in ${status.fileCount} files, kept in ${status.downloadDir}); Maskflow builds its ONNX graphs from them.`, "mf-model-file");
+      else if (status.file) line(`${status.file} (file ${Math.min(status.filesDone + 1, status.fileCount)} of ${status.fileCount})`, "mf-model-file");
+      else if (status.builds) line("Maskflow builds its ONNX graphs from these files once they are downloaded.", "mf-model-file");
       buttons.append(button("Cancel", "cancel"));
     } else if (status?.state === "done") {
-      line(`Model ready: ${status.name} (${formatBytes(status.totalBytes)}) in ${status.modelDir}. Queue runs on it now.`, "mf-pull-status mf-model-ok");
+      line(`Model ready: ${status.name} (${formatBytes(status.totalBytes)}${status.builds ? " downloaded, built here" : ""}) in ${status.modelDir}. Queue runs on it now.`, "mf-pull-status mf-model-ok");
     } else {
-      if (status?.state === "failed") line(`Download failed: ${status.error ?? "unknown error"}`, "mf-pull-status mf-model-error");
-      if (status?.state === "cancelled") line(`Cancelled at ${formatBytes(status.bytes)} of ${formatBytes(status.totalBytes)}: what was fetched is kept, Download resumes it.`, "mf-pull-status");
+      if (status?.state === "failed") line(`${status.errorCode === "build_failed" ? "Build" : "Download"} failed: ${status.error ?? "unknown error"}`, "mf-pull-status mf-model-error");
+      if (status?.state === "cancelled") {
+        line(
+          status.build
+            ? "Cancelled while building: nothing half-built was kept; the downloads are, and Download builds from them again."
+            : `Cancelled at ${formatBytes(status.bytes)} of ${formatBytes(status.totalBytes)}: what was fetched is kept, Download resumes it.`,
+          "mf-pull-status",
+        );
+      }
       const preview = this.#preview;
       if (preview) {
-        line(`${preview.repo} (${preview.revision}): ${formatBytes(preview.totalBytes)} in ${preview.fileCount} files`, "mf-model-size");
-        line(`Into ${preview.modelDir}`, "mf-model-where");
+        line(`${preview.repo} (${revisionText(preview)}): ${formatBytes(preview.totalBytes)} in ${preview.fileCount} files`, "mf-model-size");
+        if (preview.builds) {
+          line(`${describeCheckpointFiles(preview.files)}. Maskflow then builds its ONNX graphs from them, on this server.`, "mf-model-build");
+        }
+        line(`Into ${preview.modelDir}${preview.downloadDir ? ` (the downloaded files are kept in ${preview.downloadDir})` : ""}`, "mf-model-where");
         const already = preview.totalBytes - preview.neededBytes;
-        line(`${already > 0 ? `${formatBytes(already)} already here, ` : ""}${formatBytes(preview.neededBytes)} to fetch, ${formatBytes(preview.freeBytes)} free on that disk`);
+        const toBuild = preview.buildBytes > 0 ? ` and about ${formatBytes(preview.buildBytes)} to build` : "";
+        line(`${already > 0 ? `${formatBytes(already)} already here, ` : ""}${formatBytes(preview.neededBytes)} to fetch${toBuild}, ${formatBytes(preview.freeBytes)} free on that disk`);
       } else if (!this.#previewError) {
         line("Asking the model hub for the size…");
       }
@@ -134,12 +149,33 @@ export class ModelPanel {
 }
 
 function stage(status: ModelPullStatus): number {
-  return status.state === "planning" ? 0 : status.state === "downloading" ? 1 : 2;
+  return status.state === "planning" ? 0 : status.state === "downloading" ? 1 : status.state === "building" ? 2 : 3;
 }
 
-/** "1.20 MB of 3.51 MB (34%) · 2.10 MB/s · 2 s left" */
+/** "main", or "commit 8a4288a76071" for a pinned commit. */
+function revisionText(preview: ModelPullPreview): string {
+  return /^[0-9a-f]{40}$/.test(preview.revision) ? `commit ${preview.revision.slice(0, 12)}` : preview.revision;
+}
+
+/** "unet, vae and text_encoder weights (fp16 safetensors), with their configs, the tokenizer and the scheduler's config" */
+export function describeCheckpointFiles(files: readonly string[]): string {
+  const weights = files.filter((file) => file.endsWith(".safetensors"));
+  const parts = weights.map((file) => file.split("/")[0]);
+  const named = parts.length > 1 ? `${parts.slice(0, -1).join(", ")} and ${parts.at(-1)}` : parts.join("");
+  const fp16 = weights.filter((file) => file.endsWith(".fp16.safetensors")).length;
+  const precision = fp16 === weights.length ? "fp16" : fp16 === 0 ? "fp32" : "fp16 and fp32";
+  const extras = [
+    files.some((file) => file.endsWith("/config.json")) ? "their configs" : "",
+    files.some((file) => file.startsWith("tokenizer/")) ? "the tokenizer" : "",
+    files.includes("scheduler/scheduler_config.json") ? "the scheduler's config" : "",
+  ].filter(Boolean);
+  return `The ${named} weights (${precision} safetensors)${extras.length ? `, with ${extras.join(", ")}` : ""}`;
+}
+
+/** "1.20 MB of 3.51 MB (34%) · 2.10 MB/s · 2 s left"; while building, "Building the model: building unet 12 %" */
 export function progressText(status: ModelPullStatus): string {
   if (status.state === "planning") return "Checking the hub and what is already on disk…";
+  if (status.state === "building") return `Building the model: ${status.build?.label ?? "starting the build"}`;
   const percent = status.totalBytes ? Math.floor((status.bytes / status.totalBytes) * 100) : 0;
   const parts = [`${formatBytes(status.bytes)} of ${formatBytes(status.totalBytes)} (${percent}%)`];
   if (status.bytesPerSecond > 0) parts.push(`${formatBytes(status.bytesPerSecond)}/s`);

@@ -12,6 +12,8 @@ import { type GuidanceCalls, loadSdModel, MODEL_PARTS, type ResidentSessions, ty
 import { WARM_UP_PHASE, warmUpUnet } from "./unet-warm-up.ts";
 import { BUILT_MODELS_FOLDER, buildCheckpoint, describeBuildProgress, isCheckpointSource } from "../../models/checkpoint/built-model-cache.ts";
 import { resolveModelsDir } from "../../models/models-folder.ts";
+import { readBuildStamp } from "../../models/checkpoint/build-stamp.ts";
+import { type LoraUse, type ModelRecipe, plainRecipe, recipeKey } from "../../models/checkpoint/model-recipe.ts";
 
 export const DEFAULT_MODEL_DIR = "models/sd15-inpainting";
 /**
@@ -45,6 +47,8 @@ export interface OnnxEngineOptions {
   readonly modelsDir?: string;
   /** Where graphs built from checkpoints are kept, by content: <models folder>/.built by default. */
   readonly builtModelsDir?: string;
+  /** LoRAs on the server's own model (`--lora`), for nodes that name no model. */
+  readonly defaultLoras?: readonly LoraUse[];
 }
 
 /**
@@ -55,6 +59,8 @@ export type LoadProgressListener = (loaded: number, total: number, part: string)
 
 export interface LocalInpaintOptions extends InpaintHooks {
   readonly modelDir?: string;
+  /** A recipe (a checkpoint with LoRAs or a merge) instead of a folder; takes precedence over modelDir. */
+  readonly model?: ModelRecipe;
   /** While the model loads (first use only): sessions loaded so far. */
   onLoad?: LoadProgressListener;
 }
@@ -63,8 +69,8 @@ export interface LocalInpaintEngine {
   inpaint(request: InpaintRequest, options: LocalInpaintOptions): Promise<InpaintResult>;
   /** The models folder that model names resolve in. */
   readonly modelsDir?: string;
-  /** Builds a checkpoint's graphs (or finds them built) ahead of its first job; returns the folder to open. */
-  prepare?(source: string, onProgress?: LoadProgressListener): Promise<string>;
+  /** Builds a recipe's graphs (or finds them built) ahead of its first job; returns the folder to open. */
+  prepare?(model: string | ModelRecipe, onProgress?: LoadProgressListener): Promise<string>;
 }
 
 export class OnnxEngine implements LocalInpaintEngine {
@@ -77,6 +83,7 @@ export class OnnxEngine implements LocalInpaintEngine {
   readonly fp16OnCpu: Fp16OnCpu;
   readonly modelsDir: string;
   readonly builtModelsDir: string;
+  readonly defaultLoras: readonly LoraUse[];
   readonly #models = new Map<string, Promise<SdModel>>();
   readonly #loadListeners = new Map<string, Set<LoadProgressListener>>();
   /** Pipelines running on each model: release() waits for them, so freeing never pulls sessions from under a job. */
@@ -92,6 +99,7 @@ export class OnnxEngine implements LocalInpaintEngine {
     this.fp16OnCpu = options.fp16OnCpu ?? parseFp16OnCpu(process.env[FP16_ON_CPU_VARIABLE]);
     this.modelsDir = path.resolve(options.modelsDir ?? resolveModelsDir(undefined));
     this.builtModelsDir = path.resolve(options.builtModelsDir ?? path.join(this.modelsDir, BUILT_MODELS_FOLDER));
+    this.defaultLoras = options.defaultLoras ?? [];
   }
 
   get defaultModelDir(): string {
@@ -107,8 +115,9 @@ export class OnnxEngine implements LocalInpaintEngine {
    * The loaded model of a folder, loading it once however many jobs ask at the same time; each asker
    * hears the load's progress (sessions loaded out of four) while it lasts.
    */
-  model(dir?: string, onLoadProgress?: LoadProgressListener): Promise<SdModel> {
-    const key = path.resolve(dir || this.defaultModelDir);
+  model(source?: string | ModelRecipe, onLoadProgress?: LoadProgressListener): Promise<SdModel> {
+    const recipe = this.#recipeOf(source);
+    const key = recipeKey(recipe);
     let model = this.#models.get(key);
     if (!model) {
       const listeners = new Set<LoadProgressListener>();
@@ -122,7 +131,7 @@ export class OnnxEngine implements LocalInpaintEngine {
           }
         }
       };
-      model = this.#modelFolder(key, notify).then((folder) => loadSdModel(folder, { device: this.device, threads: this.threads, tuning: this.tuning, guidanceCalls: this.guidanceCalls, residentSessions: this.residentSessions, fp16OnCpu: this.fp16OnCpu, onProgress: notify })).then(async (loaded) => {
+      model = this.#modelFolder(recipe, notify).then((folder) => loadSdModel(folder, { device: this.device, threads: this.threads, tuning: this.tuning, guidanceCalls: this.guidanceCalls, residentSessions: this.residentSessions, fp16OnCpu: this.fp16OnCpu, onProgress: notify })).then(async (loaded) => {
         // The first UNet call is two to three times a steady one: pay it here, not in the user's first step.
         notify(MODEL_PARTS.length, MODEL_PARTS.length, WARM_UP_PHASE);
         try {
@@ -144,26 +153,51 @@ export class OnnxEngine implements LocalInpaintEngine {
    * The ONNX folder to open for a model: itself, or for a checkpoint (a .safetensors/.ckpt file or a diffusers
    * folder) the graphs built from it, built on first use on a worker thread and kept by content.
    */
-  async #modelFolder(key: string, notify: LoadProgressListener): Promise<string> {
-    if (!(await isCheckpointSource(key))) return key;
+  async #modelFolder(recipe: ModelRecipe, notify: LoadProgressListener): Promise<string> {
+    const changed = recipe.loras.length > 0 || recipe.merge !== undefined;
+    let source = recipe.checkpoint;
+    if (!(await isCheckpointSource(source))) {
+      if (!changed) return source;
+      // A folder Maskflow built (an import, a pull) remembers its checkpoint: LoRAs and merges start from that.
+      const stamp = await readBuildStamp(source);
+      if (!stamp || !(await isCheckpointSource(stamp.source))) {
+        throw new ModelLoadError(
+          source,
+          "LoRAs and merges change a checkpoint's weights, and this is an ONNX export: load a .safetensors/.ckpt checkpoint or a diffusers folder instead",
+        );
+      }
+      source = stamp.source;
+    }
     const result = await buildCheckpoint(
-      { source: key, cacheRoot: this.builtModelsDir },
+      {
+        source,
+        cacheRoot: this.builtModelsDir,
+        loras: recipe.loras,
+        merge: recipe.merge && { inpainting: recipe.merge.inpainting.checkpoint, base: recipe.merge.base.checkpoint, multiplier: recipe.merge.multiplier },
+      },
       { onProgress: (progress) => notify(progress.done, progress.total, describeBuildProgress(progress)) },
     );
     return result.dir;
+  }
+
+  /** A folder or file path is the plain recipe of it; no model: the server's, with the server-wide LoRAs (--lora). */
+  #recipeOf(source: string | ModelRecipe | undefined): ModelRecipe {
+    if (typeof source === "object") return { ...source, checkpoint: path.resolve(source.checkpoint) };
+    if (source) return plainRecipe(path.resolve(source));
+    return { checkpoint: this.defaultModelDir, loras: this.defaultLoras };
   }
 
   /**
    * Makes a model ready to open without opening it: a checkpoint is built (or its earlier build found), with
    * progress; an ONNX folder is returned as it is. CheckpointLoader calls this so the build shows on its node.
    */
-  async prepare(source: string, onProgress?: LoadProgressListener): Promise<string> {
-    return this.#modelFolder(path.resolve(source), onProgress ?? (() => {}));
+  async prepare(model: string | ModelRecipe, onProgress?: LoadProgressListener): Promise<string> {
+    return this.#modelFolder(this.#recipeOf(model), onProgress ?? (() => {}));
   }
 
   async inpaint(request: InpaintRequest, options: LocalInpaintOptions = {}): Promise<InpaintResult> {
     checkInpaintRequest(request);
-    const loading = this.model(options.modelDir, options.onLoad);
+    const loading = this.model(options.model ?? options.modelDir, options.onLoad);
     const model = await loading;
     const run = runInpaintPipeline(model, request, options);
     const runs = this.#runs.get(loading) ?? new Set();

@@ -6,7 +6,7 @@
 import { Router } from "express";
 import { z } from "zod";
 import { type ModelPullService, PullFailedError, type PullErrorCode, PullRunningError } from "../../models/model-pull-service.ts";
-import { listModelChoices } from "../../models/model-names.ts";
+import { listLoraChoices, listModelChoices } from "../../models/model-names.ts";
 import { HttpError } from "../http-error.ts";
 import { parseBody } from "../request-body.ts";
 
@@ -71,11 +71,15 @@ export function modelsRoutes(pulls: ModelPullService): Router {
 
 /**
  * GET /models/checkpoints: what a CheckpointLoader may name, for its combo: checkpoint files in the models folder's
- * checkpoints/ subfolder, then model folders, as names only (never a server path). Always mounted: it needs no
- * pull service, only the folder the local engine resolves names in.
+ * checkpoints/ subfolder, then model folders; GET /models/loras: the LoRA files of its loras/ subfolder. Names only
+ * (never a server path). Always mounted: they need no pull service, only the folder the local engine resolves names in.
  */
 export function checkpointChoicesRoutes(modelsDir: () => string): Router {
-  return Router().get("/models/checkpoints", async (_req, res) => {
-    res.json({ checkpoints: await listModelChoices(modelsDir()) });
-  });
+  return Router()
+    .get("/models/checkpoints", async (_req, res) => {
+      res.json({ checkpoints: await listModelChoices(modelsDir()) });
+    })
+    .get("/models/loras", async (_req, res) => {
+      res.json({ loras: await listLoraChoices(modelsDir()) });
+    });
 }

@@ -5,9 +5,10 @@
  * bytes are read from its storage entry when asked.
  */
 import { open, type FileHandle } from "node:fs/promises";
+import { CheckpointFileHandle } from "./checkpoint-file-handle.ts";
 import { CheckpointError, type CheckpointDtype, type CheckpointFile, type CheckpointTensor } from "./checkpoint-tensor.ts";
 import { PickleDict, PickleTensor, unpickle, type PickleValue } from "./restricted-unpickler.ts";
-import { DTYPE_BYTES, decodeToFloat32, elementCount, readFileRange } from "./safetensors-file.ts";
+import { DTYPE_BYTES, decodeToFloat32, elementCount, readFileRange } from "./tensor-bytes.ts";
 import { readZipEntries, type ZipEntry } from "./zip-archive.ts";
 
 /** A model's data.pkl is ~200 KB (a few MB for a full training checkpoint); anything this large is not a checkpoint. */
@@ -70,9 +71,8 @@ class StorageViewTensor implements CheckpointTensor {
   async readFloat32(): Promise<Float32Array> {
     if (this.count === 0) return new Float32Array(0);
     const elementBytes = DTYPE_BYTES[this.dtype];
-    const bytes = await readFileRange(
-      this.owner.path,
-      this.owner.openHandle(this.name),
+    const bytes = await this.owner.readRange(
+      this.name,
       this.storageEntry.dataOffset + this.tensor.storageOffset * elementBytes,
       this.spanLength * elementBytes,
     );
@@ -81,29 +81,10 @@ class StorageViewTensor implements CheckpointTensor {
   }
 }
 
-class CkptFile implements CheckpointFile {
+class CkptFile extends CheckpointFileHandle implements CheckpointFile {
   readonly format = "ckpt";
   readonly tensors = new Map<string, CheckpointTensor>();
   readonly metadata: Readonly<Record<string, string>> = {};
-  private handle: FileHandle | undefined;
-
-  constructor(
-    readonly path: string,
-    handle: FileHandle,
-  ) {
-    this.handle = handle;
-  }
-
-  openHandle(tensorName: string): FileHandle {
-    if (!this.handle) throw new CheckpointError(this.path, `tensor "${tensorName}" was read after the file was closed`);
-    return this.handle;
-  }
-
-  async close(): Promise<void> {
-    const handle = this.handle;
-    this.handle = undefined;
-    await handle?.close();
-  }
 }
 
 /** The one `<archive>/data.pkl` of a torch zip, and the archive folder name every other entry is under. */

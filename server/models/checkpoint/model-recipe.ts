@@ -35,3 +35,8 @@ export interface ModelRecipe {
 export function plainRecipe(checkpoint: string): ModelRecipe {
   return { checkpoint, loras: [] };
 }
+
+/** The key a loaded model is shared under: a plain model's path (so releasing a folder finds it), else the whole recipe. */
+export function recipeKey(recipe: ModelRecipe): string {
+  return recipe.loras.length === 0 && recipe.merge === undefined ? recipe.checkpoint : JSON.stringify(recipe);
+}

@@ -13,11 +13,12 @@ type Kind = "zip" | "pickle" | "safetensors" | "unknown";
 /** Sniffs the first bytes: a zip's local header, a pickle's PROTO opcode, or a plausible safetensors header length then "{". */
 function kindOf(head: Uint8Array, fileSize: number): Kind {
   if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04) return "zip";
-  if (head.length >= 1 && head[0] === 0x80) return "pickle";
+  // Safetensors before pickle: a header length's low byte is 0x80 (pickle's PROTO) in one file of 32.
   if (head.length >= 9) {
     const headerLength = new DataView(head.buffer, head.byteOffset, head.byteLength).getBigUint64(0, true);
     if (headerLength <= BigInt(Math.min(SAFETENSORS_MAX_HEADER_BYTES, fileSize - 8)) && head[8] === 0x7b) return "safetensors";
   }
+  if (head.length >= 1 && head[0] === 0x80) return "pickle";
   return "unknown";
 }
 

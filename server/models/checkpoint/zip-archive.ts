@@ -6,7 +6,7 @@
  */
 import type { FileHandle } from "node:fs/promises";
 import { CheckpointError } from "./checkpoint-tensor.ts";
-import { readFileRange } from "./safetensors-file.ts";
+import { readFileRange } from "./tensor-bytes.ts";
 
 export interface ZipEntry {
   readonly name: string;

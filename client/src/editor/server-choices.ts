@@ -1,9 +1,9 @@
 /**
- * What a Load Checkpoint combo offers: the server's checkpoint files and model folders (GET /api/models/checkpoints),
- * in the server's order. Asked when the editor starts and again whenever a combo opens, so a checkpoint dropped
- * into the models folder shows up without a reload. Asks made while one is under way share it.
+ * What a Load Checkpoint or Load LoRA combo offers: the server's names (GET /api/models/checkpoints, /loras), in the
+ * server's order. Asked when the editor starts and again whenever a combo opens, so a file dropped into the models
+ * folder shows up without a reload. Asks made while one is under way share it.
  */
-export class CheckpointChoices {
+export class ServerChoices {
   #names: string[] = [];
   #pending: Promise<void> | undefined;
 
