@@ -62,10 +62,13 @@ function collect() {
   };
 }
 
-/** Runs every case in one `maskflow run` (the model loads once) in a temporary folder it removes after. */
+/**
+ * Runs every case in one `maskflow run` (the model loads once) in a temporary folder it removes after;
+ * `extraArgs` are appended to the command line (e.g. `--lora FILE:SM:SC`).
+ */
 export async function runDiffusersCases(
   cases: readonly DiffusersCase[],
-  options: { casesDir?: string; model?: string } = {},
+  options: { casesDir?: string; model?: string; extraArgs?: readonly string[] } = {},
 ): Promise<DiffusersCasesRun> {
   const casesDir = options.casesDir ?? CASES;
   const dir = await mkdtemp(path.join(os.tmpdir(), "maskflow-diffusers-e2e-"));
@@ -95,7 +98,7 @@ export async function runDiffusersCases(
     await writeFile(file, JSON.stringify({ format: "maskflow-workflow", version: 1, nodes }));
     const stdout = collect();
     const stderr = collect();
-    const args = ["run", file, "--out", path.join(dir, "out"), "--data", path.join(dir, "data"), "--model", options.model ?? TINY_INPAINT_MODEL];
+    const args = ["run", file, "--out", path.join(dir, "out"), "--data", path.join(dir, "data"), "--model", options.model ?? TINY_INPAINT_MODEL, ...(options.extraArgs ?? [])];
     const code = await main(args, { stdout: stdout.stream, stderr: stderr.stream });
     const written = stdout.text.trim().split("\n").filter(Boolean);
     const results = new Map<string, Array<{ file: string; distance: ImageDistance }>>();

@@ -80,14 +80,16 @@ export async function runBuildJob(
     })();
     const [checkpointHashes, inpaintingHashes, baseHashes, loraHashes] = groups.map((group) => take(group.length));
     const common = { builderVersion: GRAPH_BUILDER_VERSION, float: "fp32" };
-    // A LoRA at strength 0 on a part changes nothing there, so it is not part of that part's key.
-    const loraKey = (strength: (lora: LoraUse) => number) =>
-      loras.flatMap((lora, index) => (strength(lora) === 0 ? [] : [{ sha256: loraHashes[index], strength: strength(lora), ignoreUnmatched: lora.ignoreUnmatched }]));
+    // A LoRA that changes nothing in a part (strength 0 there, or no module of it) is not part of that part's key.
+    const loraKey = (part: "unet" | "textEncoder", strength: (lora: LoraUse) => number) =>
+      loras.flatMap((lora, index) =>
+        weights.loraTouches[index]?.[part] ? [{ sha256: loraHashes[index], strength: strength(lora), ignoreUnmatched: lora.ignoreUnmatched }] : [],
+      );
     const merge = request.merge ? { inpainting: inpaintingHashes, base: baseHashes, multiplier: request.merge.multiplier } : undefined;
     const vaeKey = buildKey(checkpointHashes, { ...common, part: "vae" });
     const partKeys = {
-      text_encoder: buildKey(checkpointHashes, { ...common, part: "text_encoder", loras: loraKey((lora) => lora.strengthClip) }),
-      unet: buildKey(checkpointHashes, { ...common, part: "unet", merge, loras: loraKey((lora) => lora.strengthModel) }),
+      text_encoder: buildKey(checkpointHashes, { ...common, part: "text_encoder", loras: loraKey("textEncoder", (lora) => lora.strengthClip) }),
+      unet: buildKey(checkpointHashes, { ...common, part: "unet", merge, loras: loraKey("unet", (lora) => lora.strengthModel) }),
       vae_encoder: vaeKey,
       vae_decoder: vaeKey,
     };

@@ -27,6 +27,8 @@ export interface RecipeWeights {
   readonly textEncoder: ModelWeights;
   /** The networks' names and shapes (a merge or LoRA changes values, never names or shapes). */
   readonly names: { readonly unet: PartWeights; readonly vae: PartWeights; readonly textEncoder: PartWeights };
+  /** Per LoRA of the recipe: whether it changes the UNet and the text encoder (a part's key holds only those that do). */
+  readonly loraTouches: ReadonlyArray<{ readonly unet: boolean; readonly textEncoder: boolean }>;
   /** The files each part's bytes come from, for the part's cache key. */
   readonly files: { readonly checkpoint: readonly string[]; readonly inpainting: readonly string[]; readonly base: readonly string[] };
   close(): Promise<void>;
@@ -44,6 +46,7 @@ export async function openRecipeWeights(sources: RecipeSources): Promise<RecipeW
     let names = { unet: checkpoint.unet, vae: checkpoint.vae, textEncoder: checkpoint.textEncoder };
     let inpaintingFiles: readonly string[] = [];
     let baseFiles: readonly string[] = [];
+    let loraTouches: RecipeWeights["loraTouches"] = [];
     if (sources.merge) {
       const inpainting = await openSdCheckpoint(sources.merge.inpainting);
       opened.push(inpainting);
@@ -61,6 +64,7 @@ export async function openRecipeWeights(sources: RecipeSources): Promise<RecipeW
       opened.push(plan);
       unet = withLoras(unet, plan.unet);
       textEncoder = withLoras(textEncoder, plan.textEncoder);
+      loraTouches = plan.touches;
     }
     return {
       checkpoint,
@@ -69,6 +73,7 @@ export async function openRecipeWeights(sources: RecipeSources): Promise<RecipeW
       vae,
       textEncoder,
       names,
+      loraTouches,
       files: { checkpoint: checkpoint.files, inpainting: inpaintingFiles, base: baseFiles },
       async close() {
         await Promise.all(opened.map((item) => item.close()));

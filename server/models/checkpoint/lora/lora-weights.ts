@@ -57,6 +57,8 @@ export interface LoraPlan {
   readonly textEncoder: readonly LoraDelta[];
   /** Keys that match nothing, of LoRAs whose `ignoreUnmatched` is set (the others fail the plan). */
   readonly unmatched: ReadonlyArray<{ readonly file: string; readonly key: string; readonly reason: string }>;
+  /** Per LoRA (in the order given): whether it changes the UNet and the text encoder at its strengths; a build keys each part by these. */
+  readonly touches: ReadonlyArray<{ readonly unet: boolean; readonly textEncoder: boolean }>;
   /** Closes the LoRA files: call it after the build has read every weight. */
   close(): Promise<void>;
 }
@@ -85,6 +87,7 @@ export async function planLoras(loras: readonly LoraUse[], parts: LoraModelParts
   try {
     const unet: LoraDelta[] = [];
     const textEncoder: LoraDelta[] = [];
+    const touches: Array<{ unet: boolean; textEncoder: boolean }> = [];
     const ignored: Array<{ file: string; key: string; reason: string }> = [];
     for (const use of loras) {
       const lora = await openLora(use.file);
@@ -94,14 +97,17 @@ export async function planLoras(loras: readonly LoraUse[], parts: LoraModelParts
         if (!use.ignoreUnmatched) throw new CheckpointError(use.file, unmatchedMessage(unmatched, lora.modules.length + lora.strayKeys.length));
         for (const { key, reason } of unmatched) ignored.push({ file: use.file, key, reason });
       }
+      const touched = { unet: false, textEncoder: false };
       for (const { module, target } of matched) {
         const strength = target.part === "unet" ? use.strengthModel : use.strengthClip;
         const scale = (strength * (module.alpha ?? module.rank)) / module.rank;
         if (scale === 0) continue;
         (target.part === "unet" ? unet : textEncoder).push({ name: target.name, module, scale });
+        touched[target.part === "unet" ? "unet" : "textEncoder"] = true;
       }
+      touches.push(touched);
     }
-    return { unet, textEncoder, unmatched: ignored, close };
+    return { unet, textEncoder, unmatched: ignored, touches, close };
   } catch (error) {
     await close().catch(() => {});
     throw error;
