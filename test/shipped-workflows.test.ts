@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
@@ -9,6 +9,8 @@ import { readWorkflowFromPng } from "../nodes/image/png-workflow-chunk.ts";
 import { main } from "../server/cli/main.ts";
 import { ensureTinyHelperModels } from "./fixtures/make-tiny-helper-models.ts";
 import { ensureTinyModels } from "./fixtures/make-tiny-models.ts";
+import { ensureTinyCheckpoints } from "./fixtures/make-tiny-checkpoint.ts";
+import { ensureTinyLoras } from "./fixtures/make-tiny-lora.ts";
 import { startFakeSegmind } from "./helpers/fake-segmind.ts";
 
 const repo = path.resolve(import.meta.dirname, "..");
@@ -170,21 +172,41 @@ describe("shipped workflows run through `maskflow run`", () => {
     expect(Buffer.compare(euler.pixels.data, first.pixels.data)).not.toBe(0);
   });
 
-  it("lcm-inpaint.json: LCM in 4 steps without guidance; the original outside the mask, the same pixels for the same seed", async () => {
+  it("lcm-inpaint.json: a checkpoint with LCM-LoRA merged, LCM in 4 steps without guidance; the original outside the mask, the same pixels for the same seed", async () => {
+    // The workflow names models/sd15-inpainting (here the miniature checkpoint as a diffusers folder) and
+    // models/loras/lcm-lora-sdv1-5.safetensors (here a miniature LoRA of the same layout).
+    const modelsDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-lcm-models-"));
+    await symlink((await ensureTinyCheckpoints()).diffusers, path.join(modelsDir, "sd15-inpainting"));
+    await mkdir(path.join(modelsDir, "loras"));
+    await copyFile((await ensureTinyLoras())["kohya-ldm"], path.join(modelsDir, "loras", "lcm-lora-sdv1-5.safetensors"));
+    // The miniature's VAE makes a latent of 4×4 pixels: the model runs at 128² (the picture stays 512²).
+    const small = ["--set", "5.width=128", "--set", "5.height=128"];
+    const previous = process.env.MASKFLOW_MODELS_DIR;
+    process.env.MASKFLOW_MODELS_DIR = modelsDir;
+    try {
     const original = await raw(path.join(repo, "workflows/examples/room.png"));
     const mask = await maskOf("room-mask.png");
-    const first = await runShipped("lcm-inpaint");
+    const first = await runShipped("lcm-inpaint", small);
+    expect(readWorkflowFromPng(first.png)).toMatchObject({ nodes: expect.arrayContaining([expect.objectContaining({ type: "LoraLoader" }), expect.objectContaining({ type: "CheckpointLoader" })]) });
     expect([first.pixels.width, first.pixels.height]).toEqual([512, 512]);
     expect(readWorkflowFromPng(first.png)).toMatchObject({ name: "lcm-inpaint", nodes: expect.arrayContaining([expect.objectContaining({ id: "4", inputs: expect.objectContaining({ scheduler: "LCM", steps: 4, guidance: 1 }) })]) });
     expect(countChanged(first.pixels, original, (x, y) => mask.data[y * 512 + x] === 0)).toBe(0);
     expect(countChanged(first.pixels, original, (x, y) => mask.data[y * 512 + x] === 255)).toBeGreaterThan(1000);
-    const again = await runShipped("lcm-inpaint");
+    const again = await runShipped("lcm-inpaint", small);
     expect(Buffer.compare(again.pixels.data, first.pixels.data)).toBe(0);
     // Another step count, and DDIM on the same settings, each fill differently.
-    const eight = await runShipped("lcm-inpaint", ["--set", "4.steps=8"]);
+    const eight = await runShipped("lcm-inpaint", [...small, "--set", "4.steps=8"]);
     expect(Buffer.compare(eight.pixels.data, first.pixels.data)).not.toBe(0);
-    const ddim = await runShipped("lcm-inpaint", ["--set", "4.scheduler=DDIM"]);
+    const ddim = await runShipped("lcm-inpaint", [...small, "--set", "4.scheduler=DDIM"]);
     expect(Buffer.compare(ddim.pixels.data, first.pixels.data)).not.toBe(0);
+    // The LoRA is in the picture: at strength 0 the fill differs.
+    const withoutLora = await runShipped("lcm-inpaint", [...small, "--set", "8.strength_model=0", "--set", "8.strength_clip=0"]);
+    expect(Buffer.compare(withoutLora.pixels.data, first.pixels.data)).not.toBe(0);
+    } finally {
+      if (previous === undefined) delete process.env.MASKFLOW_MODELS_DIR;
+      else process.env.MASKFLOW_MODELS_DIR = previous;
+      await rm(modelsDir, { recursive: true, force: true });
+    }
   });
 
   it("remove-object.json: needs no model; the object is gone and nothing else changed", async () => {
