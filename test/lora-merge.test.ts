@@ -248,6 +248,8 @@ describe("what is refused, in one line", () => {
   it("an SD 1.5-sized LoRA on the tiny model: shapes that do not fit are named with the reason; the list stops at 20 with a count", async () => {
     const full = await loraFile([
       ...pair("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q", [4, 320], [320, 4]),
+      // A 3×3 LoCon pair on a Linear of the right width.
+      ...pair("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k", [4, 32, 3, 3], [32, 4, 1, 1]),
       ...Array.from({ length: 24 }, (_, n) => pair(`lora_unet_up_blocks_3_attentions_2_transformer_blocks_${n}_attn1_to_q`, [4, 320], [320, 4])).flat(),
     ]);
     const error = await planLoras([use(full, 1, 1)], parts(), layersPerBlock()).then(
@@ -255,11 +257,13 @@ describe("what is refused, in one line", () => {
       (e: unknown) => e as Error,
     );
     expect(error?.name).toBe("CheckpointError");
-    expect(error?.message).toMatch(/25 of its 25 LoRA modules/);
+    expect(error?.message).toMatch(/26 of its 26 LoRA modules/);
     expect(error?.message).toContain(
       "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q (its shape does not fit: the LoRA changes a [320, 320] weight (rank 4), down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight is [32, 32])",
     );
-    expect(error?.message).toMatch(/; and 5 more\./);
+    expect(error?.message).toContain("attn1_to_k (its shape does not fit: the LoRA changes a [32, 32, 3, 3] weight (rank 4)");
+    expect(error?.message).toContain("up_blocks_3_attentions_2_transformer_blocks_0_attn1_to_q (no UNet weight of this model has that name)");
+    expect(error?.message).toMatch(/; and 6 more\./);
     expect(error?.message.split("\n")).toHaveLength(1);
   });
 

@@ -107,7 +107,7 @@ describe("getting the model from the editor on a fresh install", () => {
     expect(preview.fileCount).toBe(12);
     expect(await size.textContent()).toBe(`${DEFAULT_MODEL_REPO} (commit ${DEFAULT_MODEL_REVISION.slice(0, 12)}): ${formatBytes(preview.totalBytes)} in ${preview.fileCount} files`);
     expect(await page.locator("#model-panel .mf-model-build").textContent()).toBe(
-      "The text_encoder, unet and vae weights (fp16 safetensors), with their configs, the tokenizer, the scheduler's config. " +
+      "The text_encoder, unet and vae weights (fp16 safetensors), with their configs, the tokenizer and the scheduler's config. " +
         "Maskflow then builds its ONNX graphs from them, on this server.",
     );
     expect(await page.locator("#model-panel .mf-model-where").textContent()).toBe(`Into ${modelDir} (the downloaded files are kept in ${downloadDir})`);
@@ -155,7 +155,12 @@ describe("getting the model from the editor on a fresh install", () => {
     expect(listed.models).toEqual([expect.objectContaining({ name: "sd15-inpainting", kind: "built", status: "complete", repo: DEFAULT_MODEL_REPO, commit: DEFAULT_MODEL_REVISION })]);
     await page.screenshot({ path: path.join(SCREENSHOTS, "download-04-done.png") });
 
-    // Queue now runs the default graph on the miniature it built: a picture on Save Image.
+    // Queue now runs the default graph on the miniature it built: a picture on Save Image. At the miniature's own
+    // size: its VAE downsamples by 4 and its UNet attends at full latent resolution, so 512² would take minutes on CPU.
+    await page.evaluate((id) => {
+      const node = (window as any).maskflow.nodeByDocumentId(id);
+      for (const name of ["width", "height"]) node.widgets.find((w: { name: string }) => w.name === name).value = 64;
+    }, INPAINT);
     await page.click('#model-panel [data-do="close"]');
     await page.click("#queue-button");
     const handle = await page.waitForFunction(

@@ -169,7 +169,8 @@ export function describeCheckpointFiles(files: readonly string[]): string {
     files.some((file) => file.startsWith("tokenizer/")) ? "the tokenizer" : "",
     files.includes("scheduler/scheduler_config.json") ? "the scheduler's config" : "",
   ].filter(Boolean);
-  return `The ${named} weights (${precision} safetensors)${extras.length ? `, with ${extras.join(", ")}` : ""}`;
+  const withExtras = extras.length > 1 ? `${extras.slice(0, -1).join(", ")} and ${extras.at(-1)}` : extras.join("");
+  return `The ${named} weights (${precision} safetensors)${withExtras ? `, with ${withExtras}` : ""}`;
 }
 
 /** "1.20 MB of 3.51 MB (34%) · 2.10 MB/s · 2 s left"; while building, "Building the model: building unet 12 %" */

@@ -71,7 +71,6 @@ export function loraLookup(model: LoraModelParts, unetLayersPerBlock: number): M
 }
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(", ")}]`;
-const product = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /**
  * Why a module's up · down cannot be added to a weight of `shape`, or undefined when it can: the output rows must
@@ -81,11 +80,13 @@ const product = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 export function loraShapeMismatch(module: LoraModule, name: string, shape: readonly number[]): string | undefined {
   const out = module.up.shape[0];
   const columns = module.down.shape.slice(1);
+  const pointwise = (dims: readonly number[]) => dims.length === 1 || dims.slice(1).every((dim) => dim === 1);
   const fits =
-    shape.length >= 2 &&
+    (shape.length === 2 || shape.length === 4) &&
     shape[0] === out &&
-    product(shape.slice(1)) === product(columns) &&
-    (columns.length === 1 || shape.length === 2 || shape.slice(1).every((dim, i) => dim === columns[i]));
+    shape[1] === columns[0] &&
+    // A Linear pair on a Linear or a 1×1 convolution, a 1×1 pair on either, a LoCon pair on a convolution of its kernel.
+    (pointwise(columns) ? pointwise(shape.slice(1)) : shape.length === 4 && shape[2] === columns[1] && shape[3] === columns[2]);
   if (fits) return undefined;
   return `its shape does not fit: the LoRA changes a [${[out, ...columns].join(", ")}] weight (rank ${module.rank}), ${name} is ${shapeText(shape)}`;
 }
