@@ -1,7 +1,8 @@
 /**
- * GET /api/models/checkpoints against a real server on 127.0.0.1: what a CheckpointLoader's combo offers from the
- * local engine's models folder (checkpoint files in checkpoints/, then model folders), names only, behind the same
- * key and Origin guards as every API route.
+ * GET /api/models/checkpoints and GET /api/models/loras against a real server on 127.0.0.1: what a CheckpointLoader's
+ * combo offers from the local engine's models folder (checkpoint files in checkpoints/, then model folders) and what a
+ * LoraLoader's offers (the .safetensors files of loras/), names only, behind the same key and Origin guards as every
+ * API route.
  */
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -44,6 +45,20 @@ beforeAll(async () => {
   // Helper models and a stray file at the top are not SD models either.
   await modelFolder("mobile-sam");
   await writeFile(path.join(modelsDir, "loose.safetensors"), "weights");
+  // LoRAs, written out of order; only .safetensors files count (any case), and none of them is a checkpoint.
+  const loras = path.join(modelsDir, "loras");
+  await mkdir(loras, { recursive: true });
+  for (const name of ["lcm-lora-sdv1-5.safetensors", "Detail_Tweaker.SAFETENSORS", "add-detail.safetensors"]) {
+    await writeFile(path.join(loras, name), "lora");
+  }
+  // Not LoRAs Maskflow reads: pickles, other files, a hidden file, a folder named like a LoRA, a file in a subfolder.
+  await writeFile(path.join(loras, "old-style.pt"), "x");
+  await writeFile(path.join(loras, "old-style.ckpt"), "x");
+  await writeFile(path.join(loras, "readme.txt"), "x");
+  await writeFile(path.join(loras, ".hidden.safetensors"), "x");
+  await mkdir(path.join(loras, "folder.safetensors"));
+  await mkdir(path.join(loras, "nested"));
+  await writeFile(path.join(loras, "nested", "deep.safetensors"), "x");
 }, 30_000);
 
 afterAll(async () => {
@@ -103,6 +118,52 @@ describe("GET /api/models/checkpoints", () => {
     expect(withKey.status).toBe(200);
     expect(((await withKey.json()) as { checkpoints: string[] }).checkpoints).toContain("my-model");
     const foreign = await fetch(`${server.url}/api/models/checkpoints`, { headers: { "x-api-key": "secret-1", origin: "http://evil.example" } });
+    expect(foreign.status).toBe(403);
+    expect(((await foreign.json()) as { error: { code: string } }).error.code).toBe("forbidden_origin");
+  });
+});
+
+describe("GET /api/models/loras", () => {
+  const LORAS = ["Detail_Tweaker.SAFETENSORS", "add-detail.safetensors", "lcm-lora-sdv1-5.safetensors"];
+
+  it("lists the .safetensors files of loras/, sorted, by name only, and nothing else", async () => {
+    const server = await start();
+    const { status, headers, body } = await api(server, "GET", "/api/models/loras");
+    expect(status).toBe(200);
+    expect(headers.get("content-type")).toMatch(/application\/json/);
+    expect(body).toEqual({ loras: LORAS });
+    // The two lists stay apart: no LoRA among the checkpoints, no checkpoint among the LoRAs.
+    const { body: checkpoints } = await api(server, "GET", "/api/models/checkpoints");
+    for (const name of LORAS) expect(checkpoints.checkpoints).not.toContain(name);
+  });
+
+  it("names no server path, and follows the folder as it changes; no loras/ folder is an empty list", async () => {
+    const server = await start();
+    await writeFile(path.join(modelsDir, "loras", "added-later.safetensors"), "lora");
+    try {
+      const text = await (await fetch(`${server.url}/api/models/loras`)).text();
+      expect(text).not.toContain(modelsDir);
+      expect(text).not.toContain(os.tmpdir());
+      expect(text).not.toMatch(/[/\\]/);
+      expect((JSON.parse(text) as { loras: string[] }).loras).toEqual(["Detail_Tweaker.SAFETENSORS", "add-detail.safetensors", "added-later.safetensors", "lcm-lora-sdv1-5.safetensors"]);
+    } finally {
+      await rm(path.join(modelsDir, "loras", "added-later.safetensors"));
+    }
+    const missing = new OnnxEngine({ modelsDir: path.join(modelsDir, "nowhere"), threads: 1 });
+    const empty = await startTestServer({ dataDir, engines: { local: missing } });
+    servers.push(empty);
+    expect(await api(empty, "GET", "/api/models/loras")).toMatchObject({ status: 200, body: { loras: [] } });
+  });
+
+  it("is guarded like every API route: a key when the server has keys, and no other site's Origin", async () => {
+    const server = await start({ apiKeys: ["secret-1"] });
+    const noKey = await api(server, "GET", "/api/models/loras");
+    expect(noKey.status).toBe(401);
+    expect(JSON.stringify(noKey.body)).not.toContain("safetensors");
+    const withKey = await fetch(`${server.url}/api/models/loras`, { headers: { "x-api-key": "secret-1" } });
+    expect(withKey.status).toBe(200);
+    expect(((await withKey.json()) as { loras: string[] }).loras).toEqual(LORAS);
+    const foreign = await fetch(`${server.url}/api/models/loras`, { headers: { "x-api-key": "secret-1", origin: "http://evil.example" } });
     expect(foreign.status).toBe(403);
     expect(((await foreign.json()) as { error: { code: string } }).error.code).toBe("forbidden_origin");
   });
