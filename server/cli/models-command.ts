@@ -1,8 +1,10 @@
+import { copyFile, link, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { SingleBar } from "cli-progress";
 import { DEFAULT_MODEL_REPO, DEFAULT_MODEL_REVISION } from "../models/default-model.ts";
-import { type HelperModel, HELPER_MODELS } from "../models/helper-model-catalog.ts";
+import { type HelperModel, HELPER_MODELS, LORA_DOWNLOADS } from "../models/helper-model-catalog.ts";
+import { LORAS_FOLDER } from "../models/model-names.ts";
 import { planHelperPull } from "../models/helper-model-pull.ts";
 import { HubClient } from "../models/hub-client.ts";
 import { describeModelSource, formatBytes, listModels, verifyModel } from "../models/inspect-models.ts";
@@ -16,7 +18,7 @@ import { inpaintingMergeMultiplierProblem } from "../models/checkpoint/inpaintin
 import { BUILT_MODELS_FOLDER, buildCheckpoint, type BuildJobProgress, describeBuildProgress } from "../models/checkpoint/built-model-cache.ts";
 
 const USAGE = [
-  "usage: maskflow models pull [REPO|HELPER] [--revision REV] [--name NAME] [--models DIR]",
+  "usage: maskflow models pull [REPO|HELPER|LORA] [--revision REV] [--name NAME] [--models DIR]",
   "       maskflow models import FILE|DIR [--name NAME] [--models DIR] [--lora FILE[:SM[:SC]] ...]",
   "                                  [--inpainting-from INPAINTING --base BASE [--multiplier M]]",
   "       maskflow models list [--models DIR]",
@@ -32,6 +34,7 @@ const USAGE = [
   "  and built the same way into DIR/.downloads/NAME and DIR/NAME; a REPO that is an ONNX export is downloaded as it",
   "  is into DIR/NAME (NAME defaults to the repository's name; REV to main).",
   `HELPER is a helper model Maskflow knows, pulled into DIR/HELPER with its checksums checked: ${HELPER_MODELS.map((m) => `${m.name} (${m.repo})`).join(", ")}.`,
+  `A LoRA Maskflow knows is pulled into DIR/loras/ with its checksum checked: ${LORA_DOWNLOADS.map((m) => `${m.name} (${m.repo} → loras/${m.loraFile})`).join(", ")}.`,
   "import builds Maskflow's ONNX graphs from an SD 1.x checkpoint (a .safetensors or .ckpt single file, or a",
   "diffusers folder) into DIR/NAME, in TypeScript, with no Python; NAME defaults to the file's name. --lora merges",
   "LoRAs into the weights (strengths on the UNet and the text encoder, −4 to 4, default 1). --inpainting-from and",
@@ -50,6 +53,8 @@ export interface ModelsCommandContext {
   readonly maxAttempts?: number;
   /** The helper models `pull NAME` knows; tests pass entries describing the miniatures a fake hub serves. */
   readonly helperModels?: readonly HelperModel[];
+  /** The LoRAs `pull NAME` knows (lcm-lora); tests pass entries for the miniatures a fake hub serves. */
+  readonly loraDownloads?: readonly HelperModel[];
 }
 
 export async function modelsCommand(args: string[], io: CliIo, context: ModelsCommandContext = {}): Promise<number> {
@@ -74,6 +79,8 @@ async function pull(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: stri
     io.stderr.write(USAGE + "\n");
     return 2;
   }
+  const lora = (context.loraDownloads ?? LORA_DOWNLOADS).find((model) => model.name === positionals[0]);
+  if (lora) return pullLora(lora, values, io, env, cwd, context);
   const helper = (context.helperModels ?? HELPER_MODELS).find((model) => model.name === positionals[0]);
   const repo = helper?.repo ?? positionals[0] ?? DEFAULT_MODEL_REPO;
   const revision = values.revision ?? helper?.revision ?? (positionals[0] ? "main" : DEFAULT_MODEL_REVISION);
@@ -154,6 +161,51 @@ async function pull(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: stri
 function describePulledFiles(result: { files: ReadonlyArray<{ size: number }>; downloadedBytes: number; commit: string | null }): string {
   const total = result.files.reduce((sum, file) => sum + file.size, 0);
   return `${result.files.length} files, ${formatBytes(total)} (${formatBytes(result.downloadedBytes)} downloaded)${result.commit ? `, commit ${result.commit}` : ""}`;
+}
+
+/**
+ * A LoRA from the catalog (lcm-lora): its file is fetched and checked like a helper model's into the models folder's
+ * .downloads/NAME (resumable), then linked into loras/ under the name Load LoRA and the shipped workflows use.
+ */
+async function pullLora(
+  lora: HelperModel,
+  values: { revision?: string; models?: string },
+  io: CliIo,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  context: ModelsCommandContext,
+): Promise<number> {
+  const modelsDir = resolveModelsDir(values.models, env, cwd);
+  const downloadDir = checkpointDownloadDir(path.join(modelsDir, lora.name));
+  const target = path.join(modelsDir, LORAS_FOLDER, lora.loraFile ?? `${lora.name}.safetensors`);
+  const progress = createPullProgress(io);
+  const client = HubClient.fromEnv(env, {
+    maxAttempts: context.maxAttempts,
+    retryDelayMs: context.retryDelayMs,
+    onRetry: ({ what, attempt, delayMs, reason }) => progress.interrupt(`${what}: ${reason}; retry ${attempt} in ${(delayMs / 1000).toFixed(1)} s\n`),
+  });
+  const revision = values.revision ?? lora.revision;
+  io.stderr.write(`pulling ${lora.repo}@${revision} from ${client.endpoint} into ${target}\n`);
+  const abort = new AbortController();
+  const onSigint = () => abort.abort(new Error("interrupted"));
+  process.once("SIGINT", onSigint);
+  try {
+    const plan = await planHelperPull(client, lora, revision);
+    await pullModel({ client, repo: lora.repo, revision, modelDir: downloadDir, plan, onEvent: progress.onEvent, signal: abort.signal });
+    progress.stop();
+    await mkdir(path.dirname(target), { recursive: true });
+    await rm(target, { force: true });
+    await link(path.join(downloadDir, lora.files[0].path), target).catch(() => copyFile(path.join(downloadDir, lora.files[0].path), target));
+    io.stdout.write(`${target}: ${lora.title}, ${formatBytes(lora.files[0].size)}, sha256 ${lora.files[0].sha256}\n`);
+    return 0;
+  } catch (error) {
+    progress.stop();
+    const message = error instanceof Error ? error.message : String(error);
+    io.stderr.write(`maskflow models pull: ${abort.signal.aborted ? "interrupted; re-run to resume" : message}\n`);
+    return abort.signal.aborted ? 130 : 1;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
 }
 
 async function importCheckpoint(args: string[], io: CliIo, env: NodeJS.ProcessEnv, cwd: string): Promise<number> {

@@ -4,7 +4,7 @@
  * instead of installing them. Each goes into models/<name>, where the nodes look when they name no model.
  */
 
-export type HelperModelKind = "segment-anything" | "learned-fill";
+export type HelperModelKind = "segment-anything" | "learned-fill" | "lora";
 
 export interface HelperModelFile {
   /** Path in the hub repository; the file keeps its name in the model folder. */
@@ -23,6 +23,8 @@ export interface HelperModel {
   readonly revision: string;
   readonly files: readonly HelperModelFile[];
   readonly licence: string;
+  /** A LoRA: the name its one file is installed under in the models folder's loras/, where Load LoRA lists it. */
+  readonly loraFile?: string;
 }
 
 /**
@@ -58,6 +60,25 @@ export const LAMA: HelperModel = {
 };
 
 export const HELPER_MODELS: readonly HelperModel[] = [MOBILE_SAM, LAMA];
+
+/**
+ * latent-consistency/lcm-lora-sdv1-5: LCM-LoRA for SD 1.5 (a kohya-style LoRA on every UNet layer, rank 64), which
+ * lets an SD 1.5 model, inpainting ones included, inpaint in 4 steps without guidance with the LCM scheduler. Size and
+ * sha256 as the hub lists the file (and as two independent download scripts pin it); the pull refuses other bytes.
+ */
+export const LCM_LORA: HelperModel = {
+  name: "lcm-lora",
+  kind: "lora",
+  title: "LCM-LoRA for SD 1.5 (4-step inpainting)",
+  repo: "latent-consistency/lcm-lora-sdv1-5",
+  revision: "main",
+  files: [{ path: "pytorch_lora_weights.safetensors", size: 134_621_556, sha256: "8f90d840e075ff588a58e22c6586e2ae9a6f7922996ee6649a7f01072333afe4" }],
+  licence: "OpenRAIL++-M",
+  loraFile: "lcm-lora-sdv1-5.safetensors",
+};
+
+/** The LoRAs `maskflow models pull NAME` knows; each lands in models/loras/ under its loraFile name. */
+export const LORA_DOWNLOADS: readonly HelperModel[] = [LCM_LORA];
 
 export function helperModelNamed(name: string): HelperModel | undefined {
   return HELPER_MODELS.find((model) => model.name === name);

@@ -1,0 +1,390 @@
+/**
+ * Load LoRA in the editor, as a user meets it, in a real Chromium against a real server on 127.0.0.1 whose local
+ * engine reads a models folder made here (the tiny SD 1.5 inpainting checkpoint in checkpoints/, two tiny LoRAs in
+ * loras/): the combo lists the LoRAs and asks again when opened; Load Checkpoint → Load LoRA → Inpaint, added from the
+ * search box and linked by dragging, runs, and its picture is not the one with the LoRA's strengths at 0; changing
+ * only strength_model rebuilds the UNet (seen on the nodes) and neither the text encoder nor the checkpoint's hash.
+ * Screenshot: /tmp/lora-chain.png (the wired graph after its first run).
+ */
+import { copyFile, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import sharp from "sharp";
+import { build } from "vite";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OnnxEngine } from "../../server/engines/onnx/onnx-engine.ts";
+import type { RunningServer } from "../../server/maskflow-server.ts";
+import { ensureTinyCheckpoints } from "../fixtures/make-tiny-checkpoint.ts";
+import { ensureTinyLoras, type TinyLoraPaths } from "../fixtures/make-tiny-lora.ts";
+import { startTestServer } from "../helpers/test-server.ts";
+import { type EditorPage, installPaintProbe, launchBrowser, openEditor, paintedTexts, pointInWidget, redrawCanvas } from "./editor-page.ts";
+
+const SCREENSHOTS = path.resolve("test-results/screenshots");
+const WIRING_SHOT = "/tmp/lora-chain.png";
+/** Node ids of workflows/inpaint.json. */
+const SCHEDULER = "4";
+const INPAINT = "5";
+const SAVE_IMAGE = "6";
+/** What the loras/ folder below holds when the editor opens, as GET /api/models/loras lists it. */
+const LORAS = ["kohya-ldm.safetensors", "peft.safetensors"];
+const ADDED_LATER = "kohya-diffusers-locon.safetensors";
+const BUILD_LABEL = /^(reading checkpoint|building )/;
+
+interface DocumentNode {
+  id: string;
+  type: string;
+  inputs: Record<string, unknown>;
+}
+interface Document {
+  nodes: DocumentNode[];
+}
+interface ServerEvent {
+  type: string;
+  data: { jobId?: string; node?: string; label?: string; value?: number; max?: number; message?: string };
+}
+
+let server: RunningServer;
+let browser: Browser;
+let engine: OnnxEngine;
+let modelsDir = "";
+let loras: TinyLoraPaths;
+let shippedInpaint: { nodes: Array<{ id: string; inputs: Record<string, unknown> }> };
+const temporary: string[] = [];
+
+beforeAll(async () => {
+  const clientDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-client-"));
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-data-"));
+  modelsDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-models-"));
+  temporary.push(clientDir, dataDir, modelsDir);
+  const [checkpoints, tinyLoras] = await Promise.all([
+    ensureTinyCheckpoints(),
+    ensureTinyLoras(),
+    build({ root: "client", logLevel: "silent", build: { outDir: clientDir, emptyOutDir: true, sourcemap: false } }),
+  ]);
+  loras = tinyLoras;
+  await mkdir(path.join(modelsDir, "checkpoints"));
+  await mkdir(path.join(modelsDir, "loras"));
+  await copyFile(checkpoints.singleFile, path.join(modelsDir, "checkpoints", "tiny.safetensors"));
+  await copyFile(loras["kohya-ldm"], path.join(modelsDir, "loras", "kohya-ldm.safetensors"));
+  await copyFile(loras.peft, path.join(modelsDir, "loras", "peft.safetensors"));
+  // No default model: every run here goes through Load Checkpoint.
+  engine = new OnnxEngine({ modelsDir, threads: 1 });
+  server = await startTestServer({ clientDir, dataDir, engines: { local: engine } });
+  shippedInpaint = JSON.parse(await readFile(path.resolve("workflows/inpaint.json"), "utf8"));
+  browser = await launchBrowser();
+  await mkdir(SCREENSHOTS, { recursive: true });
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  await engine?.release();
+  await Promise.all(temporary.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+const documentOf = (page: Page): Promise<Document> => page.evaluate(() => (window as any).maskflow.toDocument());
+const nodeOf = (doc: Document, id: string): DocumentNode => doc.nodes.find((node) => node.id === id)!;
+
+/** workflows/inpaint.json at a size and step count the tiny checkpoint runs in seconds on a CPU. */
+function smallInpaint(): unknown {
+  const copy = structuredClone(shippedInpaint);
+  Object.assign(copy.nodes.find((node) => node.id === INPAINT)!.inputs, { width: 64, height: 64 });
+  Object.assign(copy.nodes.find((node) => node.id === SCHEDULER)!.inputs, { steps: 2 });
+  return { ...copy, name: "lora-chain" };
+}
+
+/** Adds a node as a user does: a double-click on empty canvas at a graph point, the search box, Enter. Its document id. */
+async function addFromSearch(page: Page, query: string, type: string, at: [number, number]): Promise<string> {
+  const count = () => page.evaluate((t) => (window as any).maskflow.nodes().filter((n: { type: string }) => n.type === t).length, type);
+  const before = await count();
+  const [x, y] = await page.evaluate((point) => (window as any).maskflow.toClient(point), at);
+  const search = page.locator(".litesearchbox input");
+  // A slow frame can split a double-click: try again.
+  for (let attempt = 0; attempt < 5 && !(await search.isVisible()); attempt++) {
+    await page.mouse.dblclick(x, y);
+    await search.waitFor({ timeout: 2_000 }).catch(() => {});
+  }
+  await search.pressSequentially(query);
+  await page.locator(".litesearchbox .lite-search-item").first().waitFor({ timeout: 5_000 });
+  await search.press("Enter");
+  await expect.poll(count, { timeout: 5_000 }).toBe(before + 1);
+  return page.evaluate((t) => String((window as any).maskflow.nodes().filter((n: { type: string }) => n.type === t).at(-1).id), type);
+}
+
+/** Page coordinates of an input (or output) socket of a node, by slot name. */
+function pointOnSocket(page: Page, id: string, side: "input" | "output", name: string): Promise<[number, number]> {
+  return page.evaluate(
+    ([nodeId, which, slotName]) => {
+      const app = (window as any).maskflow;
+      const node = app.nodeByDocumentId(nodeId);
+      const slots: Array<{ name: string }> = which === "input" ? node.inputs : node.outputs;
+      const index = slots.findIndex((slot) => slot.name === slotName);
+      if (index < 0) throw new Error(`node ${nodeId} has no ${which} ${slotName}`);
+      return app.toClient(node.getConnectionPos(which === "input", index));
+    },
+    [id, side, name] as const,
+  );
+}
+
+async function drag(page: Page, from: [number, number], to: [number, number]): Promise<void> {
+  await page.mouse.move(from[0], from[1]);
+  await page.mouse.down();
+  await page.mouse.move(to[0], to[1], { steps: 12 });
+  await page.mouse.up();
+}
+
+/** Drags a MODEL output onto a MODEL input until the document carries the link (a slow frame can swallow a drag's start). */
+async function link(page: Page, from: string, to: string): Promise<void> {
+  const linked = async () => nodeOf(await documentOf(page), to).inputs.model;
+  const start = await pointOnSocket(page, from, "output", "model");
+  const end = await pointOnSocket(page, to, "input", "model");
+  for (let attempt = 0; attempt < 3 && (await linked()) === undefined; attempt++) {
+    await drag(page, start, end);
+    await redrawCanvas(page);
+  }
+  expect(await linked()).toEqual([from, "model"]);
+}
+
+/** The entries of the combo menu a click on a node's widget opens (LiteGraph's context menu), left open. */
+async function comboEntries(page: Page, nodeId: string, widget: string): Promise<string[]> {
+  const [x, y] = await pointInWidget(page, nodeId, widget);
+  await page.mouse.click(x, y);
+  const entries = page.locator(".litecontextmenu .litemenu-entry");
+  await entries.first().waitFor({ timeout: 10_000 });
+  return entries.allTextContents();
+}
+
+async function closeMenu(page: Page): Promise<void> {
+  await page.keyboard.press("Escape");
+  await page.locator(".litecontextmenu").waitFor({ state: "detached", timeout: 5000 }).catch(() => page.mouse.click(5, 5));
+}
+
+function setWidget(page: Page, id: string, name: string, value: unknown): Promise<void> {
+  return page.evaluate(
+    ([nodeId, widgetName, widgetValue]) => {
+      const node = (window as any).maskflow.nodeByDocumentId(nodeId);
+      const widget = node.widgets.find((w: { name: string }) => w.name === widgetName);
+      widget.value = widgetValue;
+      widget.callback?.(widgetValue);
+      node.setDirtyCanvas(true, true);
+    },
+    [id, name, value] as const,
+  );
+}
+
+/** Every node's box on the canvas (title bar included) and the visible part of the graph, in graph coordinates. */
+function layoutOf(page: Page): Promise<{ boxes: Record<string, [number, number, number, number]>; view: [number, number, number, number] }> {
+  return page.evaluate(() => {
+    const app = (window as any).maskflow;
+    const boxes: Record<string, [number, number, number, number]> = {};
+    for (const node of app.graph._nodes) boxes[String(node.id)] = [node.pos[0], node.pos[1] - 30, node.size[0], node.size[1] + 30];
+    const [left, top] = app.canvas.ds.convertCanvasToOffset([0, 0]);
+    const [right, bottom] = app.canvas.ds.convertCanvasToOffset([app.canvasElement.width, app.canvasElement.height]);
+    return { boxes, view: [left, top, right - left, bottom - top] as [number, number, number, number] };
+  });
+}
+
+const apart = (a: number[], b: number[]) => a[0] + a[2] <= b[0] || b[0] + b[2] <= a[0] || a[1] + a[3] <= b[1] || b[1] + b[3] <= a[1];
+const inside = (box: number[], view: number[]) => box[0] >= view[0] && box[1] >= view[1] && box[0] + box[2] <= view[0] + view[2] && box[1] + box[3] <= view[1] + view[3];
+
+/** A page whose server events are all recorded (listening from before the socket opens). */
+async function openRecording(): Promise<EditorPage & { events: ServerEvent[] }> {
+  const editor = await openEditor(browser, server.url);
+  const events: ServerEvent[] = [];
+  editor.page.on("websocket", (socket) =>
+    socket.on("framereceived", ({ payload }) => {
+      if (typeof payload === "string") events.push(JSON.parse(payload));
+    }),
+  );
+  await editor.page.reload();
+  await editor.page.waitForFunction(() => (window as any).maskflow?.schemas?.length > 0 && (window as any).maskflow.nodes().length > 0, null, { timeout: 15_000 });
+  await editor.page.evaluate(() => (window as any).maskflow.ready);
+  return { ...editor, events };
+}
+
+interface Run {
+  jobId: string;
+  /** The server's events for this job. */
+  events: ServerEvent[];
+  /** The texts painted on the canvas while it ran. */
+  painted: string[];
+  /** The picture Save Image shows, as the page fetched it. */
+  png: Buffer;
+}
+
+/** Presses Queue, waits for the job's end and for Save Image to show its new picture. */
+async function queue(page: Page, events: ServerEvent[]): Promise<Run> {
+  await page.evaluate(() => {
+    (window as any).__paintLog.texts.length = 0;
+  });
+  const shownBefore = await page.evaluate((id) => (window as any).maskflow.nodeView(id).images[0] ?? "", SAVE_IMAGE);
+  const answered = page.waitForResponse((response) => response.request().method() === "POST" && new URL(response.url()).pathname === "/api/prompt");
+  await page.click("#queue-button");
+  const response = await answered;
+  expect(response.status()).toBe(200);
+  const { id: jobId } = (await response.json()) as { id: string };
+  const ended = () => events.find((event) => event.data.jobId === jobId && /^execution_(success|error|interrupted)$/.test(event.type));
+  await expect.poll(() => ended()?.type, { timeout: 120_000, interval: 250 }).toBeDefined();
+  expect(ended(), JSON.stringify(ended())).toMatchObject({ type: "execution_success" });
+  await page.waitForFunction(
+    ([id, before]) => {
+      const view = (window as any).maskflow.nodeView(id);
+      return view.images.length === 1 && view.images[0] !== before && view.loaded === 1;
+    },
+    [SAVE_IMAGE, shownBefore] as const,
+    { timeout: 20_000 },
+  );
+  await redrawCanvas(page);
+  const painted = await paintedTexts(page);
+  const url = await page.evaluate((id) => (window as any).maskflow.nodeView(id).images[0] as string, SAVE_IMAGE);
+  const png = Buffer.from(await (await fetch(new URL(url, server.url))).arrayBuffer());
+  return { jobId, events: events.filter((event) => event.data.jobId === jobId), painted, png };
+}
+
+/** How two pictures of the same size differ: the mean and the largest difference of a channel, in grey levels. */
+async function pixelDifference(a: Buffer, b: Buffer): Promise<{ mean: number; max: number; width: number; height: number }> {
+  const [first, second] = await Promise.all([a, b].map((png) => sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true })));
+  expect([second.info.width, second.info.height]).toEqual([first.info.width, first.info.height]);
+  let sum = 0;
+  let max = 0;
+  for (let i = 0; i < first.data.length; i++) {
+    const difference = Math.abs(first.data[i] - second.data[i]);
+    sum += difference;
+    max = Math.max(max, difference);
+  }
+  return { mean: sum / first.data.length, max, width: first.info.width, height: first.info.height };
+}
+
+const buildProgress = (run: Run) => run.events.filter((event) => event.type === "progress" && BUILD_LABEL.test(event.data.label ?? ""));
+
+describe("Load LoRA in the editor", () => {
+  it("lists the models folder's LoRAs in its combo, and a LoRA added later once the combo is opened again", async () => {
+    const { page, errors, context } = await openEditor(browser, server.url);
+    expect(await page.evaluate(() => (window as any).maskflow.loras.list())).toEqual(LORAS);
+    // Below Load Mask, where the shipped graph leaves the canvas empty.
+    const lora = await addFromSearch(page, "Load LoRA", "LoraLoader", [60, 640]);
+    await redrawCanvas(page);
+    const fresh = nodeOf(await documentOf(page), lora);
+    // A new Load LoRA starts on the first LoRA, at full strength, as ComfyUI's does.
+    expect(fresh.inputs).toMatchObject({ lora: LORAS[0], strength_model: 1, strength_clip: 1, ignore_unmatched: false });
+    expect(await comboEntries(page, lora, "lora")).toEqual(LORAS);
+    await closeMenu(page);
+
+    // A LoRA dropped into the folder while the editor is open: opening the combo offers it, and it can be chosen.
+    await copyFile(loras["kohya-diffusers-locon"], path.join(modelsDir, "loras", ADDED_LATER));
+    try {
+      expect(await comboEntries(page, lora, "lora")).toEqual([ADDED_LATER, ...LORAS].sort());
+      await page.locator(".litecontextmenu .litemenu-entry", { hasText: ADDED_LATER }).click();
+      expect(nodeOf(await documentOf(page), lora).inputs.lora).toBe(ADDED_LATER);
+    } finally {
+      await rm(path.join(modelsDir, "loras", ADDED_LATER));
+    }
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  describe("Load Checkpoint → Load LoRA → Inpaint", () => {
+    let editor: EditorPage & { events: ServerEvent[] };
+    let checkpoint = "";
+    let lora = "";
+    let withLora: Run;
+
+    afterAll(async () => {
+      await editor?.context.close();
+    });
+
+    it("is wired by dragging, queues, and paints another picture than the same graph with the LoRA at strength 0", { timeout: 240_000 }, async () => {
+      editor = await openRecording();
+      const { page, errors, events } = editor;
+      await page.evaluate((doc) => (window as any).maskflow.loadDocument(doc, "lora-chain"), smallInpaint());
+      await redrawCanvas(page);
+      await installPaintProbe(page);
+
+      checkpoint = await addFromSearch(page, "Load Checkpoint", "CheckpointLoader", [40, 620]);
+      lora = await addFromSearch(page, "Load LoRA", "LoraLoader", [420, 620]);
+      // Tidy, as a user would after dropping them: in one row below the shipped graph, clear of each other.
+      await page.evaluate(
+        ([c, l]) => {
+          const app = (window as any).maskflow;
+          app.nodeByDocumentId(c).pos = [40, 620];
+          app.nodeByDocumentId(l).pos = [420, 620];
+        },
+        [checkpoint, lora] as const,
+      );
+      await redrawCanvas(page);
+      await link(page, checkpoint, lora);
+      await link(page, lora, INPAINT);
+
+      // The checkpoint and the LoRA chosen from their combos.
+      await comboEntries(page, checkpoint, "checkpoint");
+      await page.locator(".litecontextmenu .litemenu-entry", { hasText: "tiny.safetensors" }).click();
+      expect(await comboEntries(page, lora, "lora")).toEqual(LORAS);
+      await page.locator(".litecontextmenu .litemenu-entry", { hasText: "kohya-ldm.safetensors" }).click();
+      const doc = await documentOf(page);
+      expect(nodeOf(doc, checkpoint).inputs).toEqual({ checkpoint: "tiny.safetensors" });
+      expect(nodeOf(doc, lora).inputs).toEqual({ model: [checkpoint, "model"], lora: "kohya-ldm.safetensors", strength_model: 1, strength_clip: 1, ignore_unmatched: false });
+      expect(nodeOf(doc, INPAINT).inputs.model).toEqual([lora, "model"]);
+
+      withLora = await queue(page, events);
+      // The first run builds the checkpoint on Load Checkpoint, then the LoRA's UNet and text encoder.
+      const built = new Set(buildProgress(withLora).map((event) => /^building (\w+)/.exec(event.data.label!)?.[1]).filter(Boolean));
+      expect(built).toEqual(new Set(["unet", "vae_encoder", "vae_decoder", "text_encoder"]));
+      expect(withLora.painted.some((text) => /^building unet \d+ %$/.test(text)), "no UNet build was painted").toBe(true);
+
+      // The wired graph after its run: nothing over anything, all in view, the LoRA's name drawn whole.
+      const { boxes, view } = await layoutOf(page);
+      const ids = Object.keys(boxes);
+      for (const [i, a] of ids.entries()) for (const b of ids.slice(i + 1)) expect(apart(boxes[a], boxes[b]), `node ${a} over node ${b}`).toBe(true);
+      for (const [id, box] of Object.entries(boxes)) expect(inside(box, view), `node ${id} out of view`).toBe(true);
+      await page.evaluate(() => {
+        (window as any).__paintLog.texts.length = 0;
+      });
+      await redrawCanvas(page);
+      const drawn = await paintedTexts(page);
+      expect(drawn).toContain("kohya-ldm.safetensors");
+      expect(drawn).toContain("tiny.safetensors");
+      await page.screenshot({ path: WIRING_SHOT });
+      await page.screenshot({ path: path.join(SCREENSHOTS, "lora-chain-wiring.png") });
+
+      // The same graph with the LoRA at strength 0 is the checkpoint alone: another picture.
+      await setWidget(page, lora, "strength_model", 0);
+      await setWidget(page, lora, "strength_clip", 0);
+      const withoutLora = await queue(page, events);
+      const difference = await pixelDifference(withLora.png, withoutLora.png);
+      expect(difference.max, "the LoRA did not change the picture").toBeGreaterThan(20);
+      expect(difference.mean).toBeGreaterThan(0.5);
+      // Back to where the user was.
+      await setWidget(page, lora, "strength_model", 1);
+      await setWidget(page, lora, "strength_clip", 1);
+      expect(errors).toEqual([]);
+    });
+
+    it("changing only strength_model rebuilds the UNet, seen on the nodes, and not the text encoder or the checkpoint's hash", { timeout: 180_000 }, async () => {
+      expect(editor, "the chain was not built").toBeDefined();
+      const { page, errors, events } = editor;
+      await setWidget(page, lora, "strength_model", 0.5);
+      expect(nodeOf(await documentOf(page), lora).inputs).toMatchObject({ strength_model: 0.5, strength_clip: 1 });
+      const run = await queue(page, events);
+
+      // What the user saw on the nodes: the UNet built again, the text encoder not.
+      const painted = run.painted.filter((text) => BUILD_LABEL.test(text));
+      expect(painted.some((text) => /^building unet \d+ %$/.test(text)), `painted: ${painted.join(" | ")}`).toBe(true);
+      expect(painted.filter((text) => text.startsWith("building text_encoder"))).toEqual([]);
+      // Every build event of the job says the same (a label can be too short-lived to be painted).
+      const progress = buildProgress(run);
+      const parts = new Set(progress.map((event) => /^building (\w+)/.exec(event.data.label!)?.[1]).filter(Boolean));
+      expect(parts).toEqual(new Set(["unet"]));
+      // The checkpoint and the LoRA are not read again: their hashes are remembered, so "reading checkpoint" is at
+      // most the memo's one step (0 % or 100 %), never a read in progress.
+      const reading = progress.filter((event) => event.data.label!.startsWith("reading checkpoint"));
+      for (const event of reading) expect(event.data.label).toMatch(/^reading checkpoint (0|100) %$/);
+      for (const text of painted.filter((t) => t.startsWith("reading checkpoint"))) expect(text).toMatch(/^reading checkpoint (0|100) %$/);
+
+      // And the picture changed with the UNet.
+      const difference = await pixelDifference(withLora.png, run.png);
+      expect(difference.max).toBeGreaterThan(0);
+      expect(errors).toEqual([]);
+    });
+  });
+});
