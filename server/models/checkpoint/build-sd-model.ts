@@ -145,9 +145,12 @@ export async function buildSdModel(
       signal: options.signal,
       onProgress: (written) => options.onProgress?.({ part, writtenBytes: before + written, totalBytes }),
     });
-    if (built) rebuilt.push(part);
     before += sizes[index];
-    options.onProgress?.({ part, writtenBytes: before, totalBytes });
+    // A part taken from the part store was not built: no "building <part>" for it (the next part's progress moves on).
+    if (built) {
+      rebuilt.push(part);
+      options.onProgress?.({ part, writtenBytes: before, totalBytes });
+    }
   }
   const { unet, vae, textEncoder } = architecture;
   const inpainting = unet.inChannels === 9;
