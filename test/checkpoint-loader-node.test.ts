@@ -61,6 +61,22 @@ function workflow(checkpoint: string) {
   };
 }
 
+describe("serve --model CHECKPOINT", () => {
+  it("a checkpoint file as the server's model counts as installed, and an unlinked Inpaint builds and uses it", async () => {
+    const tiny = await ensureTinyCheckpoints();
+    const ownModels = await mkdtemp(path.join(os.tmpdir(), "maskflow-serve-checkpoint-"));
+    const own = await createEngines({ modelsDir: ownModels, modelDir: tiny.singleFile, segmind: { apiKey: "", baseUrl: "http://127.0.0.1:9" } });
+    try {
+      expect(own.status().local).toMatchObject({ installed: true });
+      const folder = await own.local.prepare(tiny.singleFile);
+      expect(path.dirname(folder)).toBe(path.join(ownModels, ".built"));
+    } finally {
+      await own.dispose();
+      await rm(ownModels, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("CheckpointLoader → Inpaint from the HTTP API", () => {
   it("builds the checkpoint with progress on the loader's node, then inpaints with it", async () => {
     const { status, body } = await api(server, "POST", "/api/prompt", { workflow: workflow("tiny-inpainting.safetensors"), clientId: "checkpoint-client" });
