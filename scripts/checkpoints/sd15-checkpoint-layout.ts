@@ -1,9 +1,11 @@
 // The layout of an SD 1.x single-file checkpoint, for any SdArchitecture: every tensor's name and shape under
 // diffusers' names (in diffusers' module order), how its random values are drawn, and the diffusers → LDM / A1111
-// names and shapes (as diffusers' old scripts/convert_diffusers_to_original_stable_diffusion.py has them). Shared
+// names and shapes (as diffusers' old scripts/convert_diffusers_to_original_stable_diffusion.py has them; the UNet's
+// through the product's own inverse, server/models/checkpoint/ldm-names.ts). Shared
 // by the tiny test checkpoint (test/fixtures/make-tiny-checkpoint.ts, which holds its tensors in memory) and the
 // full-size one the checkpoint-build bench streams to disk (scripts/checkpoints/write-random-checkpoint.ts).
 import type { SdArchitecture, TextEncoderArchitecture, UnetArchitecture, VaeArchitecture } from "../../server/engines/onnx/graph/architecture.ts";
+import { unetLdmKey } from "../../server/models/checkpoint/ldm-names.ts";
 
 /** runwayml/stable-diffusion-inpainting's architecture (UNet 859.5 M parameters, VAE 83.7 M, CLIP text 123.1 M). */
 export const SD15_INPAINTING_ARCHITECTURE: SdArchitecture = {
@@ -263,47 +265,6 @@ export const LDM_TEXT_PREFIX = "cond_stage_model.transformer.";
 
 export type PrefixTable = ReadonlyArray<readonly [diffusers: string, ldm: string]>;
 
-/** The UNet's block prefixes: LDM numbers input_blocks/output_blocks flat, one entry per resnet(+attention) or resampler. */
-export function unetPrefixTable(unet: UnetArchitecture): PrefixTable {
-  const table: Array<readonly [string, string]> = [
-    ["time_embedding.linear_1.", "time_embed.0."],
-    ["time_embedding.linear_2.", "time_embed.2."],
-    ["conv_in.", "input_blocks.0.0."],
-    ["conv_norm_out.", "out.0."],
-    ["conv_out.", "out.2."],
-    ["mid_block.resnets.0.", "middle_block.0."],
-    ["mid_block.attentions.0.", "middle_block.1."],
-    ["mid_block.resnets.1.", "middle_block.2."],
-  ];
-  const levels = unet.blockOutChannels.length;
-  const layers = unet.layersPerBlock;
-  for (let i = 0; i < levels; i++) {
-    for (let j = 0; j < layers; j++) {
-      const block = 1 + i * (layers + 1) + j;
-      table.push([`down_blocks.${i}.resnets.${j}.`, `input_blocks.${block}.0.`]);
-      if (downHasAttention(i, levels)) table.push([`down_blocks.${i}.attentions.${j}.`, `input_blocks.${block}.1.`]);
-    }
-    if (i < levels - 1) table.push([`down_blocks.${i}.downsamplers.0.conv.`, `input_blocks.${(i + 1) * (layers + 1)}.0.op.`]);
-    for (let j = 0; j <= layers; j++) {
-      const block = i * (layers + 1) + j;
-      table.push([`up_blocks.${i}.resnets.${j}.`, `output_blocks.${block}.0.`]);
-      if (upHasAttention(i)) table.push([`up_blocks.${i}.attentions.${j}.`, `output_blocks.${block}.1.`]);
-    }
-    // The upsampler sits after the level's last resnet, behind its attention when there is one.
-    if (i < levels - 1) table.push([`up_blocks.${i}.upsamplers.0.`, `output_blocks.${i * (layers + 1) + layers}.${upHasAttention(i) ? 2 : 1}.`]);
-  }
-  return table;
-}
-
-const UNET_RESNET_PARTS: PrefixTable = [
-  ["norm1.", "in_layers.0."],
-  ["conv1.", "in_layers.2."],
-  ["norm2.", "out_layers.0."],
-  ["conv2.", "out_layers.3."],
-  ["time_emb_proj.", "emb_layers.1."],
-  ["conv_shortcut.", "skip_connection."],
-];
-
 /** The VAE's prefixes: LDM's decoder `up` is numbered from the lowest resolution, diffusers' up_blocks from the highest. */
 export function vaePrefixTable(vae: VaeArchitecture): PrefixTable {
   const table: Array<readonly [string, string]> = [
@@ -347,10 +308,14 @@ function renamePart(rest: string, parts: PrefixTable): string {
   return rest;
 }
 
-/** The LDM key (without its model.diffusion_model. prefix) of a diffusers UNet tensor. */
+/**
+ * The LDM key (without its model.diffusion_model. prefix) of a diffusers UNet tensor: the product's own diffusers →
+ * LDM inverse (server/models/checkpoint/ldm-names.ts, which kohya LoRAs with LDM names are matched through).
+ */
 export function unetLdmName(name: string, unet: UnetArchitecture): string {
-  const { prefix, ldm, rest } = renamed(name, unetPrefixTable(unet), "unet");
-  return ldm + (prefix.includes(".resnets.") ? renamePart(rest, UNET_RESNET_PARTS) : rest);
+  const key = unetLdmKey(name, unet.layersPerBlock, upHasAttention);
+  if (key === undefined) throw new Error(`unet: ${name} has no LDM name`);
+  return key;
 }
 
 /** The LDM key (without first_stage_model.) of a diffusers VAE tensor. */

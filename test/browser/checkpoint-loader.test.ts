@@ -5,20 +5,32 @@
  * a workflow naming Inpaint's model by text opens with a Load Checkpoint wired in (and runs), and a checkpoint's build
  * shows its progress on the node. Screenshots: /tmp/checkpoint-loader.png (the wiring), /tmp/checkpoint-progress.png.
  */
-import { cp, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { cp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { build } from "vite";
 import type { Browser, Page, WebSocketRoute } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OnnxEngine } from "../../server/engines/onnx/onnx-engine.ts";
 import type { RunningServer } from "../../server/maskflow-server.ts";
-import { ensureTinyCheckpoints } from "../fixtures/make-tiny-checkpoint.ts";
 import { ensureTinyModels } from "../fixtures/make-tiny-models.ts";
-import { startTestServer } from "../helpers/test-server.ts";
-import { type EditorPage, installPaintProbe, launchBrowser, openEditor, paintedTexts, pointInWidget, redrawCanvas } from "./editor-page.ts";
+import { type CheckpointEditor, SCREENSHOTS, type ShippedWorkflow, startCheckpointEditor } from "./checkpoint-editor.ts";
+import {
+  boxesApart,
+  boxInside,
+  closeMenu,
+  comboEntries,
+  documentOf,
+  drag,
+  type EditorPage,
+  installPaintProbe,
+  nodeLayout,
+  nodeOf,
+  openEditor,
+  openEditorRecording,
+  paintedTexts,
+  pointOnSocket,
+  redrawCanvas,
+  type SavedDocument,
+} from "./editor-page.ts";
 
-const SCREENSHOTS = path.resolve("test-results/screenshots");
 const WIRING_SHOT = "/tmp/checkpoint-loader.png";
 const PROGRESS_SHOT = "/tmp/checkpoint-progress.png";
 /** Node ids of workflows/inpaint.json. */
@@ -31,55 +43,29 @@ const ADDED_LOADER = "7";
 /** What GET /api/models/checkpoints lists for the folder below: checkpoint files, then model folders. */
 const LISTED = ["tiny.safetensors", "v1-5-pruned-emaonly.safetensors", "tiny-inpaint"];
 
-interface DocumentNode {
-  id: string;
-  type: string;
-  inputs: Record<string, unknown>;
-}
-interface Document {
-  nodes: DocumentNode[];
-}
-
+let setup: CheckpointEditor | undefined;
 let server: RunningServer;
 let browser: Browser;
-let engine: OnnxEngine;
 let modelsDir = "";
-let shippedInpaint: { nodes: Array<{ id: string; inputs: Record<string, unknown> }> };
-const temporary: string[] = [];
+let shippedInpaint: ShippedWorkflow;
 
 beforeAll(async () => {
-  const clientDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-client-"));
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-data-"));
-  modelsDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-models-"));
-  temporary.push(clientDir, dataDir, modelsDir);
-  const [models, checkpoints] = await Promise.all([
-    ensureTinyModels(),
-    ensureTinyCheckpoints(),
-    build({ root: "client", logLevel: "silent", build: { outDir: clientDir, emptyOutDir: true, sourcemap: false } }),
-  ]);
-  await mkdir(path.join(modelsDir, "checkpoints"));
-  // A real (tiny) SD 1.5 inpainting checkpoint that builds in about a second, and a name that is only listed.
-  await copyFile(checkpoints.singleFile, path.join(modelsDir, "checkpoints", "tiny.safetensors"));
-  await writeFile(path.join(modelsDir, "checkpoints", "v1-5-pruned-emaonly.safetensors"), "only listed, never run");
-  await writeFile(path.join(modelsDir, "checkpoints", "readme.txt"), "not a checkpoint");
-  await cp(models.fp32, path.join(modelsDir, "tiny-inpaint"), { recursive: true });
-  engine = new OnnxEngine({ modelsDir, defaultModelDir: path.join(modelsDir, "tiny-inpaint"), threads: 1 });
-  // No shippedWorkflowsDir: the editor opens the real workflows/inpaint.json first.
-  server = await startTestServer({ clientDir, dataDir, engines: { local: engine } });
-  shippedInpaint = JSON.parse(await readFile(path.resolve("workflows/inpaint.json"), "utf8"));
-  browser = await launchBrowser();
-  await mkdir(SCREENSHOTS, { recursive: true });
+  // Beside tiny.safetensors, a name that is only listed and a file that is no checkpoint; the tiny ONNX model as a
+  // model folder. No shippedWorkflowsDir: the editor opens the real workflows/inpaint.json first.
+  setup = await startCheckpointEditor({
+    defaultModel: "tiny-inpaint",
+    fill: async (dir) => {
+      await writeFile(path.join(dir, "checkpoints", "v1-5-pruned-emaonly.safetensors"), "only listed, never run");
+      await writeFile(path.join(dir, "checkpoints", "readme.txt"), "not a checkpoint");
+      await cp((await ensureTinyModels()).fp32, path.join(dir, "tiny-inpaint"), { recursive: true });
+    },
+  });
+  ({ server, browser, modelsDir, shippedInpaint } = setup);
 }, 180_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  await engine?.release();
-  await Promise.all(temporary.map((dir) => rm(dir, { recursive: true, force: true })));
+  await setup?.close();
 });
-
-const documentOf = (page: Page): Promise<Document> => page.evaluate(() => (window as any).maskflow.toDocument());
-const nodeOf = (doc: Document, id: string): DocumentNode => doc.nodes.find((node) => node.id === id)!;
 
 /** workflows/inpaint.json as it was before the MODEL socket: Inpaint naming its model by text. */
 function oldWorkflow(model: string): unknown {
@@ -97,52 +83,6 @@ async function openWith(document: unknown, page?: Page): Promise<EditorPage> {
   return editor ?? ({ page: target } as EditorPage);
 }
 
-/** Page coordinates of an input (or output) socket of a node, by slot name. */
-function pointOnSocket(page: Page, id: string, side: "input" | "output", name: string): Promise<[number, number]> {
-  return page.evaluate(
-    ([nodeId, which, slotName]) => {
-      const app = (window as any).maskflow;
-      const node = app.nodeByDocumentId(nodeId);
-      const slots: Array<{ name: string }> = which === "input" ? node.inputs : node.outputs;
-      const index = slots.findIndex((slot) => slot.name === slotName);
-      if (index < 0) throw new Error(`node ${nodeId} has no ${which} ${slotName}`);
-      return app.toClient(node.getConnectionPos(which === "input", index));
-    },
-    [id, side, name] as const,
-  );
-}
-
-async function drag(page: Page, from: [number, number], to: [number, number]): Promise<void> {
-  await page.mouse.move(from[0], from[1]);
-  await page.mouse.down();
-  await page.mouse.move(to[0], to[1], { steps: 12 });
-  await page.mouse.up();
-}
-
-/** The entries of the combo menu a click on a node's widget opens (LiteGraph's context menu), then closes it. */
-async function comboEntries(page: Page, nodeId: string, widget: string): Promise<string[]> {
-  const [x, y] = await pointInWidget(page, nodeId, widget);
-  await page.mouse.click(x, y);
-  const entries = page.locator(".litecontextmenu .litemenu-entry");
-  await entries.first().waitFor({ timeout: 10_000 });
-  return entries.allTextContents();
-}
-
-/** Every node's box on the canvas (title bar included) and the visible part of the graph, in graph coordinates. */
-function layoutOf(page: Page): Promise<{ boxes: Record<string, [number, number, number, number]>; view: [number, number, number, number] }> {
-  return page.evaluate(() => {
-    const app = (window as any).maskflow;
-    const boxes: Record<string, [number, number, number, number]> = {};
-    for (const node of app.graph._nodes) boxes[String(node.id)] = [node.pos[0], node.pos[1] - 30, node.size[0], node.size[1] + 30];
-    const [left, top] = app.canvas.ds.convertCanvasToOffset([0, 0]);
-    const [right, bottom] = app.canvas.ds.convertCanvasToOffset([app.canvasElement.width, app.canvasElement.height]);
-    return { boxes, view: [left, top, right - left, bottom - top] as [number, number, number, number] };
-  });
-}
-
-const apart = (a: number[], b: number[]) => a[0] + a[2] <= b[0] || b[0] + b[2] <= a[0] || a[1] + a[3] <= b[1] || b[1] + b[3] <= a[1];
-const inside = (box: number[], view: number[]) => box[0] >= view[0] && box[1] >= view[1] && box[0] + box[2] <= view[0] + view[2] && box[1] + box[3] <= view[1] + view[3];
-
 describe("Load Checkpoint in the editor", () => {
   it("lists the models folder's checkpoints in its combo, asks the server again when opened, and keeps a name it does not list", async () => {
     const { page, errors, context } = await openWith({
@@ -151,8 +91,7 @@ describe("Load Checkpoint in the editor", () => {
     });
     expect(await page.evaluate(() => (window as any).maskflow.checkpoints.list())).toEqual(LISTED);
     expect(await comboEntries(page, "20", "checkpoint")).toEqual(LISTED);
-    await page.keyboard.press("Escape");
-    await page.locator(".litecontextmenu").waitFor({ state: "detached", timeout: 5000 }).catch(() => page.mouse.click(5, 5));
+    await closeMenu(page);
 
     // A checkpoint dropped into the folder while the editor is open: opening the combo offers it.
     await writeFile(path.join(modelsDir, "checkpoints", "added-later.ckpt"), "weights");
@@ -243,11 +182,11 @@ describe("Load Checkpoint in the editor", () => {
     await page.locator(".mf-notice", { hasText: '"tiny-inpaint"' }).waitFor({ timeout: 5000 });
 
     // Placed left of Inpaint, over no other node, and in view.
-    const { boxes, view } = await layoutOf(page);
+    const { boxes, view } = await nodeLayout(page);
     const loader = boxes[ADDED_LOADER];
     expect(loader[0] + loader[2]).toBeLessThan(boxes[INPAINT][0]);
-    for (const [id, box] of Object.entries(boxes)) if (id !== ADDED_LOADER) expect(apart(loader, box), `over node ${id}`).toBe(true);
-    for (const [id, box] of Object.entries(boxes)) expect(inside(box, view), `node ${id} out of view`).toBe(true);
+    for (const [id, box] of Object.entries(boxes)) if (id !== ADDED_LOADER) expect(boxesApart(loader, box), `over node ${id}`).toBe(true);
+    for (const [id, box] of Object.entries(boxes)) expect(boxInside(box, view), `node ${id} out of view`).toBe(true);
     await page.waitForTimeout(300);
     await redrawCanvas(page);
     await page.screenshot({ path: WIRING_SHOT });
@@ -256,7 +195,7 @@ describe("Load Checkpoint in the editor", () => {
     // Queue sends the link, and the server runs it on the model folder the loader names.
     const queued = page.waitForRequest((request) => request.method() === "POST" && new URL(request.url()).pathname === "/api/prompt");
     await page.click("#queue-button");
-    const sent = (await queued).postDataJSON() as { workflow: Document };
+    const sent = (await queued).postDataJSON() as { workflow: SavedDocument };
     expect(nodeOf(sent.workflow, INPAINT).inputs.model).toEqual([ADDED_LOADER, "model"]);
     expect(nodeOf(sent.workflow, ADDED_LOADER)).toMatchObject({ type: "CheckpointLoader", inputs: { checkpoint: "tiny-inpaint" } });
     await page.waitForFunction((id) => (window as any).maskflow.nodeView(id)?.loaded === 1, SAVE_IMAGE, { timeout: 60_000 });
@@ -271,17 +210,7 @@ describe("Load Checkpoint in the editor", () => {
     Object.assign(workflow.nodes.find((node) => node.id === INPAINT)!.inputs, { width: 64, height: 64 });
     Object.assign(workflow.nodes.find((node) => node.id === SCHEDULER)!.inputs, { steps: 2 });
     // The server's events as the page receives them: which node each progress label was for.
-    const editor = await openEditor(browser, server.url);
-    const { page, errors, context } = editor;
-    await page.reload();
-    const events: Array<{ type: string; data: { node?: string; label?: string } }> = [];
-    page.on("websocket", (socket) =>
-      socket.on("framereceived", ({ payload }) => {
-        if (typeof payload === "string") events.push(JSON.parse(payload));
-      }),
-    );
-    await page.waitForFunction(() => (window as any).maskflow?.schemas?.length > 0, null, { timeout: 15_000 });
-    await page.evaluate(() => (window as any).maskflow.ready);
+    const { page, errors, context, events } = await openEditorRecording(browser, server.url);
     await openWith(workflow, page);
     await installPaintProbe(page);
     await page.click("#queue-button");
@@ -306,19 +235,13 @@ describe("Load Checkpoint in the editor", () => {
 
   it("draws a long build label in the title bar clear of the title and inside the node", async () => {
     // The server's events pass through here, so one progress event can be held on screen.
-    const context = await browser.newContext({ viewport: { width: 1400, height: 860 } });
-    await context.route(/^(?!https?:\/\/127\.0\.0\.1|ws:\/\/127\.0\.0\.1|blob:|data:)/, (route) => route.abort());
     let socket: WebSocketRoute | undefined;
-    await context.routeWebSocket(/\/ws/, (ws) => {
-      ws.connectToServer();
-      socket = ws;
-    });
-    const page = await context.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (error) => errors.push(error.message));
-    await page.goto(server.url);
-    await page.waitForFunction(() => (window as any).maskflow?.schemas?.length > 0 && (window as any).maskflow.nodes().length > 0, null, { timeout: 15_000 });
-    await page.evaluate(() => (window as any).maskflow.ready);
+    const { page, errors, context } = await openEditor(browser, server.url, (context) =>
+      context.routeWebSocket(/\/ws/, (ws) => {
+        ws.connectToServer();
+        socket = ws;
+      }),
+    );
     await openWith(oldWorkflow("tiny.safetensors"), page);
     await expect.poll(() => socket !== undefined, { timeout: 10_000 }).toBe(true);
     // Where each text is drawn, in the node's own coordinates.

@@ -14,7 +14,7 @@ import type { Browser, FileChooser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningServer } from "../../server/maskflow-server.ts";
 import { api, startTestServer } from "../helpers/test-server.ts";
-import { type EditorPage, launchBrowser, openEditor as openEditorAt, pointInWidget, redrawCanvas } from "./editor-page.ts";
+import { documentOf, drag, type EditorPage, launchBrowser, openEditor as openEditorAt, pointInWidget, pointOnSocket, redrawCanvas } from "./editor-page.ts";
 
 /** Node ids of the shipped workflow below. */
 const LOAD_IMAGE = "1";
@@ -31,17 +31,6 @@ const SHIPPED_WORKFLOW = {
     { id: GROW_MASK, type: "GrowMask", inputs: { pixels: 5 }, ui: { pos: [420, 330] } },
   ],
 };
-
-interface DocumentNode {
-  id: string;
-  type: string;
-  inputs: Record<string, unknown>;
-  ui?: { pos?: [number, number] };
-}
-interface SavedDocument {
-  nodes: DocumentNode[];
-  ui?: { groups?: Array<{ title: string; bounding: [number, number, number, number] }> };
-}
 
 let server: RunningServer;
 let browser: Browser;
@@ -77,7 +66,6 @@ async function openEditor(): Promise<EditorPage> {
   return editor;
 }
 
-const documentOf = (page: Page): Promise<SavedDocument> => page.evaluate(() => (window as any).maskflow.toDocument());
 const nodeIdsOf = async (page: Page): Promise<string[]> => (await documentOf(page)).nodes.map((node) => node.id);
 
 /** Page coordinates of a node's title bar, a little right of its left edge (clear of the collapse dot). */
@@ -87,21 +75,6 @@ async function pointOnTitle(page: Page, id: string): Promise<[number, number]> {
     const node = app.nodeByDocumentId(nodeId);
     return app.toClient([node.pos[0] + 80, node.pos[1] - 15]);
   }, id);
-}
-
-/** Page coordinates of an input (or output) socket of a node, by slot name. */
-async function pointOnSocket(page: Page, id: string, side: "input" | "output", name: string): Promise<[number, number]> {
-  return page.evaluate(
-    ([nodeId, which, slotName]) => {
-      const app = (window as any).maskflow;
-      const node = app.nodeByDocumentId(nodeId);
-      const slots: Array<{ name: string }> = which === "input" ? node.inputs : node.outputs;
-      const index = slots.findIndex((slot) => slot.name === slotName);
-      if (index < 0) throw new Error(`node ${nodeId} has no ${which} ${slotName}`);
-      return app.toClient(node.getConnectionPos(which === "input", index));
-    },
-    [id, side, name] as const,
-  );
 }
 
 /** A point on the canvas with no node under it (bottom right, away from the shipped graph). */
@@ -136,14 +109,6 @@ async function selectByTitle(page: Page, id: string, modifiers: Array<"Shift"> =
     for (const key of modifiers) await page.keyboard.up(key);
   }
   expect(await isSelected()).toBe(true);
-}
-
-/** Drags with the left button from one page point to another in small steps, as a hand does. */
-async function drag(page: Page, from: [number, number], to: [number, number]): Promise<void> {
-  await page.mouse.move(from[0], from[1]);
-  await page.mouse.down();
-  await page.mouse.move(to[0], to[1], { steps: 12 });
-  await page.mouse.up();
 }
 
 async function inputFilesOnServer(): Promise<string[]> {

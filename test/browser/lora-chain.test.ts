@@ -6,21 +6,33 @@
  * only strength_model rebuilds the UNet (seen on the nodes) and neither the text encoder nor the checkpoint's hash.
  * Screenshot: /tmp/lora-chain.png (the wired graph after its first run).
  */
-import { copyFile, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import os from "node:os";
+import { copyFile, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import sharp from "sharp";
-import { build } from "vite";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OnnxEngine } from "../../server/engines/onnx/onnx-engine.ts";
 import type { RunningServer } from "../../server/maskflow-server.ts";
-import { ensureTinyCheckpoints } from "../fixtures/make-tiny-checkpoint.ts";
 import { ensureTinyLoras, type TinyLoraPaths } from "../fixtures/make-tiny-lora.ts";
-import { startTestServer } from "../helpers/test-server.ts";
-import { type EditorPage, installPaintProbe, launchBrowser, openEditor, paintedTexts, pointInWidget, redrawCanvas } from "./editor-page.ts";
+import { type CheckpointEditor, SCREENSHOTS, type ShippedWorkflow, startCheckpointEditor } from "./checkpoint-editor.ts";
+import {
+  boxesApart,
+  boxInside,
+  closeMenu,
+  comboEntries,
+  documentOf,
+  drag,
+  type EditorPage,
+  installPaintProbe,
+  nodeLayout,
+  nodeOf,
+  openEditor,
+  openEditorRecording,
+  paintedTexts,
+  pointOnSocket,
+  redrawCanvas,
+  type ServerEvent,
+} from "./editor-page.ts";
 
-const SCREENSHOTS = path.resolve("test-results/screenshots");
 const WIRING_SHOT = "/tmp/lora-chain.png";
 /** Node ids of workflows/inpaint.json. */
 const SCHEDULER = "4";
@@ -31,60 +43,29 @@ const LORAS = ["kohya-ldm.safetensors", "peft.safetensors"];
 const ADDED_LATER = "kohya-diffusers-locon.safetensors";
 const BUILD_LABEL = /^(reading checkpoint|building )/;
 
-interface DocumentNode {
-  id: string;
-  type: string;
-  inputs: Record<string, unknown>;
-}
-interface Document {
-  nodes: DocumentNode[];
-}
-interface ServerEvent {
-  type: string;
-  data: { jobId?: string; node?: string; label?: string; value?: number; max?: number; message?: string };
-}
-
+let setup: CheckpointEditor | undefined;
 let server: RunningServer;
 let browser: Browser;
-let engine: OnnxEngine;
 let modelsDir = "";
 let loras: TinyLoraPaths;
-let shippedInpaint: { nodes: Array<{ id: string; inputs: Record<string, unknown> }> };
-const temporary: string[] = [];
+let shippedInpaint: ShippedWorkflow;
 
 beforeAll(async () => {
-  const clientDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-client-"));
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-data-"));
-  modelsDir = await mkdtemp(path.join(os.tmpdir(), "maskflow-models-"));
-  temporary.push(clientDir, dataDir, modelsDir);
-  const [checkpoints, tinyLoras] = await Promise.all([
-    ensureTinyCheckpoints(),
-    ensureTinyLoras(),
-    build({ root: "client", logLevel: "silent", build: { outDir: clientDir, emptyOutDir: true, sourcemap: false } }),
-  ]);
-  loras = tinyLoras;
-  await mkdir(path.join(modelsDir, "checkpoints"));
-  await mkdir(path.join(modelsDir, "loras"));
-  await copyFile(checkpoints.singleFile, path.join(modelsDir, "checkpoints", "tiny.safetensors"));
-  await copyFile(loras["kohya-ldm"], path.join(modelsDir, "loras", "kohya-ldm.safetensors"));
-  await copyFile(loras.peft, path.join(modelsDir, "loras", "peft.safetensors"));
-  // No default model: every run here goes through Load Checkpoint.
-  engine = new OnnxEngine({ modelsDir, threads: 1 });
-  server = await startTestServer({ clientDir, dataDir, engines: { local: engine } });
-  shippedInpaint = JSON.parse(await readFile(path.resolve("workflows/inpaint.json"), "utf8"));
-  browser = await launchBrowser();
-  await mkdir(SCREENSHOTS, { recursive: true });
+  // Two of the tiny LoRAs in loras/; no default model: every run here goes through Load Checkpoint.
+  setup = await startCheckpointEditor({
+    fill: async (dir) => {
+      loras = await ensureTinyLoras();
+      await mkdir(path.join(dir, "loras"));
+      await copyFile(loras["kohya-ldm"], path.join(dir, "loras", "kohya-ldm.safetensors"));
+      await copyFile(loras.peft, path.join(dir, "loras", "peft.safetensors"));
+    },
+  });
+  ({ server, browser, modelsDir, shippedInpaint } = setup);
 }, 180_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  await engine?.release();
-  await Promise.all(temporary.map((dir) => rm(dir, { recursive: true, force: true })));
+  await setup?.close();
 });
-
-const documentOf = (page: Page): Promise<Document> => page.evaluate(() => (window as any).maskflow.toDocument());
-const nodeOf = (doc: Document, id: string): DocumentNode => doc.nodes.find((node) => node.id === id)!;
 
 /** workflows/inpaint.json at a size and step count the tiny checkpoint runs in seconds on a CPU. */
 function smallInpaint(): unknown {
@@ -114,28 +95,6 @@ async function addFromSearch(page: Page, query: string, type: string, at: [numbe
   return page.evaluate((t) => String((window as any).maskflow.nodes().filter((n: { type: string }) => n.type === t).at(-1).id), type);
 }
 
-/** Page coordinates of an input (or output) socket of a node, by slot name. */
-function pointOnSocket(page: Page, id: string, side: "input" | "output", name: string): Promise<[number, number]> {
-  return page.evaluate(
-    ([nodeId, which, slotName]) => {
-      const app = (window as any).maskflow;
-      const node = app.nodeByDocumentId(nodeId);
-      const slots: Array<{ name: string }> = which === "input" ? node.inputs : node.outputs;
-      const index = slots.findIndex((slot) => slot.name === slotName);
-      if (index < 0) throw new Error(`node ${nodeId} has no ${which} ${slotName}`);
-      return app.toClient(node.getConnectionPos(which === "input", index));
-    },
-    [id, side, name] as const,
-  );
-}
-
-async function drag(page: Page, from: [number, number], to: [number, number]): Promise<void> {
-  await page.mouse.move(from[0], from[1]);
-  await page.mouse.down();
-  await page.mouse.move(to[0], to[1], { steps: 12 });
-  await page.mouse.up();
-}
-
 /** Drags a MODEL output onto a MODEL input until the document carries the link (a slow frame can swallow a drag's start). */
 async function link(page: Page, from: string, to: string): Promise<void> {
   const linked = async () => nodeOf(await documentOf(page), to).inputs.model;
@@ -146,20 +105,6 @@ async function link(page: Page, from: string, to: string): Promise<void> {
     await redrawCanvas(page);
   }
   expect(await linked()).toEqual([from, "model"]);
-}
-
-/** The entries of the combo menu a click on a node's widget opens (LiteGraph's context menu), left open. */
-async function comboEntries(page: Page, nodeId: string, widget: string): Promise<string[]> {
-  const [x, y] = await pointInWidget(page, nodeId, widget);
-  await page.mouse.click(x, y);
-  const entries = page.locator(".litecontextmenu .litemenu-entry");
-  await entries.first().waitFor({ timeout: 10_000 });
-  return entries.allTextContents();
-}
-
-async function closeMenu(page: Page): Promise<void> {
-  await page.keyboard.press("Escape");
-  await page.locator(".litecontextmenu").waitFor({ state: "detached", timeout: 5000 }).catch(() => page.mouse.click(5, 5));
 }
 
 function setWidget(page: Page, id: string, name: string, value: unknown): Promise<void> {
@@ -173,36 +118,6 @@ function setWidget(page: Page, id: string, name: string, value: unknown): Promis
     },
     [id, name, value] as const,
   );
-}
-
-/** Every node's box on the canvas (title bar included) and the visible part of the graph, in graph coordinates. */
-function layoutOf(page: Page): Promise<{ boxes: Record<string, [number, number, number, number]>; view: [number, number, number, number] }> {
-  return page.evaluate(() => {
-    const app = (window as any).maskflow;
-    const boxes: Record<string, [number, number, number, number]> = {};
-    for (const node of app.graph._nodes) boxes[String(node.id)] = [node.pos[0], node.pos[1] - 30, node.size[0], node.size[1] + 30];
-    const [left, top] = app.canvas.ds.convertCanvasToOffset([0, 0]);
-    const [right, bottom] = app.canvas.ds.convertCanvasToOffset([app.canvasElement.width, app.canvasElement.height]);
-    return { boxes, view: [left, top, right - left, bottom - top] as [number, number, number, number] };
-  });
-}
-
-const apart = (a: number[], b: number[]) => a[0] + a[2] <= b[0] || b[0] + b[2] <= a[0] || a[1] + a[3] <= b[1] || b[1] + b[3] <= a[1];
-const inside = (box: number[], view: number[]) => box[0] >= view[0] && box[1] >= view[1] && box[0] + box[2] <= view[0] + view[2] && box[1] + box[3] <= view[1] + view[3];
-
-/** A page whose server events are all recorded (listening from before the socket opens). */
-async function openRecording(): Promise<EditorPage & { events: ServerEvent[] }> {
-  const editor = await openEditor(browser, server.url);
-  const events: ServerEvent[] = [];
-  editor.page.on("websocket", (socket) =>
-    socket.on("framereceived", ({ payload }) => {
-      if (typeof payload === "string") events.push(JSON.parse(payload));
-    }),
-  );
-  await editor.page.reload();
-  await editor.page.waitForFunction(() => (window as any).maskflow?.schemas?.length > 0 && (window as any).maskflow.nodes().length > 0, null, { timeout: 15_000 });
-  await editor.page.evaluate(() => (window as any).maskflow.ready);
-  return { ...editor, events };
 }
 
 interface Run {
@@ -304,7 +219,7 @@ describe("Load LoRA in the editor", () => {
     });
 
     it("is wired by dragging from nodes added with the search box, and its job succeeds", { timeout: 240_000 }, async () => {
-      editor = await openRecording();
+      editor = await openEditorRecording(browser, server.url);
       const { page, errors, events } = editor;
       await page.evaluate((doc) => (window as any).maskflow.loadDocument(doc, "lora-chain"), smallInpaint());
       await redrawCanvas(page);
@@ -346,10 +261,10 @@ describe("Load LoRA in the editor", () => {
       expect(withLora.painted.some((text) => /^building unet \d+ %$/.test(text)), "no UNet build was painted").toBe(true);
 
       // The wired graph after its run: nothing over anything, all in view, the file names drawn whole.
-      const { boxes, view } = await layoutOf(page);
+      const { boxes, view } = await nodeLayout(page);
       const ids = Object.keys(boxes);
-      for (const [i, a] of ids.entries()) for (const b of ids.slice(i + 1)) expect(apart(boxes[a], boxes[b]), `node ${a} over node ${b}`).toBe(true);
-      for (const [id, box] of Object.entries(boxes)) expect(inside(box, view), `node ${id} out of view`).toBe(true);
+      for (const [i, a] of ids.entries()) for (const b of ids.slice(i + 1)) expect(boxesApart(boxes[a], boxes[b]), `node ${a} over node ${b}`).toBe(true);
+      for (const [id, box] of Object.entries(boxes)) expect(boxInside(box, view), `node ${id} out of view`).toBe(true);
       await page.evaluate(() => {
         (window as any).__paintLog.texts.length = 0;
       });
