@@ -10,12 +10,18 @@
  *   inpaint DIR [--steps N] [--size PX]     one inpaint through OnnxEngine (DDIM, guidance 7.5, 1 sample)
  *   unet DIR [--side L] [--batch B] [--calls N]   the sessions loaded as the engine loads them, no warm-up, then
  *                                           N UNet calls at L×L latents and batch B
+ *   workflow FILE MODELS_DIR OUT DATA [--model DIR]   `maskflow run FILE [--model DIR] --out OUT --data DATA` with
+ *                                           MASKFLOW_MODELS_DIR=MODELS_DIR, through the CLI's own main(), timed by
+ *                                           hooks on the engine (model asked for, first session opened, model ready)
+ *                                           and on every onnxruntime run (which session, when, output finite)
  */
 import os from "node:os";
+import path from "node:path";
 import { Writable } from "node:stream";
 import { main as maskflowMain } from "../server/cli/main.ts";
 import { OnnxEngine } from "../server/engines/onnx/onnx-engine.ts";
 import { isConversionPhase } from "../server/engines/onnx/fp32-cache.ts";
+import { OnnxSession } from "../server/engines/onnx/onnx-session.ts";
 import { loadSdModel, type SdModel } from "../server/engines/onnx/sd-model.ts";
 import { WARM_UP_PHASE } from "../server/engines/onnx/unet-warm-up.ts";
 import { RssSampler } from "./rss-sampler.ts";
@@ -276,6 +282,142 @@ async function unet(dir: string, side: number, batch: number, calls: number): Pr
   }
 }
 
+interface SessionRun {
+  /** The session's folder: text_encoder, unet, vae_encoder, vae_decoder. */
+  readonly part: string;
+  readonly start: number;
+  readonly end: number;
+  readonly finite: boolean;
+}
+
+/**
+ * `maskflow run` of a workflow file in this process, with the engine's phases timed exactly: the first
+ * OnnxEngine.model() call (the Inpaint node asking for its model) starts the build of a LoRA recipe (none for a
+ * plain folder); the first OnnxSession.create() starts the load of the four sessions; the first UNet run is the
+ * warm-up; model() resolving ends the load; the saved file's path on stdout ends the job (SaveImage has written it).
+ */
+async function workflow(file: string, modelsDir: string, out: string, data: string, model: string | undefined): Promise<Result> {
+  process.env.MASKFLOW_MODELS_DIR = modelsDir;
+  const sampler = new RssSampler(["start", "build", "load", "job", "end"] as const);
+  sampler.enter("start");
+  const marks: { modelAsked?: number; firstSession?: number; ready?: number; saved?: number } = {};
+  const runs: SessionRun[] = [];
+
+  const originalModel = OnnxEngine.prototype.model;
+  OnnxEngine.prototype.model = function (this: OnnxEngine, ...args: Parameters<typeof originalModel>) {
+    if (marks.modelAsked === undefined) {
+      marks.modelAsked = performance.now();
+      sampler.enter("build");
+    }
+    const loading = originalModel.apply(this, args);
+    loading.then(
+      () => {
+        if (marks.ready === undefined) {
+          marks.ready = performance.now();
+          sampler.enter("job");
+        }
+      },
+      () => {},
+    );
+    return loading;
+  };
+  const originalCreate = OnnxSession.create.bind(OnnxSession);
+  OnnxSession.create = async (...args: Parameters<typeof OnnxSession.create>) => {
+    if (marks.firstSession === undefined) {
+      marks.firstSession = performance.now();
+      sampler.enter("load");
+    }
+    return originalCreate(...args);
+  };
+  const originalRun = OnnxSession.prototype.run;
+  OnnxSession.prototype.run = async function (this: OnnxSession, ...args: Parameters<typeof originalRun>) {
+    const start = performance.now();
+    const outputs = await originalRun.apply(this, args);
+    const end = performance.now();
+    const part = path.basename(path.dirname(this.file));
+    let finite = true;
+    for (const tensor of Object.values(outputs)) {
+      for (const v of tensor.data) {
+        if (!Number.isFinite(v)) {
+          finite = false;
+          break;
+        }
+      }
+    }
+    runs.push({ part, start, end, finite });
+    return outputs;
+  };
+
+  // The CLI's progress lines pass through; the first line of each build phase is noted (lines come at most
+  // once a second and at each phase's end, so these are ±1 s).
+  const buildPhaseSeen: Record<string, number> = {};
+  let pending = "";
+  const stderr = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      process.stderr.write(chunk);
+      pending += chunk.toString("utf8");
+      let newline: number;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        const phase = /: reading checkpoint/.test(line) ? "reading" : /: building (\w+)/.exec(line)?.[1];
+        if (phase && !(phase in buildPhaseSeen)) buildPhaseSeen[phase] = performance.now();
+      }
+      done();
+    },
+  });
+  let stdoutText = "";
+  const stdout = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      marks.saved ??= performance.now();
+      stdoutText += chunk.toString("utf8");
+      process.stderr.write(chunk);
+      done();
+    },
+  });
+  const args = ["run", file, "--out", out, "--data", data, ...(model ? ["--model", model] : [])];
+  say(`maskflow ${args.join(" ")} (MASKFLOW_MODELS_DIR=${modelsDir})`);
+  const started = performance.now();
+  const code = await maskflowMain(args, { stdout, stderr });
+  const ended = performance.now();
+  sampler.enter("end");
+  await sampler.stop();
+  OnnxEngine.prototype.model = originalModel;
+  OnnxSession.create = originalCreate;
+  OnnxSession.prototype.run = originalRun;
+  if (code !== 0 || marks.modelAsked === undefined || marks.firstSession === undefined || marks.ready === undefined || marks.saved === undefined) {
+    return { exitCode: code, output: stdoutText.trim(), seconds: seconds(ended - started) };
+  }
+  const { modelAsked, firstSession, ready, saved } = marks;
+  const unet = runs.filter((r) => r.part === "unet");
+  const warmUp = unet.find((r) => r.start >= firstSession && r.end <= ready + 1);
+  const job = runs.filter((r) => r.start >= ready);
+  const jobUnet = job.filter((r) => r.part === "unet").map((r) => seconds(r.end - r.start));
+  const partSeconds = (part: string) => seconds(job.filter((r) => r.part === part).reduce((sum, r) => sum + (r.end - r.start), 0));
+  return {
+    exitCode: code,
+    output: stdoutText.trim(),
+    wholeRunSeconds: seconds(saved - started),
+    beforeModelSeconds: seconds(modelAsked - started),
+    buildSeconds: seconds(firstSession - modelAsked),
+    buildPhaseStartSeconds: Object.fromEntries(Object.entries(buildPhaseSeen).map(([phase, at]) => [phase, seconds(at - modelAsked)])),
+    loadSeconds: seconds((warmUp?.start ?? ready) - firstSession),
+    warmUpSeconds: warmUp ? seconds(ready - warmUp.start) : Number.NaN,
+    jobSeconds: seconds(saved - ready),
+    jobUnetCalls: jobUnet.length,
+    jobUnetSeconds: jobUnet,
+    jobUnetTotalSeconds: jobUnet.reduce((a, b) => a + b, 0),
+    jobUnetMedianSeconds: jobUnet.length ? median(jobUnet) : Number.NaN,
+    textEncoderSeconds: partSeconds("text_encoder"),
+    vaeEncoderSeconds: partSeconds("vae_encoder"),
+    vaeDecoderSeconds: partSeconds("vae_decoder"),
+    unetOutputsFinite: unet.every((r) => r.finite),
+    afterSaveSeconds: seconds(ended - saved),
+    sampledPeakRssBytes: sampler.peaks(),
+    peakRssBytes: peakRss(),
+  };
+}
+
 async function run(argv: readonly string[]): Promise<Result> {
   const [mode, ...args] = argv;
   const loadAverage = os.loadavg().map((v) => v.toFixed(2)).join(" ");
@@ -293,6 +435,11 @@ async function run(argv: readonly string[]): Promise<Result> {
     case "unet":
       result = await unet(args[0], option(args, "--side", 128), option(args, "--batch", 1), option(args, "--calls", 1));
       break;
+    case "workflow": {
+      const at = args.indexOf("--model");
+      result = await workflow(args[0], args[1], args[2], args[3], at >= 0 ? args[at + 1] : undefined);
+      break;
+    }
     default:
       throw new Error(`checkpoint-build child: unknown mode ${mode}`);
   }

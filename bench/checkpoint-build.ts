@@ -1,5 +1,5 @@
 /**
- * `bench checkpoint-build [--f16] [--phases write,import,steps,inpaint,unet1024] [--dir DIR] [--calls N]
+ * `bench checkpoint-build [--f16] [--phases write,import,steps,inpaint,unet1024,lcm] [--dir DIR] [--calls N]
  * [--batch2 N] [--inpaint-steps N] [--compare DIR] [--clean] [--json]`: Maskflow's own ONNX graphs built from a
  * full-size SD 1.5 inpainting checkpoint, measured.
  *
@@ -11,6 +11,13 @@
  *             UNet calls at 64×64 latents (512²): load time, call times, the UNet's GFLOPS
  *   inpaint   one 512² inpaint through OnnxEngine (DDIM, guidance 7.5, --inpaint-steps steps): peak RSS
  *   unet1024  one batch-1 UNet call at 128×128 latents (1024²): time and peak RSS
+ *   lcm       issue 23's side by side (only when named: --phases lcm): a random LoRA of LCM-LoRA's layout
+ *             (scripts/checkpoints/write-random-lora.ts) as <models>/loras/lcm-lora-sdv1-5.safetensors, the
+ *             checkpoint imported as <models>/sd15-inpainting, then `maskflow run workflows/lcm-inpaint.json` and
+ *             `maskflow run workflows/inpaint.json --model <models>/sd15-inpainting`, each at its shipped settings
+ *             in a process of its own: the LoRA-merged build (first time: earlier builds in <models>/.built are
+ *             removed, the content-hash memo kept), the load (four sessions, warm-up) apart, the inpaint after
+ *             load, UNet calls and their time, peak RSS
  *
  * Each measurement runs in a process of its own (bench/checkpoint-build-child.ts), so its peak RSS is its own.
  * --compare DIR runs `steps` on an optimum-layout export too (scripts/real-size/make_real_size_model.py makes
@@ -19,11 +26,15 @@
  * git-ignored) for the next run; --clean deletes them. It runs only when named: `npm run bench` alone skips it.
  */
 import { spawn } from "node:child_process";
-import { mkdir, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeRandomCheckpoint, type CheckpointFloat } from "../scripts/checkpoints/write-random-checkpoint.ts";
+import { writeRandomLcmLora } from "../scripts/checkpoints/write-random-lora.ts";
+import { BUILD_STAMP, readBuildStamp } from "../server/models/checkpoint/build-stamp.ts";
+import { BUILT_MODELS_FOLDER } from "../server/models/checkpoint/built-model-cache.ts";
+import { MEMO_FILE } from "../server/models/checkpoint/checkpoint-content-key.ts";
 
 /** Bump when the written checkpoint's bytes change (the generator or its layout): a cached file is rewritten. */
 const CHECKPOINT_VERSION = 1;
@@ -33,8 +44,15 @@ const REPO = path.dirname(HERE);
 const DEFAULT_DIR = path.join(HERE, ".checkpoint-build");
 const CHILD = path.join(HERE, "checkpoint-build-child.ts");
 const RESULT_PREFIX = "CHECKPOINT_BUILD_RESULT ";
-const PHASES = ["write", "import", "steps", "inpaint", "unet1024"] as const;
+const PHASES = ["write", "import", "steps", "inpaint", "unet1024", "lcm"] as const;
 type Phase = (typeof PHASES)[number];
+/** What runs when --phases is not given: lcm (two whole workflows, about 7 minutes) only when named. */
+const DEFAULT_PHASES: readonly Phase[] = ["write", "import", "steps", "inpaint", "unet1024"];
+/** The names workflows/lcm-inpaint.json's loaders give. */
+const LCM_MODEL_NAME = "sd15-inpainting";
+const LCM_LORA_FILE = "lcm-lora-sdv1-5.safetensors";
+/** The issue's goal for the 4-step inpaint once the model is loaded. */
+const LCM_GOAL_SECONDS = 60;
 /** Free disk the build needs beside the checkpoint: its fp32 graphs (4.27 GB) and some room. */
 const BUILD_BYTES = 4.6e9;
 /** The checkpoint's size. */
@@ -73,7 +91,7 @@ function parseArgs(argv: readonly string[]): Args {
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`checkpoint-build: ${flag} must be a whole number from ${min} to ${max}; got "${text}"`);
     return n;
   };
-  const phaseList = (value("--phases") ?? PHASES.join(",")).split(",").filter(Boolean);
+  const phaseList = (value("--phases") ?? DEFAULT_PHASES.join(",")).split(",").filter(Boolean);
   for (const phase of phaseList) {
     if (!(PHASES as readonly string[]).includes(phase)) throw new Error(`checkpoint-build: --phases takes ${PHASES.join(", ")}; got "${phase}"`);
   }
@@ -182,7 +200,7 @@ export async function benchCheckpointBuild(argv: readonly string[] = process.arg
   const built = path.join(modelsDir, name);
   const phase = (p: Phase) => args.phases.has(p);
 
-  const checkpoint = phase("write") || phase("import") ? await ensureCheckpoint(args.dir, args.float, report) : undefined;
+  const checkpoint = phase("write") || phase("import") || phase("lcm") ? await ensureCheckpoint(args.dir, args.float, report) : undefined;
 
   if (phase("import") && checkpoint) {
     // From scratch: the built folder and the content-keyed cache with its remembered hashes go first.
@@ -264,6 +282,8 @@ export async function benchCheckpointBuild(argv: readonly string[] = process.arg
     report["checkpoint-build: UNet 1024²: peak RSS goal < 8 GB"] = verdict(gb(r.peakRssBytes), 8);
   }
 
+  if (phase("lcm") && checkpoint) await lcmAgainstDdim(checkpoint, modelsDir, args.dir, report);
+
   if (args.compare) {
     process.stderr.write(`checkpoint-build: UNet steps at 512² on the export ${args.compare}\n`);
     stepFigures("checkpoint-build: compared export", await child(["steps", args.compare, "--calls", String(args.calls), "--batch2", String(args.batch2)]));
@@ -272,4 +292,106 @@ export async function benchCheckpointBuild(argv: readonly string[] = process.arg
   }
   report["checkpoint-build: files kept"] = `${args.dir} (remove with --clean)`;
   return report;
+}
+
+/**
+ * Issue 23's figure: workflows/lcm-inpaint.json (LoRA-merged build on first use, LCM, 4 steps, guidance 1) against
+ * workflows/inpaint.json (25 DDIM steps, guidance 7.5) on the same imported model, each through `maskflow run` in a
+ * child process of its own (bench/checkpoint-build-child.ts, mode workflow), one after the other.
+ */
+async function lcmAgainstDdim(checkpoint: string, modelsDir: string, dir: string, report: Record<string, number | string>): Promise<void> {
+  const label = "checkpoint-build: lcm";
+  const cache = path.join(modelsDir, BUILT_MODELS_FOLDER);
+  // First time for the LoRA-merged build: every earlier build in the cache goes, the remembered hashes stay
+  // (as after `maskflow models pull`, which hashed the checkpoint it built).
+  for (const entry of await readdir(cache).catch(() => [] as string[])) {
+    if (entry !== MEMO_FILE) await rm(path.join(cache, entry), { recursive: true, force: true });
+  }
+  const loraFile = path.join(modelsDir, "loras", LCM_LORA_FILE);
+  const loraStarted = performance.now();
+  const lora = await writeRandomLcmLora(loraFile, { seed: SEED });
+  report[`${label}: LoRA`] =
+    `${loraFile}: random, LCM-LoRA's layout (kohya keys in diffusers naming, F16, rank 64, alpha 8): ${lora.modules} UNet modules, ` +
+    `${lora.tensors} tensors, ${lora.values} values, ${lora.bytes} bytes, written in ${((performance.now() - loraStarted) / 1000).toFixed(1)} s`;
+
+  const target = path.join(modelsDir, LCM_MODEL_NAME);
+  const stamp = await readBuildStamp(target);
+  const checkpointTime = (await stat(checkpoint)).mtimeMs;
+  if (stamp && stamp.source === checkpoint && Date.parse(stamp.builtAt) > checkpointTime && (await exists(path.join(target, "model_index.json")))) {
+    report[`${label}: ${LCM_MODEL_NAME}`] = `${target} (imported ${stamp.builtAt}, kept)`;
+  } else {
+    await rm(target, { recursive: true, force: true });
+    const free = await freeBytes(dir);
+    if (free < 2 * BUILD_BYTES) throw new Error(`checkpoint-build: ${gb(free).toFixed(1)} GB free in ${dir}; the import and the LoRA-merged build need ${gb(2 * BUILD_BYTES).toFixed(1)} GB`);
+    process.stderr.write(`checkpoint-build: maskflow models import ${checkpoint} --name ${LCM_MODEL_NAME} --models ${modelsDir}\n`);
+    const r = await child(["import", checkpoint, LCM_MODEL_NAME, modelsDir]);
+    if (r.exitCode !== 0) throw new Error(`checkpoint-build: models import failed (${String(r.exitCode)}); see its output above`);
+    report[`${label}: ${LCM_MODEL_NAME}`] = `${target} (imported now in ${Number(r.seconds).toFixed(1)} s, load average ${String(r.loadAverageAtStart)})`;
+  }
+  const free = await freeBytes(dir);
+  if (free < BUILD_BYTES) throw new Error(`checkpoint-build: ${gb(free).toFixed(1)} GB free in ${dir}; the LoRA-merged build needs ${gb(BUILD_BYTES).toFixed(1)} GB`);
+
+  const out = path.join(dir, "lcm-out");
+  const data = path.join(dir, "lcm-data");
+  const runs: Array<[string, string, string[]]> = [
+    ["LCM 4 steps, guidance 1 (lcm-inpaint.json)", path.join(REPO, "workflows", "lcm-inpaint.json"), []],
+    ["DDIM 25 steps, guidance 7.5 (inpaint.json)", path.join(REPO, "workflows", "inpaint.json"), ["--model", target]],
+  ];
+  const jobs: number[] = [];
+  for (const [name, workflowFile, extra] of runs) {
+    await rm(out, { recursive: true, force: true });
+    process.stderr.write(`checkpoint-build: ${name}: maskflow run ${path.relative(REPO, workflowFile)} ${extra.join(" ")}\n`);
+    const r = await child(["workflow", workflowFile, modelsDir, out, data, ...extra]);
+    if (r.exitCode !== 0 || r.jobSeconds === undefined) throw new Error(`checkpoint-build: ${name} failed (${String(r.exitCode)}); see its output above`);
+    const at = `${label}: ${name}`;
+    const peaks = r.sampledPeakRssBytes as Record<string, number>;
+    const unetSeconds = r.jobUnetSeconds as number[];
+    report[`${at}: load average at start → end`] = `${String(r.loadAverageAtStart)} → ${String(r.loadAverageAtEnd)}`;
+    if (extra.length === 0) {
+      const built = await lcmBuildParts(cache);
+      const phases = Object.entries(r.buildPhaseStartSeconds as Record<string, number>).map(([p, s]) => `${p} from ${s.toFixed(1)} s`).join(", ");
+      report[`${at}: build of the LoRA-merged graphs, first time (s)`] = Number(r.buildSeconds);
+      report[`${at}: build: phases (±1 s, from the progress lines)`] = phases || "none shown";
+      report[`${at}: build: parts built / taken from the part store`] = built;
+    } else {
+      report[`${at}: build`] = `none (${path.relative(dir, target)} is an ONNX folder; ${Number(r.buildSeconds).toFixed(2)} s from asking for the model to opening its first session)`;
+    }
+    report[`${at}: load, four sessions (s)`] = Number(r.loadSeconds);
+    report[`${at}: warm-up call (s)`] = Number(r.warmUpSeconds);
+    report[`${at}: inpaint after load, end to end: text encoder to saved PNG (s)`] = Number(r.jobSeconds);
+    report[`${at}: UNet calls in the inpaint`] = Number(r.jobUnetCalls);
+    report[`${at}: seconds per UNet call, median (mean)`] = `${Number(r.jobUnetMedianSeconds).toFixed(2)} (${(Number(r.jobUnetTotalSeconds) / unetSeconds.length).toFixed(2)})`;
+    report[`${at}: UNet calls, each (s)`] = unetSeconds.map((s) => s.toFixed(2)).join(", ");
+    report[`${at}: UNet / text encoder / VAE encode / VAE decode / the rest (s)`] = [
+      Number(r.jobUnetTotalSeconds),
+      Number(r.textEncoderSeconds),
+      Number(r.vaeEncoderSeconds),
+      Number(r.vaeDecoderSeconds),
+      Number(r.jobSeconds) - Number(r.jobUnetTotalSeconds) - Number(r.textEncoderSeconds) - Number(r.vaeEncoderSeconds) - Number(r.vaeDecoderSeconds),
+    ]
+      .map((s) => s.toFixed(1))
+      .join(" / ");
+    report[`${at}: whole maskflow run to the saved PNG (s)`] = Number(r.wholeRunSeconds);
+    report[`${at}: UNet outputs finite`] = String(r.unetOutputsFinite);
+    report[`${at}: sampled peak RSS, build / load / inpaint (GB)`] = `${gb(peaks.build).toFixed(2)} / ${gb(peaks.load).toFixed(2)} / ${gb(peaks.job).toFixed(2)}`;
+    report[`${at}: peak RSS of the process (GB)`] = gb(r.peakRssBytes);
+    jobs.push(Number(r.jobSeconds));
+  }
+  await rm(out, { recursive: true, force: true });
+  await rm(data, { recursive: true, force: true });
+  report[`${label}: 4-step inpaint after load, goal < ${LCM_GOAL_SECONDS} s`] = verdict(jobs[0], LCM_GOAL_SECONDS);
+  report[`${label}: DDIM inpaint / LCM inpaint, after load`] = `${(jobs[1] / jobs[0]).toFixed(1)}×`;
+}
+
+/** Which parts the LoRA-merged build (the one folder in the cache) built, and which it took from the part store. */
+async function lcmBuildParts(cache: string): Promise<string> {
+  for (const entry of await readdir(cache).catch(() => [] as string[])) {
+    const text = await readFile(path.join(cache, entry, BUILD_STAMP), "utf8").catch(() => undefined);
+    if (text === undefined) continue;
+    const rebuilt = ((JSON.parse(text) as { summary?: { rebuiltParts?: string[] } }).summary?.rebuiltParts ?? []) as string[];
+    const all = ["text_encoder", "unet", "vae_encoder", "vae_decoder"];
+    const reused = all.filter((part) => !rebuilt.includes(part));
+    return `built ${rebuilt.join(", ") || "none"}; from the store ${reused.join(", ") || "none"}`;
+  }
+  return "no build stamp found";
 }

@@ -9,7 +9,8 @@ import { mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { writeFileAtomic } from "../../storage/atomic-write.ts";
 
-const MEMO_FILE = ".content-hashes.json";
+/** The memo's file in the models folder's .built/ (the checkpoint-build bench keeps it when it clears the builds). */
+export const MEMO_FILE = ".content-hashes.json";
 
 interface MemoEntry {
   readonly size: number;
