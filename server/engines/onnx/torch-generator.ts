@@ -39,6 +39,9 @@ const VECTORISED_BLOCK = 16;
 const MAX_RANDN_COUNT = 2 ** 30;
 
 /** Checks and converts a user seed; -1 (the Segmind/diffusers "random" value) picks one. */
+/** A seed's text: 20 digits, a sign and some surrounding spaces at the most. */
+const MAX_SEED_TEXT = 32;
+
 export function parseSeed(value: number | bigint | string): bigint {
   let seed: bigint;
   if (typeof value === "bigint") {
@@ -52,6 +55,11 @@ export function parseSeed(value: number | bigint | string): bigint {
     }
     seed = BigInt(value);
   } else {
+    // 2^64 − 1 has 20 digits. The digit count is checked before BigInt, whose parse is quadratic in the length:
+    // a 10,000,000-digit seed would hold the event loop for seconds before being refused as out of range.
+    if (value.length > MAX_SEED_TEXT) {
+      throw new Error(`seed must be an integer from 0 to ${UINT64_MAX} (or -1 for random), at most 20 digits; got ${value.length.toLocaleString("en-US")} characters`);
+    }
     const text = value.trim();
     if (!/^-?\d+$/.test(text)) {
       throw new Error(`seed must be an integer from 0 to ${UINT64_MAX} (or -1 for random); got "${value}"`);

@@ -92,7 +92,8 @@ const seedField = z
       }
       return parseSeed(value);
     } catch (error) {
-      const why = error instanceof Error && error.message.includes("2^53") ? " (send seeds above 2^53 as a string)" : "";
+      const reason = error instanceof Error ? error.message : "";
+      const why = reason.includes("2^53") ? " (send seeds above 2^53 as a string)" : reason.includes("at most 20 digits") ? " (at most 20 digits)" : "";
       context.issues.push({
         code: "custom",
         input: value,
