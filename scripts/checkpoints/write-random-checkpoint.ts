@@ -8,12 +8,11 @@
 //
 // Usage: node bin/run-ts.js scripts/checkpoints/write-random-checkpoint.ts OUT.safetensors [--f16] [--seed N]
 //   (the full-size SD 1.5 inpainting architecture).
-import { mkdir, open, rename, rm } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { SdArchitecture } from "../../server/engines/onnx/graph/architecture.ts";
 import { toFloat16Bits } from "../../server/engines/onnx/float16.ts";
+import { type StreamedTensor, writeStreamedSafetensors } from "./streamed-safetensors.ts";
 import { elementCount, ldmEntries, type LdmEntry, SD15_INPAINTING_ARCHITECTURE, tensorValues } from "./sd15-checkpoint-layout.ts";
 
 export type CheckpointFloat = "F32" | "F16";
@@ -39,42 +38,19 @@ export interface RandomCheckpointSummary {
   readonly bytes: number;
 }
 
-interface Planned {
-  readonly entry: LdmEntry;
-  readonly dtype: Dtype;
-  readonly begin: number;
-  readonly end: number;
-}
-
-/** The header's tensors in file order, with their byte ranges. */
-function plan(architecture: SdArchitecture, float: CheckpointFloat): { planned: Planned[]; header: Uint8Array } {
+/** The checkpoint's tensors in file order (safetensors': by dtype, then name), each drawn when written. */
+function tensorsOf(architecture: SdArchitecture, float: CheckpointFloat, seed: number): Array<StreamedTensor & { readonly entry: LdmEntry }> {
   const dtypeOf = (entry: LdmEntry): Dtype => (entry.source === "position_ids" ? "I64" : float);
-  const ordered = ldmEntries(architecture).sort(
-    (a, b) => DTYPE_RANK[dtypeOf(a)] - DTYPE_RANK[dtypeOf(b)] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
-  );
-  const header: Record<string, unknown> = {};
-  const planned: Planned[] = [];
-  let offset = 0;
-  for (const entry of ordered) {
-    if (entry.name in header) throw new Error(`write-random-checkpoint: ${entry.name} twice`);
-    const dtype = dtypeOf(entry);
-    const length = elementCount(entry.shape) * BYTES[dtype];
-    header[entry.name] = { dtype, shape: [...entry.shape], data_offsets: [offset, offset + length] };
-    planned.push({ entry, dtype, begin: offset, end: offset + length });
-    offset += length;
-  }
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const text = new TextEncoder().encode(json);
-  const bytes = new Uint8Array(8 + text.length);
-  new DataView(bytes.buffer).setBigUint64(0, BigInt(text.length), true);
-  bytes.set(text, 8);
-  return { planned, header: bytes };
+  return ldmEntries(architecture)
+    .sort((a, b) => DTYPE_RANK[dtypeOf(a)] - DTYPE_RANK[dtypeOf(b)] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map((entry) => {
+      const dtype = dtypeOf(entry);
+      return { entry, name: entry.name, dtype, shape: entry.shape, byteLength: elementCount(entry.shape) * BYTES[dtype], bytes: () => tensorBytes(entry, dtype, seed) };
+    });
 }
 
 /** One tensor's little-endian bytes. */
-function tensorBytes(item: Planned, seed: number): Uint8Array {
-  const { entry, dtype } = item;
+function tensorBytes(entry: LdmEntry, dtype: Dtype, seed: number): Uint8Array {
   if (entry.source === "position_ids") {
     return new Uint8Array(BigInt64Array.from({ length: elementCount(entry.shape) }, (_, i) => BigInt(i)).buffer);
   }
@@ -90,40 +66,10 @@ function tensorBytes(item: Planned, seed: number): Uint8Array {
  * half file under the name). The same options give the same bytes.
  */
 export async function writeRandomCheckpoint(file: string, options: RandomCheckpointOptions = {}): Promise<RandomCheckpointSummary> {
-  if (os.endianness() !== "LE") throw new Error("write-random-checkpoint: needs a little-endian host");
-  const architecture = options.architecture ?? SD15_INPAINTING_ARCHITECTURE;
-  const seed = options.seed ?? 1505;
-  const { planned, header } = plan(architecture, options.float ?? "F32");
-  const totalBytes = planned.length ? planned[planned.length - 1].end : 0;
-  await mkdir(path.dirname(file), { recursive: true });
-  const temporary = `${file}.partial-${process.pid}`;
-  const handle = await open(temporary, "w");
-  try {
-    await writeAll(handle, header);
-    let parameters = 0;
-    for (const item of planned) {
-      const bytes = tensorBytes(item, seed);
-      if (bytes.length !== item.end - item.begin) throw new Error(`write-random-checkpoint: ${item.entry.name} is ${bytes.length} bytes, planned ${item.end - item.begin}`);
-      await writeAll(handle, bytes);
-      if (item.entry.source === "random") parameters += elementCount(item.entry.shape);
-      options.onProgress?.(item.end, totalBytes);
-    }
-    await handle.close();
-    await rename(temporary, file);
-    return { file, tensors: planned.length, parameters, bytes: header.length + totalBytes };
-  } catch (error) {
-    await handle.close().catch(() => {});
-    await rm(temporary, { force: true });
-    throw error;
-  }
-}
-
-async function writeAll(handle: Awaited<ReturnType<typeof open>>, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done);
-    done += bytesWritten;
-  }
+  const tensors = tensorsOf(options.architecture ?? SD15_INPAINTING_ARCHITECTURE, options.float ?? "F32", options.seed ?? 1505);
+  const bytes = await writeStreamedSafetensors(file, tensors, { onProgress: options.onProgress });
+  const parameters = tensors.reduce((sum, { entry }) => sum + (entry.source === "random" ? elementCount(entry.shape) : 0), 0);
+  return { file, tensors: tensors.length, parameters, bytes };
 }
 
 async function main(argv: readonly string[]): Promise<void> {

@@ -14,12 +14,11 @@
 // file's alpha was not checked here (it sets the merge's scale, not its work).
 //
 // Usage: node bin/run-ts.js scripts/checkpoints/write-random-lora.ts OUT.safetensors [--seed N]
-import { mkdir, open, rename, rm } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { UnetArchitecture } from "../../server/engines/onnx/graph/architecture.ts";
 import { toFloat16Bits } from "../../server/engines/onnx/float16.ts";
+import { safetensorsHeader, type StreamedTensor, writeStreamedSafetensors } from "./streamed-safetensors.ts";
 import { elementCount, SD15_INPAINTING_ARCHITECTURE, tensorValues, unetSpecs } from "./sd15-checkpoint-layout.ts";
 
 export const LCM_LORA_RANK = 64;
@@ -58,15 +57,6 @@ export function lcmLoraModules(unet: UnetArchitecture = SD15_INPAINTING_ARCHITEC
     });
 }
 
-interface Planned {
-  readonly name: string;
-  readonly shape: readonly number[];
-  /** Float values, drawn when the tensor is written. */
-  readonly values: () => Float32Array;
-  readonly begin: number;
-  readonly end: number;
-}
-
 export interface RandomLoraSummary {
   readonly file: string;
   readonly modules: number;
@@ -82,79 +72,47 @@ export interface RandomLoraOptions {
   readonly onProgress?: (writtenBytes: number, totalBytes: number) => void;
 }
 
-/** The header and the tensors in file order (safetensors': by dtype, all F16 here, then by name). */
-function plan(modules: readonly LoraModuleLayout[], seed: number): { planned: Planned[]; header: Uint8Array } {
-  const tensors: Array<Omit<Planned, "begin" | "end">> = [];
+/** The LoRA's tensors in file order (safetensors': by dtype, all F16 here, then by name), each drawn when written. */
+function tensorsOf(modules: readonly LoraModuleLayout[], seed: number): StreamedTensor[] {
+  const tensors: StreamedTensor[] = [];
+  const f16 = (name: string, shape: readonly number[], values: () => Float32Array): StreamedTensor => ({
+    name,
+    dtype: "F16",
+    shape,
+    byteLength: elementCount(shape) * 2,
+    bytes: () => {
+      const floats = values();
+      const half = new Uint16Array(floats.length);
+      for (let i = 0; i < floats.length; i++) half[i] = toFloat16Bits(floats[i]);
+      return new Uint8Array(half.buffer);
+    },
+  });
   for (const module of modules) {
     const draw = (role: string, shape: readonly number[], bound: number) => () =>
       tensorValues("unet", { name: `${module.key}.${role}`, shape, init: { kind: "uniform", bound } }, seed);
-    tensors.push({ name: `${module.key}.alpha`, shape: [], values: () => Float32Array.of(LCM_LORA_ALPHA) });
-    tensors.push({ name: `${module.key}.lora_down.weight`, shape: module.down, values: draw("lora_down", module.down, 1 / Math.sqrt(module.fanIn)) });
-    tensors.push({ name: `${module.key}.lora_up.weight`, shape: module.up, values: draw("lora_up", module.up, UP_BOUND) });
+    tensors.push(f16(`${module.key}.alpha`, [], () => Float32Array.of(LCM_LORA_ALPHA)));
+    tensors.push(f16(`${module.key}.lora_down.weight`, module.down, draw("lora_down", module.down, 1 / Math.sqrt(module.fanIn))));
+    tensors.push(f16(`${module.key}.lora_up.weight`, module.up, draw("lora_up", module.up, UP_BOUND)));
   }
-  tensors.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  // torch's safetensors.torch.save_file writes {"format": "pt"} as the metadata, first.
-  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
-  const planned: Planned[] = [];
-  let offset = 0;
-  for (const tensor of tensors) {
-    const length = elementCount(tensor.shape) * 2;
-    header[tensor.name] = { dtype: "F16", shape: [...tensor.shape], data_offsets: [offset, offset + length] };
-    planned.push({ ...tensor, begin: offset, end: offset + length });
-    offset += length;
-  }
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const text = new TextEncoder().encode(json);
-  const bytes = new Uint8Array(8 + text.length);
-  new DataView(bytes.buffer).setBigUint64(0, BigInt(text.length), true);
-  bytes.set(text, 8);
-  return { planned, header: bytes };
+  return tensors.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
+
+/** torch's safetensors.torch.save_file writes {"format": "pt"} as the metadata. */
+const METADATA = { format: "pt" };
 
 /** The size of the file writeRandomLcmLora writes (header included), worked out without drawing a value. */
 export function randomLcmLoraBytes(unet?: UnetArchitecture): number {
-  const { planned, header } = plan(lcmLoraModules(unet), 0);
-  return header.length + (planned.length ? planned[planned.length - 1].end : 0);
+  const { header, dataBytes } = safetensorsHeader(tensorsOf(lcmLoraModules(unet), 0), METADATA);
+  return header.length + dataBytes;
 }
 
 /** Writes the LoRA to `file` through a temporary file renamed into place. The same options give the same bytes. */
 export async function writeRandomLcmLora(file: string, options: RandomLoraOptions = {}): Promise<RandomLoraSummary> {
-  if (os.endianness() !== "LE") throw new Error("write-random-lora: needs a little-endian host");
   const modules = lcmLoraModules(options.unet);
-  const { planned, header } = plan(modules, options.seed ?? 1505);
-  const totalBytes = planned.length ? planned[planned.length - 1].end : 0;
-  await mkdir(path.dirname(file), { recursive: true });
-  const temporary = `${file}.partial-${process.pid}`;
-  const handle = await open(temporary, "w");
-  try {
-    await writeAll(handle, header);
-    let values = 0;
-    for (const item of planned) {
-      const floats = item.values();
-      const half = new Uint16Array(floats.length);
-      for (let i = 0; i < floats.length; i++) half[i] = toFloat16Bits(floats[i]);
-      if (half.byteLength !== item.end - item.begin) throw new Error(`write-random-lora: ${item.name} is ${half.byteLength} bytes, planned ${item.end - item.begin}`);
-      await writeAll(handle, new Uint8Array(half.buffer));
-      values += floats.length;
-      options.onProgress?.(item.end, totalBytes);
-    }
-    await handle.close();
-    await rename(temporary, file);
-    return { file, modules: modules.length, tensors: planned.length, values, bytes: header.length + totalBytes };
-  } catch (error) {
-    await handle.close().catch(() => {});
-    await rm(temporary, { force: true });
-    throw error;
-  }
-}
-
-async function writeAll(handle: Awaited<ReturnType<typeof open>>, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done);
-    done += bytesWritten;
-  }
+  const tensors = tensorsOf(modules, options.seed ?? 1505);
+  const bytes = await writeStreamedSafetensors(file, tensors, { metadata: METADATA, onProgress: options.onProgress });
+  const values = tensors.reduce((sum, tensor) => sum + elementCount(tensor.shape), 0);
+  return { file, modules: modules.length, tensors: tensors.length, values, bytes };
 }
 
 async function main(argv: readonly string[]): Promise<void> {
