@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runBuildJob } from "../server/models/checkpoint/build-job.ts";
+import { buildCheckpoint } from "../server/models/checkpoint/built-model-cache.ts";
 import type { LoraUse } from "../server/models/checkpoint/model-recipe.ts";
 import { writeSafetensors } from "./fixtures/checkpoint-writers.ts";
 import { ensureTinyCheckpoints, type TinyCheckpointPaths } from "./fixtures/make-tiny-checkpoint.ts";
@@ -49,6 +50,13 @@ describe("LoRA builds", () => {
     const again = await build([lora(loras["kohya-ldm"], 0.5, 0.25)]);
     expect(again.built).toBe(false);
     expect(again.dir).toBe(clipOnly.dir);
+  });
+
+  it("two builds of one checkpoint asked for at once with other LoRA strengths are two builds, not one shared", async () => {
+    const ask = (strength: number) => buildCheckpoint({ source: tiny.singleFile, cacheRoot, loras: [lora(loras.peft, strength, strength)] });
+    const [half, full] = await Promise.all([ask(0.5), ask(1)]);
+    expect(half.dir).not.toBe(full.dir);
+    expect((await bytesOf(half.dir, "unet")).equals(await bytesOf(full.dir, "unet"))).toBe(false);
   });
 
   it("strength 0 on both gives the model without the LoRA, to the byte", async () => {

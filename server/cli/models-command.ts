@@ -15,7 +15,7 @@ import type { CliIo } from "./cli-io.ts";
 import type { LoraUse } from "../models/checkpoint/model-recipe.ts";
 import { parseLoraOption } from "./lora-option.ts";
 import { inpaintingMergeMultiplierProblem } from "../models/checkpoint/inpainting-merge.ts";
-import { BUILT_MODELS_FOLDER, buildCheckpoint, type BuildJobProgress, describeBuildProgress } from "../models/checkpoint/built-model-cache.ts";
+import { BUILT_MODELS_FOLDER, CHECKPOINT_FILE_PATTERN, buildCheckpoint, type BuildJobProgress, describeBuildProgress } from "../models/checkpoint/built-model-cache.ts";
 
 const USAGE = [
   "usage: maskflow models pull [REPO|HELPER|LORA] [--revision REV] [--name NAME] [--models DIR]",
@@ -226,7 +226,7 @@ async function importCheckpoint(args: string[], io: CliIo, env: NodeJS.ProcessEn
     return 2;
   }
   const source = path.resolve(cwd, positionals[0]);
-  const name = values.name ?? path.basename(source).replace(/\.(safetensors|ckpt|pt|pth|bin)$/i, "").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "");
+  const name = values.name ?? path.basename(source).replace(CHECKPOINT_FILE_PATTERN, "").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "");
   if (!isSafeModelName(name)) {
     io.stderr.write(`maskflow models import: invalid --name "${name}" (letters, digits, . _ - only)\n`);
     return 2;

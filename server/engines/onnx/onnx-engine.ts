@@ -10,7 +10,7 @@ import { type Fp16OnCpu, FP16_ON_CPU_VARIABLE, parseFp16OnCpu } from "./fp32-cac
 import { type DeviceName, ModelLoadError, type SessionTuning } from "./onnx-session.ts";
 import { type GuidanceCalls, loadSdModel, MODEL_PARTS, type ResidentSessions, type SdModel } from "./sd-model.ts";
 import { WARM_UP_PHASE, warmUpUnet } from "./unet-warm-up.ts";
-import { BUILT_MODELS_FOLDER, buildCheckpoint, describeBuildProgress, isCheckpointSource } from "../../models/checkpoint/built-model-cache.ts";
+import { BUILT_MODELS_FOLDER, CHECKPOINT_FILE_PATTERN, buildCheckpoint, describeBuildProgress, isCheckpointSource } from "../../models/checkpoint/built-model-cache.ts";
 import { resolveModelsDir } from "../../models/models-folder.ts";
 import { readBuildStamp } from "../../models/checkpoint/build-stamp.ts";
 import { type LoraUse, type ModelRecipe, plainRecipe, recipeKey } from "../../models/checkpoint/model-recipe.ts";
@@ -230,7 +230,7 @@ export class OnnxEngine implements LocalInpaintEngine {
   status(): { summary: string; defaultModelDir: string; installed: boolean; device: DeviceName; loaded: string[] } {
     const installed =
       existsSync(path.join(this.defaultModelDir, "model_index.json")) ||
-      (/\.(safetensors|ckpt|pt|pth|bin)$/i.test(this.defaultModelDir) && existsSync(this.defaultModelDir));
+      (CHECKPOINT_FILE_PATTERN.test(this.defaultModelDir) && existsSync(this.defaultModelDir));
     return {
       summary: installed
         ? `local ONNX model at ${this.defaultModelDir} (device ${this.device})`

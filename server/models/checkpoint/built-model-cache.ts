@@ -2,12 +2,16 @@
  * The main thread's door to checkpoint builds: runs a build job on its own worker thread and answers with
  * the model folder to open. The same checkpoint asked for twice at once is built once.
  */
-import { Worker } from "node:worker_threads";
+import { access, stat } from "node:fs/promises";
 import path from "node:path";
+import { Worker } from "node:worker_threads";
 import { CheckpointError } from "./checkpoint-tensor.ts";
 import type { BuildJobProgress, BuildJobRequest, BuildJobResult } from "./build-job.ts";
 
 export type { BuildJobProgress, BuildJobResult } from "./build-job.ts";
+
+/** The file names a checkpoint comes under (torch writes .ckpt, .pt, .pth and diffusers' .bin alike). */
+export const CHECKPOINT_FILE_PATTERN = /\.(safetensors|ckpt|pt|pth|bin)$/i;
 
 /** Where content-keyed builds live inside a models folder. */
 export const BUILT_MODELS_FOLDER = ".built";
@@ -25,7 +29,8 @@ export function buildCheckpoint(
 ): Promise<BuildJobResult> {
   // A build cancelled before it started: no worker to start, nothing to clean.
   if (options.signal?.aborted) return Promise.reject(options.signal.reason);
-  const id = JSON.stringify([path.resolve(request.source), path.resolve(request.cacheRoot), request.target ? path.resolve(request.target) : null]);
+  // The whole request: the same checkpoint with other LoRAs, strengths or a merge is another build.
+  const id = JSON.stringify({ ...request, source: path.resolve(request.source), cacheRoot: path.resolve(request.cacheRoot), target: request.target && path.resolve(request.target) });
   let entry = running.get(id);
   if (!entry) {
     const listeners = new Set<(progress: BuildJobProgress) => void>();
@@ -78,10 +83,9 @@ export function isBuildPhase(label: string): boolean {
 
 /** A checkpoint, rather than an ONNX model folder: a weights file, or a diffusers folder without model.onnx files. */
 export async function isCheckpointSource(source: string): Promise<boolean> {
-  const { stat, access } = await import("node:fs/promises");
   try {
     const info = await stat(source);
-    if (info.isFile()) return /\.(safetensors|ckpt|pt|pth|bin)$/i.test(source);
+    if (info.isFile()) return CHECKPOINT_FILE_PATTERN.test(source);
     if (!info.isDirectory()) return false;
     try {
       await access(path.join(source, "unet", "model.onnx"));
