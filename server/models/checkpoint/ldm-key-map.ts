@@ -33,13 +33,18 @@ export function mapLdmKey(key: string, layout: LdmLayout): MappedKey | undefined
   if (key.startsWith(LDM_VAE_PREFIX)) {
     const name = mapVaeKey(key.slice(LDM_VAE_PREFIX.length), layout.vaeLevels);
     if (name === undefined) return undefined;
-    return { part: "vae", name, squeezeConvToLinear: /\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$/.test(name) };
+    return { part: "vae", name, squeezeConvToLinear: isVaeAttentionLinear(name) };
   }
   if (key.startsWith(LDM_CLIP_PREFIX)) {
     const name = mapClipKey(key.slice(LDM_CLIP_PREFIX.length));
     return name === undefined ? undefined : { part: "text_encoder", name, squeezeConvToLinear: false };
   }
   return undefined;
+}
+
+/** A VAE mid-block attention projection: a Linear in diffusers, stored as a 1×1 convolution by LDM and older diffusers. */
+export function isVaeAttentionLinear(name: string): boolean {
+  return /\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$/.test(name);
 }
 
 const UNET_FIXED: Readonly<Record<string, string>> = {

@@ -7,8 +7,9 @@ import { readFile, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { SdArchitecture } from "../../engines/onnx/graph/architecture.ts";
 import { checkpointKindOf } from "./checkpoint-kind.ts";
+import { countIndexed } from "./count-indexed.ts";
 import { CheckpointError, type CheckpointFile, type CheckpointTensor } from "./checkpoint-tensor.ts";
-import { LDM_UNET_PREFIX, LDM_VAE_PREFIX, mapLdmKey, type ModelPart } from "./ldm-key-map.ts";
+import { isVaeAttentionLinear, LDM_UNET_PREFIX, LDM_VAE_PREFIX, mapLdmKey, type ModelPart } from "./ldm-key-map.ts";
 import { openCheckpoint } from "./open-checkpoint.ts";
 import { PartWeights } from "./part-weights.ts";
 import { detectArchitecture } from "./sd-architecture-detection.ts";
@@ -80,16 +81,6 @@ function unetLayersPerBlockOf(keys: readonly string[]): number {
   return Math.max(1, countIndexed(keys, prefix) - 1);
 }
 
-function countIndexed(keys: readonly string[], prefix: string): number {
-  const seen = new Set<number>();
-  for (const key of keys) {
-    if (key.startsWith(prefix)) seen.add(Number(key.slice(prefix.length).split(".")[0]));
-  }
-  let count = 0;
-  while (seen.has(count)) count++;
-  return count;
-}
-
 /** The weight files diffusers writes for a component, best first (fp32 before fp16, safetensors before pickles). */
 const COMPONENT_FILES: Readonly<Record<ModelPart, readonly string[]>> = {
   unet: ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin"],
@@ -146,7 +137,7 @@ function addDiffusersTensor(weights: PartWeights, part: ModelPart, key: string, 
       ? name.replace(/\.attentions\.0\.query\./, ".attentions.0.to_q.").replace(/\.attentions\.0\.key\./, ".attentions.0.to_k.")
           .replace(/\.attentions\.0\.value\./, ".attentions.0.to_v.").replace(/\.attentions\.0\.proj_attn\./, ".attentions.0.to_out.0.")
       : name;
-  const squeeze = part === "vae" && /\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$/.test(renamed) && tensor.shape.length === 4;
+  const squeeze = part === "vae" && isVaeAttentionLinear(renamed) && tensor.shape.length === 4;
   weights.add(renamed, tensor, squeeze ? [tensor.shape[0], tensor.shape[1]] : tensor.shape);
 }
 

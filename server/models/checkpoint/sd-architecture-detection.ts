@@ -4,6 +4,7 @@
  * of the same family builds as well as SD 1.5 itself.
  */
 import type { SdArchitecture, TextEncoderArchitecture, UnetArchitecture, VaeArchitecture } from "../../engines/onnx/graph/architecture.ts";
+import { countIndexed } from "./count-indexed.ts";
 import { CheckpointError } from "./checkpoint-tensor.ts";
 import type { PartWeights } from "./part-weights.ts";
 import { SD1_FAMILY } from "./sd1-family.ts";
@@ -12,19 +13,6 @@ function required(weights: PartWeights, name: string, what: string): readonly nu
   const shape = weights.shape(name);
   if (!shape) throw new CheckpointError(weights.file, `${what}: the weight ${name} is missing, so this is not a complete SD 1.x model`);
   return shape;
-}
-
-/** How many consecutive indices `prefix<i>.` exist among the names, from 0. */
-function countIndexed(names: readonly string[], prefix: string): number {
-  const seen = new Set<number>();
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const index = Number(name.slice(prefix.length).split(".")[0]);
-    if (Number.isInteger(index)) seen.add(index);
-  }
-  let count = 0;
-  while (seen.has(count)) count++;
-  return count;
 }
 
 export function detectUnet(weights: PartWeights): UnetArchitecture {
