@@ -44,28 +44,34 @@ function option(args: readonly string[], flag: string, fallback: number): number
   return value;
 }
 
-/** `maskflow models import`, through the CLI's main() with a stderr that also notes when each phase starts. */
-async function importCheckpoint(source: string, name: string, modelsDir: string): Promise<Result> {
-  const sampler = new RssSampler(["reading", "text_encoder", "unet", "vae_encoder", "vae_decoder"] as const);
-  const started = performance.now();
-  const phaseStarts: Record<string, number> = {};
+/** A stderr for the CLI's main(): passes everything through and hands each whole line to `onLine`. */
+function passLines(onLine: (line: string) => void): Writable {
   let pending = "";
-  const stderr = new Writable({
+  return new Writable({
     write(chunk: Buffer, _encoding, done) {
       process.stderr.write(chunk);
       pending += chunk.toString("utf8");
       let newline: number;
       while ((newline = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, newline);
+        onLine(pending.slice(0, newline));
         pending = pending.slice(newline + 1);
-        const phase = /^reading checkpoint/.test(line) ? "reading" : /^building (\w+)/.exec(line)?.[1];
-        if (phase && !(phase in phaseStarts)) {
-          phaseStarts[phase] = performance.now();
-          if (phase === "reading" || phase === "text_encoder" || phase === "unet" || phase === "vae_encoder" || phase === "vae_decoder") sampler.enter(phase);
-        }
       }
       done();
     },
+  });
+}
+
+/** `maskflow models import`, through the CLI's main() with a stderr that also notes when each phase starts. */
+async function importCheckpoint(source: string, name: string, modelsDir: string): Promise<Result> {
+  const sampler = new RssSampler(["reading", "text_encoder", "unet", "vae_encoder", "vae_decoder"] as const);
+  const started = performance.now();
+  const phaseStarts: Record<string, number> = {};
+  const stderr = passLines((line) => {
+    const phase = /^reading checkpoint/.test(line) ? "reading" : /^building (\w+)/.exec(line)?.[1];
+    if (phase && !(phase in phaseStarts)) {
+      phaseStarts[phase] = performance.now();
+      if (phase === "reading" || phase === "text_encoder" || phase === "unet" || phase === "vae_encoder" || phase === "vae_decoder") sampler.enter(phase);
+    }
   });
   sampler.enter("reading");
   let stdoutText = "";
@@ -351,20 +357,9 @@ async function workflow(file: string, modelsDir: string, out: string, data: stri
   // The CLI's progress lines pass through; the first line of each build phase is noted (lines come at most
   // once a second and at each phase's end, so these are ±1 s).
   const buildPhaseSeen: Record<string, number> = {};
-  let pending = "";
-  const stderr = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      process.stderr.write(chunk);
-      pending += chunk.toString("utf8");
-      let newline: number;
-      while ((newline = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        const phase = /: reading checkpoint/.test(line) ? "reading" : /: building (\w+)/.exec(line)?.[1];
-        if (phase && !(phase in buildPhaseSeen)) buildPhaseSeen[phase] = performance.now();
-      }
-      done();
-    },
+  const stderr = passLines((line) => {
+    const phase = /: reading checkpoint/.test(line) ? "reading" : /: building (\w+)/.exec(line)?.[1];
+    if (phase && !(phase in buildPhaseSeen)) buildPhaseSeen[phase] = performance.now();
   });
   let stdoutText = "";
   const stdout = new Writable({
